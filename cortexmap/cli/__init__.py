@@ -1,0 +1,53 @@
+"""Command-line front: a thin typer layer over the Python API.
+
+Each area registers its commands from its own module (``register(app, run_app)``) so the
+CLI stays a list of small files.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from cortexmap.errors import CortexmapError
+
+app = typer.Typer(
+    name="cortexmap",
+    help="In-silico neurophysiology: experiments on deep networks and RSA mapping to brains.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+run_app = typer.Typer(help="Run one of the published analyses.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+
+# Modules under cortexmap.cli that define ``register(app, run_app)``.
+_AREAS = ["core"]
+
+for _area in _AREAS:
+    importlib.import_module(f"cortexmap.cli.{_area}").register(app, run_app)
+
+err_console = Console(stderr=True)
+
+
+def main() -> None:
+    """Entry point: run the app and turn input errors into a one-line message and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except CortexmapError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as exc:
+        sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic output, provenance, validation, progress."""
