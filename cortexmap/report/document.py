@@ -1,0 +1,202 @@
+"""Report, Section and Finding: the building blocks every analysis adds its results to."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from cortexmap.utils.io import write_text
+from cortexmap.utils.provenance import package_versions
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("cortexmap.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+)
+
+
+@dataclass
+class Finding:
+    """A published claim and whether this run reproduced it, with the numbers that say so."""
+
+    claim: str
+    reproduced: bool
+    numbers: str
+    analysis: str = ""
+
+
+@dataclass
+class _Block:
+    kind: str  # "text" | "figure" | "table"
+    html: str
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
+
+
+def _paragraphs(text: str) -> str:
+    """Plain text to HTML paragraphs; blank lines separate paragraphs, `code` spans kept."""
+    parts = [p.strip() for p in text.strip().split("\n\n") if p.strip()]
+    out = []
+    for p in parts:
+        esc = html.escape(p)
+        esc = re.sub(r"`([^`]+)`", r"<code>\1</code>", esc)
+        esc = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", esc)
+        out.append(f"<p>{esc}</p>")
+    return "\n".join(out)
+
+
+@dataclass
+class Section:
+    """A titled part of the report; blocks appear in the order they are added."""
+
+    title: str
+    intro: str = ""
+    blocks: list[_Block] = field(default_factory=list)
+    subsections: list[Section] = field(default_factory=list)
+
+    @property
+    def anchor(self) -> str:
+        return _slug(self.title)
+
+    def text(self, text: str) -> Section:
+        self.blocks.append(_Block("text", _paragraphs(text)))
+        return self
+
+    def figure(self, fig: Any, caption: str, dpi: int = 110) -> Section:
+        """Embed a matplotlib figure (closed afterwards) with a caption saying what it shows."""
+        import matplotlib.pyplot as plt
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        plt.close(fig)
+        data = base64.b64encode(buf.getvalue()).decode("ascii")
+        alt = html.escape(caption.split(".")[0])
+        self.blocks.append(_Block(
+            "figure",
+            f'<figure><img src="data:image/png;base64,{data}" alt="{alt}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>",
+        ))
+        return self
+
+    def image(self, png_bytes: bytes, caption: str) -> Section:
+        """Embed an already rendered PNG (e.g. a synthesized stimulus)."""
+        data = base64.b64encode(png_bytes).decode("ascii")
+        self.blocks.append(_Block(
+            "figure",
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption[:60])}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>",
+        ))
+        return self
+
+    def table(
+        self, df: pd.DataFrame, caption: str, max_rows: int = 50, float_format: str = "{:.3g}"
+    ) -> Section:
+        shown = df.head(max_rows)
+        body = shown.to_html(
+            index=False, border=0, classes="data",
+            float_format=lambda v: float_format.format(v), na_rep="–",
+        )
+        more = (
+            f"<p class='more'>{len(df) - max_rows} more rows in the table files.</p>"
+            if len(df) > max_rows else ""
+        )
+        self.blocks.append(_Block(
+            "table",
+            f"<div class='table'><p class='caption'>{html.escape(caption)}</p>{body}{more}</div>",
+        ))
+        return self
+
+    def brain(self, img: Any, caption: str, threshold: float | None = None,
+              title: str | None = None) -> Section:
+        """Embed a statistical brain map as a glass brain beside orthogonal slices."""
+        import matplotlib.pyplot as plt
+        from nilearn import plotting
+
+        fig, axes = plt.subplots(1, 2, figsize=(12, 3.2))
+        plotting.plot_glass_brain(
+            img, axes=axes[0], threshold=threshold, colorbar=True, plot_abs=False, title=title,
+        )
+        plotting.plot_stat_map(
+            img, axes=axes[1], threshold=threshold, display_mode="ortho", colorbar=True,
+            draw_cross=False,
+        )
+        return self.figure(fig, caption)
+
+    def subsection(self, title: str, intro: str = "") -> Section:
+        sub = Section(title=title, intro=intro)
+        self.subsections.append(sub)
+        return sub
+
+
+class Report:
+    """An HTML report: a summary of findings, then one section per analysis.
+
+    Example::
+
+        report = Report("Layer RDMs on the bundled images")
+        sec = report.section("RDMs", "Correlation-distance RDMs of each layer.")
+        sec.figure(fig, "RDM of each layer; rows and columns are the 14 images.")
+        report.write("runs/demo/report.html")
+    """
+
+    def __init__(self, title: str, subtitle: str = "") -> None:
+        self.title = title
+        self.subtitle = subtitle
+        self.sections: list[Section] = []
+        self.finding_list: list[Finding] = []
+        self.provenance: dict[str, Any] | None = None
+
+    def section(self, title: str, intro: str = "") -> Section:
+        sec = Section(title=title, intro=intro)
+        self.sections.append(sec)
+        return sec
+
+    def findings(self, findings: list[Finding]) -> Report:
+        self.finding_list.extend(findings)
+        return self
+
+    def render(self) -> str:
+        anchors: set[str] = set()
+        for sec in self._all_sections():
+            base, n = sec.anchor, 1
+            anchor = base
+            while anchor in anchors:
+                n += 1
+                anchor = f"{base}-{n}"
+            anchors.add(anchor)
+            sec._anchor_html = anchor  # type: ignore[attr-defined]
+        template = _TEMPLATES.get_template("report.html.j2")
+        return template.render(
+            title=self.title,
+            subtitle=self.subtitle,
+            sections=self.sections,
+            findings=self.finding_list,
+            intro_html=_paragraphs,
+            created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            versions=package_versions(),
+            provenance=self.provenance,
+        )
+
+    def _all_sections(self) -> list[Section]:
+        out: list[Section] = []
+        stack = list(reversed(self.sections))
+        while stack:
+            sec = stack.pop()
+            out.append(sec)
+            stack.extend(reversed(sec.subsections))
+        return out
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Render and write the report atomically; returns the path."""
+        return write_text(path, self.render())
