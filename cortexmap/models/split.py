@@ -1,0 +1,87 @@
+"""Split a network at a layer: ``head`` (input -> layer output), ``tail`` (layer output -> output).
+
+Probes that perturb one layer many times (unit ablation, kernel lesions) compute ``head`` once,
+cache its output, and run only ``tail`` per perturbation. The split is done on the torch.fx graph
+(traced with torchvision's ``NodePathTracer`` so layer names are the ones users already know from
+``create_feature_extractor``), which works for branching networks (Inception, ResNet) as long as
+the layer is a cut point: nothing after it reads an earlier value.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import fx, nn
+from torchvision.models.feature_extraction import NodePathTracer
+
+from cortexmap.errors import CortexmapError
+
+
+def _layer_node(graph: fx.Graph, qualnames: dict[fx.Node, str], layer: str) -> fx.Node:
+    """The node whose value is the output of ``layer`` (the last node inside that module)."""
+    target = None
+    for node in graph.nodes:
+        q = qualnames.get(node, "")
+        if q == layer or q.startswith(layer + "."):
+            target = node
+    if target is None:
+        valid = sorted({q.split(".")[0] for q in qualnames.values() if q and q != "x"})
+        raise CortexmapError(
+            f"Layer {layer!r} is not in the model's graph; valid top-level names include: "
+            f"{', '.join(valid)} (see `cortexmap layers MODEL` for all names)."
+        )
+    return target
+
+
+def split_at(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModule]:
+    """Return ``(head, tail)`` with ``tail(head(x))`` equal to ``model(x)``.
+
+    head: (n, C, H, W) images -> output of ``layer`` (e.g. (n, K, h, w)).
+    tail: output of ``layer`` -> model output (e.g. logits (n, n_classes)).
+    Both share the model's parameters (no copies of weights) and are put in eval mode.
+    """
+    tracer = NodePathTracer()
+    try:
+        graph = tracer.trace(model)
+    except Exception as exc:  # fx cannot trace data-dependent control flow
+        raise CortexmapError(
+            f"Cannot trace {type(model).__name__} with torch.fx ({exc}); split_at needs a "
+            "traceable model (torchvision, timm and zoo models are)."
+        ) from exc
+    qualnames = dict(tracer.node_to_qualname)
+
+    head = fx.GraphModule(model, copy.deepcopy(graph))
+    pairs = zip(graph.nodes, head.graph.nodes, strict=True)
+    head_names = {h: qualnames.get(g, "") for g, h in pairs}
+    head_target = _layer_node(head.graph, head_names, layer)
+    output = next(n for n in head.graph.nodes if n.op == "output")
+    output.args = (head_target,)
+    head.graph.eliminate_dead_code()
+    head.recompile()
+
+    tail = fx.GraphModule(model, graph)
+    graph = tail.graph
+    target = _layer_node(graph, qualnames, layer)
+    inputs = [n for n in graph.nodes if n.op == "placeholder"]
+    with graph.inserting_before(inputs[0]):
+        activation = graph.placeholder("activation")
+    target.replace_all_uses_with(activation)
+    graph.eliminate_dead_code()
+    still_used = [n for n in inputs if n.users]
+    if still_used:
+        raise CortexmapError(
+            f"Layer {layer!r} is not a cut point of the network: later layers still read values "
+            "computed before it (a skip connection around it). Choose a layer at a block "
+            "boundary, e.g. a whole residual block such as 'layer2' instead of 'layer2.0.conv1'."
+        )
+    for node in inputs:
+        graph.erase_node(node)
+    tail.recompile()
+    return head.eval(), tail.eval()
+
+
+@torch.no_grad()
+def layer_output(head: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Run ``head`` over ``images`` in batches and concatenate: the cache ablations reuse."""
+    return torch.cat([head(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
