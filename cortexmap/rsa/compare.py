@@ -1,0 +1,277 @@
+"""Comparing RDMs: Pearson, Spearman, Kendall tau-a, cosine (and rho-a), all-pairs matrices.
+
+Every method returns the full (n_a, n_b) matrix and equals ``rsatoolbox.rdm.compare`` on the same
+vectors. Speed comes from working on whole stacks at once: ranks of all vectors are computed
+with one vectorized sort, Pearson/Spearman/cosine are one matrix product, and Kendall tau-a sorts
+the reference once and counts discordant pairs per vector with an O(n log n) Fenwick-tree count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from cortexmap.errors import CortexmapError
+from cortexmap.rsa.rdm import RDMs
+
+METHODS = ("pearson", "spearman", "kendall_tau_a", "cosine", "rho_a")
+_ALIASES = {
+    "corr": "pearson", "correlation": "pearson", "pearson": "pearson",
+    "spearman": "spearman", "rho": "spearman",
+    "kendall_tau_a": "kendall_tau_a", "tau-a": "kendall_tau_a", "tau_a": "kendall_tau_a",
+    "kendall": "kendall_tau_a",
+    "cosine": "cosine", "rho_a": "rho_a", "rho-a": "rho_a",
+}
+
+try:  # scipy's compiled discordant-pair counter (the one scipy.stats.kendalltau and rsatoolbox use)
+    from scipy.stats._stats import _kendall_dis as _scipy_kendall_dis
+except ImportError:  # pragma: no cover - private scipy API; fall back to the numpy counter
+    _scipy_kendall_dis = None
+
+
+def canonical_method(method: str) -> str:
+    """Map a method name or alias (rsatoolbox names "corr", "tau-a", ...) to its canonical name."""
+    try:
+        return _ALIASES[method]
+    except KeyError:
+        raise CortexmapError(
+            f"Unknown comparison method {method!r}; choose one of {', '.join(METHODS)}."
+        ) from None
+
+
+def as_vectors(x: RDMs | np.ndarray | Sequence, name: str = "RDMs") -> np.ndarray:
+    """(n_sets, n_pairs) float64 vectors from RDMs, rsatoolbox RDMs, or a 1-D/2-D array."""
+    if isinstance(x, RDMs):
+        return x.vectors
+    if hasattr(x, "get_vectors") and hasattr(x, "dissimilarity_measure"):  # rsatoolbox RDMs
+        return np.asarray(x.get_vectors(), dtype=np.float64)
+    try:
+        v = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise CortexmapError(f"{name} must be RDMs or a numeric array of RDM vectors.") from exc
+    if v.ndim == 1:
+        v = v[None, :]
+    if v.ndim != 2:
+        raise CortexmapError(
+            f"{name} must be RDMs or an array of upper-triangle vectors (n_sets, n_pairs); got "
+            f"shape {v.shape}. Convert square matrices with RDMs.from_matrices."
+        )
+    if np.isinf(v).any():
+        raise CortexmapError(f"{name} contains infinite dissimilarities; remove them.")
+    return v
+
+
+def _n_conditions(x) -> int | None:
+    return x.n_conditions if isinstance(x, RDMs) else getattr(x, "n_cond", None)
+
+
+def _parse_pair(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of a and b with the NaN entries (missing pairs) dropped, as rsatoolbox does."""
+    na, nb = _n_conditions(a), _n_conditions(b)
+    va, vb = as_vectors(a, "rdms_a"), as_vectors(b, "rdms_b")
+    if na is not None and nb is not None and na != nb:
+        raise CortexmapError(
+            f"rdms_a has {na} conditions but rdms_b has {nb}; both must describe the same "
+            "stimuli in the same order."
+        )
+    if va.shape[1] != vb.shape[1]:
+        raise CortexmapError(
+            f"rdms_a vectors have {va.shape[1]} entries but rdms_b vectors have {vb.shape[1]}; "
+            "both must describe the same stimuli (same number of conditions)."
+        )
+    nan_a, nan_b = np.isnan(va).any(0), np.isnan(vb).any(0)
+    if nan_a.any() or nan_b.any():
+        if not np.array_equal(nan_a, nan_b):
+            raise CortexmapError(
+                "rdms_a and rdms_b have missing (NaN) dissimilarities at different pairs; use "
+                "RDMs with the same missing pairs."
+            )
+        keep = ~nan_a
+        va, vb = va[:, keep], vb[:, keep]
+    if va.shape[1] < 2:
+        raise CortexmapError("RDMs have fewer than 2 valid dissimilarities; nothing to compare.")
+    return va, vb
+
+
+# ----------------------------------------------------------------------------------------------
+# Ranks
+# ----------------------------------------------------------------------------------------------
+def rank_rows(v: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ties share their mean rank) of each row; = scipy ``rankdata``.
+
+    One vectorized sort for all rows; shape (k, n) -> (k, n) float64.
+    """
+    v = np.atleast_2d(v)
+    k, n = v.shape
+    order = np.argsort(v, axis=1, kind="stable")
+    s = np.take_along_axis(v, order, axis=1)
+    idx = np.broadcast_to(np.arange(n), (k, n))
+    new = np.ones((k, n), dtype=bool)
+    new[:, 1:] = s[:, 1:] != s[:, :-1]
+    start = np.maximum.accumulate(np.where(new, idx, 0), axis=1)
+    last = np.ones((k, n), dtype=bool)
+    last[:, :-1] = new[:, 1:]
+    end = np.minimum.accumulate(np.where(last, idx, n)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty((k, n))
+    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=1)
+    return ranks
+
+
+def _dense_ranks_sorted(s: np.ndarray) -> np.ndarray:
+    """Dense 1-based ranks of rows that are already sorted (ties -> same rank)."""
+    new = np.ones(s.shape, dtype=np.intp)
+    new[:, 1:] = s[:, 1:] != s[:, :-1]
+    return np.cumsum(new, axis=1, dtype=np.intp)
+
+
+def _tie_pairs_sorted(s: np.ndarray) -> np.ndarray:
+    """Per row of a sorted array: number of tied pairs, sum over tie groups of c (c - 1) / 2."""
+    k, n = s.shape
+    boundary = np.ones((k, n + 1), dtype=bool)
+    boundary[:, 1:n] = s[:, 1:] != s[:, :-1]
+    rows, cols = np.nonzero(boundary)
+    # consecutive boundaries in the same row delimit one group
+    cnt = np.diff(cols).astype(np.int64)
+    same_row = rows[1:] == rows[:-1]
+    cnt, grp_row = cnt[same_row], rows[:-1][same_row]
+    return np.bincount(grp_row, weights=cnt * (cnt - 1) // 2, minlength=k).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Kendall tau-a
+# ----------------------------------------------------------------------------------------------
+def _discordant_numpy(x_dense: np.ndarray, y_rank: np.ndarray) -> np.ndarray:
+    """Discordant pairs per row, exact, pure numpy (bottom-up merge sort across all rows).
+
+    Rows of ``x_dense`` are sorted (ties allowed); counts pairs i < j with x_i < x_j and
+    y_i > y_j. Pairs tied in x are not discordant: sorting each x tie group by y first makes
+    them non-inversions, so the count equals the strict inversions of the y sequence.
+    """
+    k, n = y_rank.shape
+    m = int(y_rank.max()) + 2
+    key = x_dense.astype(np.int64) * m + y_rank
+    y = (np.sort(key, axis=1) % m).astype(np.int64)  # y in (x, y) lexicographic order
+    size = 1 << int(np.ceil(np.log2(max(n, 2))))
+    pad = np.full((k, size), m, dtype=np.int64)  # larger than any y and placed last: no inversions
+    pad[:, :n] = y
+    y = pad
+    dis = np.zeros(k, dtype=np.int64)
+    width = 1
+    while width < size:
+        blocks = y.reshape(k, size // (2 * width), 2 * width)
+        is_right = np.zeros(2 * width, dtype=np.int64)
+        is_right[width:] = 1
+        # ties between the halves are not inversions: left elements sort first among equals
+        merged = np.sort(blocks * 2 + is_right, axis=2)
+        right = merged & 1
+        left_seen = np.cumsum(1 - right, axis=2)
+        dis += ((width - left_seen) * right).sum(axis=(1, 2))
+        y = (merged >> 1).reshape(k, size)
+        width *= 2
+    return dis
+
+
+def _discordant_scipy(x_dense: np.ndarray, y_rank: np.ndarray, n_threads: int) -> np.ndarray:
+    xs = np.ascontiguousarray(x_dense, dtype=np.intp)
+    ys = np.ascontiguousarray(y_rank, dtype=np.intp)
+
+    def one(i: int) -> int:
+        return int(_scipy_kendall_dis(xs[i], ys[i]))
+
+    if n_threads > 1 and len(xs) > 64:  # the compiled counter releases the GIL
+        with ThreadPoolExecutor(n_threads) as pool:
+            return np.fromiter(pool.map(one, range(len(xs))), dtype=np.int64, count=len(xs))
+    return np.fromiter((one(i) for i in range(len(xs))), dtype=np.int64, count=len(xs))
+
+
+def tau_a_one_reference(
+    vectors: np.ndarray, reference: np.ndarray, backend: str = "auto", n_threads: int = 2
+) -> np.ndarray:
+    """Kendall tau-a of every row of ``vectors`` (k, n) with ``reference`` (n,), exact with ties.
+
+    tau_a = (n_concordant - n_discordant) / (n (n - 1) / 2)
+          = (tot - x_ties - y_ties + joint_ties - 2 discordant) / tot.
+    The reference is sorted once; each row is sorted once (vectorized); discordant pairs are
+    counted in O(n log n) per row. backend: "auto"/"scipy" (compiled counter, threaded) or
+    "numpy" (vectorized merge sort, no private scipy API).
+    """
+    k, n = vectors.shape
+    tot = n * (n - 1) // 2
+    ref_order = np.argsort(reference, kind="stable")
+    ref_sorted = reference[ref_order]
+    ref_rank_sorted = _dense_ranks_sorted(ref_sorted[None, :])[0]
+    y_ties = _tie_pairs_sorted(ref_sorted[None, :])[0]
+    y_rank = np.empty(n, dtype=np.intp)
+    y_rank[ref_order] = ref_rank_sorted  # dense rank of every reference entry, 1-based
+
+    order = np.argsort(vectors, axis=1, kind="stable")
+    xs = np.take_along_axis(vectors, order, axis=1)
+    x_dense = _dense_ranks_sorted(xs)
+    x_ties = _tie_pairs_sorted(xs)
+    ys = y_rank[order]  # reference ranks in each row's x order
+    joint = _tie_pairs_sorted(np.sort(x_dense.astype(np.int64) * (n + 2) + ys, axis=1))
+    if backend == "numpy" or (backend == "auto" and _scipy_kendall_dis is None):
+        dis = _discordant_numpy(x_dense, ys)
+    elif backend in ("auto", "scipy"):
+        if _scipy_kendall_dis is None:
+            raise CortexmapError("backend='scipy' needs scipy.stats._stats._kendall_dis.")
+        dis = _discordant_scipy(x_dense, ys, n_threads)
+    else:
+        raise CortexmapError(f"Unknown backend {backend!r}; use 'auto', 'scipy' or 'numpy'.")
+    tau = (tot - x_ties - y_ties + joint - 2 * dis) / tot
+    return np.clip(tau, -1.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------
+def _cosine_matrix(va: np.ndarray, vb: np.ndarray) -> np.ndarray:
+    na = np.sqrt(np.einsum("ij,ij->i", va, va))
+    nb = np.sqrt(np.einsum("ij,ij->i", vb, vb))
+    # rsatoolbox convention: a zero-length vector has similarity 0 with everything
+    na_safe, nb_safe = np.where(na > 0, na, 1.0), np.where(nb > 0, nb, 1.0)
+    sim = (va @ vb.T) / na_safe[:, None] / nb_safe[None, :]
+    sim[na == 0, :] = 0.0
+    sim[:, nb == 0] = 0.0
+    return sim
+
+
+def compare(
+    rdms_a: RDMs | np.ndarray,
+    rdms_b: RDMs | np.ndarray,
+    method: str = "spearman",
+    n_threads: int = 2,
+) -> np.ndarray:
+    """Similarity of every RDM in ``rdms_a`` with every RDM in ``rdms_b``.
+
+    Args:
+        rdms_a, rdms_b: :class:`RDMs`, rsatoolbox RDMs, or arrays of upper-triangle vectors
+            (n_pairs,) / (n_sets, n_pairs). NaN entries (missing pairs) are dropped when both
+            sides miss the same pairs, as in rsatoolbox.
+        method: "pearson" (rsatoolbox "corr"), "spearman", "kendall_tau_a" ("tau-a"),
+            "cosine", or "rho_a" (Spearman without tie correction, rsatoolbox "rho-a").
+        n_threads: threads for Kendall tau-a counting.
+
+    Returns:
+        (len(rdms_a), len(rdms_b)) float64 matrix.
+    """
+    method = canonical_method(method)
+    va, vb = _parse_pair(rdms_a, rdms_b)
+    if method == "cosine":
+        return _cosine_matrix(va, vb)
+    if method == "pearson":
+        return _cosine_matrix(va - va.mean(1, keepdims=True), vb - vb.mean(1, keepdims=True))
+    if method in ("spearman", "rho_a"):
+        ra, rb = rank_rows(va), rank_rows(vb)
+        ra -= ra.mean(1, keepdims=True)
+        rb -= rb.mean(1, keepdims=True)
+        if method == "spearman":
+            return _cosine_matrix(ra, rb)
+        n = ra.shape[1]
+        return ra @ rb.T * (12.0 / (n**3 - n))
+    # Kendall tau-a: loop over the smaller side as the shared reference (tau-a is symmetric).
+    if len(vb) <= len(va):
+        return np.stack([tau_a_one_reference(va, ref, n_threads=n_threads) for ref in vb], axis=1)
+    return np.stack([tau_a_one_reference(vb, ref, n_threads=n_threads) for ref in va], axis=0)
