@@ -1,0 +1,1 @@
+"""Universal dimensions across networks and their brain alignment (Chen & Bonner)."""

@@ -1,0 +1,84 @@
+"""Cross-validated ridge regression in closed form, for many targets at once.
+
+Universality needs every network's dimensions predicted from every other network: networks² ×
+dimensions regressions. All targets predicted from one source share the source's SVD, so one
+decomposition per (source, fold) serves every target and every regularization strength; the
+strength is chosen per target by leave-one-out error on the training fold (closed form from the
+same SVD), never by looking at the test fold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import KFold
+
+from cortexmap.errors import CortexmapError
+
+DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-2, 7))
+
+
+def make_folds(n_samples: int, n_folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled K-fold splits of ``n_samples`` images, deterministic from ``seed``."""
+    if n_folds < 2:
+        raise CortexmapError(f"n_folds must be at least 2 for cross-validation; got {n_folds}.")
+    if n_samples < n_folds:
+        raise CortexmapError(
+            f"There are {n_samples} images but {n_folds} cross-validation folds; use at least as "
+            "many images as folds (ideally 10x more) or fewer folds."
+        )
+    return list(KFold(n_folds, shuffle=True, random_state=seed).split(np.arange(n_samples)))
+
+
+def _fold_predictions(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, alphas: np.ndarray
+) -> np.ndarray:
+    """Test-set predictions (n_test, n_targets) with a leave-one-out-chosen alpha per target."""
+    x_mean, y_mean = x_train.mean(0), y_train.mean(0)
+    xc, yc = x_train - x_mean, y_train - y_mean
+    u, s, vt = np.linalg.svd(xc, full_matrices=False)
+    uty = u.T @ yc  # (k, t): the only contact with the targets, shared by all alphas
+    s2 = s**2
+    best_err = np.full(y_train.shape[1], np.inf)
+    best_coef = np.zeros((len(s), y_train.shape[1]))
+    for alpha in alphas:
+        shrink = s2 / (s2 + alpha)
+        fitted = u @ (shrink[:, None] * uty)
+        hat_diag = (u**2) @ shrink + 1.0 / len(xc)  # + intercept leverage
+        loo = ((yc - fitted) / (1.0 - hat_diag)[:, None]) ** 2
+        err = loo.mean(0)
+        better = err < best_err
+        best_err[better] = err[better]
+        best_coef[:, better] = ((s / (s2 + alpha))[:, None] * uty)[:, better]
+    return (x_test - x_mean) @ vt.T @ best_coef + y_mean
+
+
+def ridge_cv_predict(
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS,
+) -> np.ndarray:
+    """Out-of-fold ridge predictions of every column of ``y`` from ``x``.
+
+    x: (n_samples, n_features) source responses; y: (n_samples, n_targets).
+    Returns (n_samples, n_targets): each row predicted by the model fit without its fold.
+    """
+    if len(x) != len(y):
+        raise CortexmapError(
+            f"Source has {len(x)} images but targets have {len(y)}; both must be responses to the "
+            "same images in the same order."
+        )
+    alphas_arr = np.asarray(alphas, dtype=float)
+    pred = np.empty_like(y, dtype=float)
+    for train, test in folds:
+        pred[test] = _fold_predictions(x[train], y[train], x[test], alphas_arr)
+    return pred
+
+
+def column_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r between matching columns of ``a`` and ``b`` (both (n, t)) -> (t,)."""
+    ac, bc = a - a.mean(0), b - b.mean(0)
+    denom = np.sqrt((ac**2).sum(0) * (bc**2).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (ac * bc).sum(0) / denom
+    return np.nan_to_num(r)
