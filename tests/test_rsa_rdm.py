@@ -154,7 +154,8 @@ def test_crossnobis_needs_runs(rng):
     with pytest.raises(CortexmapError, match="at least 2 runs"):
         compute_rdms(obs, "crossnobis", conditions=conds, runs=np.zeros(12))
     with pytest.raises(CortexmapError, match="no measurement in run"):
-        compute_rdms(obs, "crossnobis", conditions=np.r_[conds[:-1], 0], runs=np.repeat([0, 1, 2], 4))
+        compute_rdms(obs, "crossnobis", conditions=np.r_[conds[:-1], 0],
+                     runs=np.repeat([0, 1, 2], 4))
 
 
 def test_unknown_metric(rng):

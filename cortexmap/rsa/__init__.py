@@ -2,12 +2,30 @@
 
 Public API (see docs/rsa.md)::
 
-    from cortexmap.rsa import RDMs, compute_rdms, compare
+    from cortexmap.rsa import RDMs, compute_rdms, compare, noise_ceiling, permutation_test
     rdms = compute_rdms([layer1, layer2], metric="correlation", names=["conv1", "conv2"])
     sim = compare(rdms, brain_rdms, method="spearman")      # (2, n_brain)
+    lower, upper = noise_ceiling(subject_rdms, method="spearman")
 """
 
 from cortexmap.rsa.compare import METHODS, compare, rank_rows
+from cortexmap.rsa.interop import from_rsatoolbox, to_rsatoolbox, to_rsatoolbox_dataset
+from cortexmap.rsa.noise_ceiling import NoiseCeiling, noise_ceiling, pool_rdms
 from cortexmap.rsa.rdm import METRICS, RDMs, compute_rdms
+from cortexmap.rsa.stats import (
+    BootstrapResult,
+    PermutationResult,
+    SignFlipResult,
+    bootstrap_conditions,
+    fdr,
+    fdr_reject,
+    permutation_test,
+    sign_flip_test,
+)
 
-__all__ = ["METHODS", "METRICS", "RDMs", "compare", "compute_rdms", "rank_rows"]
+__all__ = [
+    "METHODS", "METRICS", "BootstrapResult", "NoiseCeiling", "PermutationResult", "RDMs",
+    "SignFlipResult", "bootstrap_conditions", "compare", "compute_rdms", "fdr", "fdr_reject",
+    "from_rsatoolbox", "noise_ceiling", "permutation_test", "pool_rdms", "rank_rows",
+    "sign_flip_test", "to_rsatoolbox", "to_rsatoolbox_dataset",
+]

@@ -1,0 +1,125 @@
+"""RDM comparison and noise ceiling, checked against rsatoolbox 0.3.2."""
+
+import numpy as np
+import pytest
+import rsatoolbox
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import kendalltau, spearmanr
+
+from cortexmap.errors import CortexmapError
+from cortexmap.rsa import RDMs, compare, compute_rdms, noise_ceiling, pool_rdms, rank_rows
+from cortexmap.rsa.compare import tau_a_one_reference
+
+TOL = 1e-6
+PAIRS = [("pearson", "corr"), ("spearman", "spearman"), ("kendall_tau_a", "tau-a"),
+         ("cosine", "cosine"), ("rho_a", "rho-a")]
+
+
+def _with_ties(rng, shape, n_levels=None):
+    v = rng.normal(size=shape)
+    if n_levels:  # categorical model RDMs predict many tied dissimilarities
+        v = np.floor(v * n_levels / 3)
+    return v
+
+
+@pytest.mark.parametrize("ours, theirs", PAIRS)
+def test_matches_rsatoolbox(rng, ours, theirs):
+    a = np.concatenate([_with_ties(rng, (3, 66)), _with_ties(rng, (2, 66), n_levels=3)])
+    b = np.concatenate([_with_ties(rng, (2, 66)), _with_ties(rng, (2, 66), n_levels=2)])
+    ref = rsatoolbox.rdm.compare(rsatoolbox.rdm.RDMs(a), rsatoolbox.rdm.RDMs(b), theirs)
+    got = compare(RDMs(a, 12), RDMs(b, 12), ours)
+    assert got.shape == (5, 4)
+    np.testing.assert_allclose(got, ref, atol=TOL, rtol=0)
+    # aliases, arrays, 1-D inputs and rsatoolbox objects give the same numbers
+    np.testing.assert_allclose(compare(a, b, theirs), ref, atol=TOL)
+    np.testing.assert_allclose(compare(a[0], rsatoolbox.rdm.RDMs(b), ours), ref[:1], atol=TOL)
+
+
+def test_nan_pairs_dropped_like_rsatoolbox(rng):
+    a, b = rng.normal(size=(3, 45)), rng.normal(size=(2, 45))
+    a[:, [3, 10]] = np.nan
+    b[:, [3, 10]] = np.nan
+    for ours, theirs in PAIRS:
+        ref = rsatoolbox.rdm.compare(rsatoolbox.rdm.RDMs(a), rsatoolbox.rdm.RDMs(b), theirs)
+        np.testing.assert_allclose(compare(a, b, ours), ref, atol=TOL)
+    b[0, 4] = np.nan
+    with pytest.raises(CortexmapError, match="different pairs"):
+        compare(a, b)
+
+
+def test_known_values():
+    v = np.arange(1.0, 11.0)
+    assert compare(v, v, "kendall_tau_a")[0, 0] == pytest.approx(1.0)
+    assert compare(v, -v, "spearman")[0, 0] == pytest.approx(-1.0)
+    # tau-a with ties is below 1 even for a monotone relation (unlike tau-b)
+    tied = np.array([1.0, 1, 2, 2, 3, 3])
+    assert compare(tied, np.arange(6.0), "kendall_tau_a")[0, 0] == pytest.approx(12 / 15)
+
+
+def test_rank_rows_equals_scipy(rng):
+    v = np.round(rng.normal(size=(6, 40)), 1)
+    from scipy.stats import rankdata
+
+    np.testing.assert_array_equal(rank_rows(v), rankdata(v, axis=1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(4, 60), st.integers(1, 6), st.integers(0, 10_000))
+def test_tau_a_backends_agree_with_definition(n, levels, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, levels + 1, size=(3, n)).astype(float)
+    y = rng.integers(0, levels + 2, size=n).astype(float)
+    i, j = np.triu_indices(n, 1)
+    brute = (np.sign(x[:, i] - x[:, j]) * np.sign(y[i] - y[j])).sum(1) / len(i)
+    np.testing.assert_allclose(tau_a_one_reference(x, y, backend="scipy"), brute, atol=1e-12)
+    np.testing.assert_allclose(tau_a_one_reference(x, y, backend="numpy"), brute, atol=1e-12)
+
+
+def test_spearman_and_tau_b_consistency(rng):
+    a, b = rng.normal(size=30), rng.normal(size=30)  # no ties: tau-a = tau-b
+    assert compare(a, b, "spearman")[0, 0] == pytest.approx(spearmanr(a, b)[0])
+    assert compare(a, b, "kendall_tau_a")[0, 0] == pytest.approx(kendalltau(a, b)[0])
+
+
+def test_threaded_tau_a_matches_serial(rng):
+    a, b = _with_ties(rng, (150, 45), n_levels=4), rng.normal(size=45)
+    np.testing.assert_array_equal(compare(a, b, "tau-a", n_threads=2),
+                                  compare(a, b, "tau-a", n_threads=1))
+
+
+def test_mismatched_condition_counts(rng):
+    a = compute_rdms(rng.normal(size=(5, 4)))
+    b = compute_rdms(rng.normal(size=(6, 4)))
+    with pytest.raises(CortexmapError, match="5 conditions but rdms_b has 6"):
+        compare(a, b)
+    with pytest.raises(CortexmapError, match="same stimuli"):
+        compare(a.vectors, b.vectors)
+
+
+def test_unknown_method(rng):
+    with pytest.raises(CortexmapError, match="Unknown comparison method"):
+        compare(rng.normal(size=10), rng.normal(size=10), "bures")
+
+
+@pytest.mark.parametrize("ours, theirs", PAIRS[:4])
+def test_noise_ceiling_matches_rsatoolbox(rng, ours, theirs):
+    truth = rng.normal(size=45)
+    subjects = truth + 0.8 * rng.normal(size=(6, 45))
+    ref_low, ref_up = rsatoolbox.inference.boot_noise_ceiling(
+        rsatoolbox.rdm.RDMs(subjects), method=theirs)
+    nc = noise_ceiling(RDMs(subjects, 10), method=ours)
+    assert nc.lower == pytest.approx(ref_low, abs=TOL)
+    assert nc.upper == pytest.approx(ref_up, abs=TOL)
+    low, up = nc
+    assert low <= up and nc.lower_per_subject.shape == (6,)
+
+
+def test_noise_ceiling_behaviour(rng):
+    truth = rng.normal(size=45)
+    quiet = noise_ceiling(truth + 0.1 * rng.normal(size=(5, 45)))
+    noisy = noise_ceiling(truth + 2.0 * rng.normal(size=(5, 45)))
+    assert quiet.lower > noisy.lower and quiet.upper > 0.95
+    with pytest.raises(CortexmapError, match="at least 2 subjects"):
+        noise_ceiling(truth[None])
+    assert pool_rdms(truth[None] + np.zeros((3, 1)), "spearman").shape == (45,)
