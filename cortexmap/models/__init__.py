@@ -1,0 +1,60 @@
+"""Models: loading, layer names, activation extraction, unit masks, activation stores.
+
+Public API::
+
+    from cortexmap.models import load, list_layers, Extractor, ActivationStore
+    model = load("zoo:alexnet_sup_s0")            # or "alexnet", "timm:resnet18", a file
+    list_layers(model)                             # [LayerInfo(name, kind, shape), ...]
+    acts = Extractor(model, ["conv3", "fc7"], pooling="mean").extract(stimuli)
+"""
+
+from cortexmap.models.extract import POOLINGS, Extractor, extract, spatial_view
+from cortexmap.models.layers import LayerInfo, list_layers, module_names, probe, resolve_layers
+from cortexmap.models.load import load, load_weights, torchvision_names
+from cortexmap.models.preprocessing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocessing,
+    input_size_of,
+    preprocess,
+)
+from cortexmap.models.store import ActivationStore
+from cortexmap.models.unit_masks import (
+    CenterDisk,
+    ImageMask,
+    PeripheryRing,
+    SpatialMask,
+    center_disk,
+    coverage,
+    image_mask,
+    periphery_ring,
+)
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "POOLINGS",
+    "ActivationStore",
+    "CenterDisk",
+    "Extractor",
+    "ImageMask",
+    "LayerInfo",
+    "PeripheryRing",
+    "Preprocessing",
+    "SpatialMask",
+    "center_disk",
+    "coverage",
+    "extract",
+    "image_mask",
+    "input_size_of",
+    "list_layers",
+    "load",
+    "load_weights",
+    "module_names",
+    "periphery_ring",
+    "preprocess",
+    "probe",
+    "resolve_layers",
+    "spatial_view",
+    "torchvision_names",
+]

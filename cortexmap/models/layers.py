@@ -1,0 +1,159 @@
+"""Layer names as users know them, with output shapes found by a probe forward pass.
+
+Names are ``model.named_modules()`` names, the same names torchvision's
+``get_graph_node_names`` gives for modules (e.g. "features.3" in AlexNet, "inception3a" in
+GoogLeNet, "layer2.1.conv1" in ResNet, "conv1".."fc7" in the zoo's AlexNet).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cortexmap.errors import CortexmapError
+from cortexmap.models.preprocessing import input_size_of
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One hookable layer: ``name`` (module path), ``kind`` (module class), ``shape`` (output
+    shape per stimulus, e.g. (C, H, W), for the probed input size), ``calls`` (times the module
+    runs per forward pass; extraction keeps the last call)."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    calls: int = 1
+
+    @property
+    def n_units(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def spatial(self) -> bool:
+        """True for convolutional maps (C, H, W)."""
+        return len(self.shape) == 3
+
+
+def module_names(model: nn.Module) -> list[str]:
+    """Every named submodule (hookable layer), in definition order."""
+    return [n for n, _ in model.named_modules() if n]
+
+
+def first_tensor(out) -> torch.Tensor | None:
+    """The tensor a layer outputs (first tensor of a tuple/list/dict/namedtuple output)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (tuple, list)):
+        for o in out:
+            t = first_tensor(o)
+            if t is not None:
+                return t
+    return None
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def probe(
+    model: nn.Module, names: Sequence[str] | None = None, input_size: int | None = None
+) -> dict[str, LayerInfo]:
+    """Run one dummy image (1, 3, S, S) through ``model`` and record each module's output.
+
+    Returns {name: LayerInfo} for the modules that ran (modules never called in eval mode,
+    e.g. training-only auxiliary heads, are absent).
+    """
+    size = int(input_size or input_size_of(model))
+    modules = dict(model.named_modules())
+    wanted = list(names) if names is not None else module_names(model)
+    infos: dict[str, list] = {}
+    handles = []
+
+    def make_hook(name: str):
+        def hook(mod, inp, out):
+            t = first_tensor(out)
+            if t is not None:
+                entry = infos.setdefault(name, [type(mod).__name__, (), 0])
+                entry[1] = tuple(t.shape[1:])
+                entry[2] += 1
+
+        return hook
+
+    for n in wanted:
+        handles.append(modules[n].register_forward_hook(make_hook(n)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device=_device_of(model)))
+    except Exception as exc:
+        raise CortexmapError(
+            f"The model failed on a dummy {size}x{size} input ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); give the input size it expects (input_size=..., "
+            "--input-size)."
+        ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {n: LayerInfo(n, *infos[n]) for n in wanted if n in infos}
+
+
+def list_layers(
+    model: nn.Module, input_size: int | None = None, leaves_only: bool = False
+) -> list[LayerInfo]:
+    """Layers of ``model`` with output shapes for a (1, 3, S, S) input (S = ``input_size`` or
+    the model's preprocessing size), in definition order. ``leaves_only`` drops containers."""
+    names = module_names(model)
+    if leaves_only:
+        mods = dict(model.named_modules())
+        names = [n for n in names if not any(True for _ in mods[n].children())]
+    return list(probe(model, names, input_size).values())
+
+
+def resolve_layers(model: nn.Module, names: str | Sequence[str]) -> list[str]:
+    """Check layer names against ``model``; raise CortexmapError listing valid names.
+
+    ``names`` may be a list or a comma-separated string. Duplicates are dropped.
+    """
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise CortexmapError("No layers given; name at least one (see `cortexmap layers MODEL`).")
+    valid = module_names(model)
+    valid_set = set(valid)
+    bad = [n for n in names if n not in valid_set]
+    if bad:
+        raise CortexmapError(
+            unknown_layer_message(bad, valid, getattr(model, "cortexmap_name", ""))
+        )
+    return names
+
+
+def unknown_layer_message(bad: Sequence[str], valid: Sequence[str], model_name: str = "") -> str:
+    close = sorted({c for b in bad for c in difflib.get_close_matches(b, valid, n=5, cutoff=0.5)})
+    msg = f"Unknown layer(s) {list(bad)}"
+    msg += f" in model {model_name}." if model_name else "."
+    if close:
+        msg += f" Did you mean: {', '.join(close)}?"
+    if len(valid) <= 80:
+        msg += f" Valid layer names: {', '.join(valid)}."
+    else:
+        top = [v for v in valid if "." not in v]
+        msg += (
+            f" The model has {len(valid)} layers; top-level ones: {', '.join(top)}. Run "
+            "`cortexmap layers MODEL` for all names and shapes."
+        )
+    return msg

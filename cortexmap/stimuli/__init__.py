@@ -1,0 +1,53 @@
+"""Stimuli: image sets, the bundled photographs, gratings, contrast, foreground masks.
+
+Public API::
+
+    from cortexmap.stimuli import StimulusSet, load_bundled, load_folder, gratings, set_contrast
+"""
+
+from cortexmap.stimuli.base import StimulusSet, resize_images, resize_masks
+from cortexmap.stimuli.bundled import bundled_names, load_bundled
+from cortexmap.stimuli.contrast import luminance, measure_contrast, set_contrast
+from cortexmap.stimuli.folder import FolderImages, list_images, load_folder, read_image
+from cortexmap.stimuli.gratings import aperture_weights, grating, gratings
+from cortexmap.stimuli.masks import (
+    ellipse_mask,
+    load_masks,
+    polygon_mask,
+    read_mask_file,
+    resize_mask,
+    threshold_mask,
+)
+
+
+def preprocess(stimuli, preprocessing=None):
+    """Stimuli -> model input tensor (n, 3, S, S); see :func:`cortexmap.models.preprocess`."""
+    from cortexmap.models.preprocessing import preprocess as _pp
+
+    return _pp(stimuli, preprocessing)
+
+
+__all__ = [
+    "FolderImages",
+    "StimulusSet",
+    "aperture_weights",
+    "bundled_names",
+    "ellipse_mask",
+    "grating",
+    "gratings",
+    "list_images",
+    "load_bundled",
+    "load_folder",
+    "load_masks",
+    "luminance",
+    "measure_contrast",
+    "polygon_mask",
+    "preprocess",
+    "read_image",
+    "read_mask_file",
+    "resize_images",
+    "resize_mask",
+    "resize_masks",
+    "set_contrast",
+    "threshold_mask",
+]
