@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.layers import first_tensor, resolve_layers
 from cortexmap.rsa.torch_rdm import orthogonality_loss, rdm_correlations, rdm_vector
 
 # Used when a model carries no ``cortexmap_preprocessing`` (a bare torch module): ImageNet
@@ -31,20 +32,8 @@ def find_modules(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module
     """Map layer names to submodules; an unknown name raises an error listing valid ones."""
     if len(set(layers)) != len(layers):
         raise CortexmapError(f"Layer names repeat in {list(layers)}; give each layer once.")
-    try:  # the models module validates names the way the rest of the toolkit does
-        from cortexmap.models import resolve_layers
-    except ImportError:  # pragma: no cover - models module not installed
-        resolve_layers = None
+    resolve_layers(model, list(layers))  # CortexmapError naming the valid layers
     modules = dict(model.named_modules())
-    missing = [name for name in layers if name not in modules or name == ""]
-    if missing and resolve_layers is not None:
-        resolve_layers(model, list(layers))  # raises CortexmapError with the valid names
-    if missing:
-        valid = [n for n in modules if n and "." not in n] or [n for n in modules if n]
-        raise CortexmapError(
-            f"Unknown layer(s) {missing} for this model; valid layer names include: "
-            f"{', '.join(valid[:40])}. List them all with `cortexmap layers MODEL`."
-        )
     return {name: modules[name] for name in layers}
 
 
@@ -119,7 +108,7 @@ class LayerRDMObjective:
 
         def hook(name: str):
             def fn(_module, _inputs, output):
-                out = output[0] if isinstance(output, (tuple, list)) else output
+                out = first_tensor(output)
                 if name not in feats:
                     order.append(name)
                 feats[name] = out

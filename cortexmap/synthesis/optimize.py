@@ -158,6 +158,11 @@ def synthesize(
             if not torch.isfinite(loss):
                 raise CortexmapError(_diagnose_nan(objective, param, step, lr))
             loss.backward()
+            if any(p.grad is not None and not torch.isfinite(p.grad).all()
+                   for p in param.parameters()):
+                raise CortexmapError(
+                    _diagnose_nan(objective, param, step, lr).replace("loss", "gradient", 1)
+                )
             optimizer.step()
             with torch.no_grad():
                 mar = float(mean_abs_offdiagonal(rdm_correlations(vecs)))
