@@ -360,17 +360,26 @@ def _gradient_profiles(
     return maps
 
 
-def _profile_stats(profile: np.ndarray) -> tuple[float, float, float]:
-    """(centroid, support extent, std) of a 1-D non-negative profile."""
+def _profile_stats(profile: np.ndarray) -> tuple[float, float, float, float]:
+    """(centroid, support extent, std, first supported index) of a non-negative 1-D profile."""
     idx = np.arange(profile.size, dtype=np.float64)
     total = profile.sum()
     if total <= 0:
-        return np.nan, 0.0, np.nan
+        return np.nan, 0.0, np.nan, np.nan
     c = float((idx * profile).sum() / total)
     nz = np.flatnonzero(profile > total * 1e-12)
     extent = float(nz[-1] - nz[0] + 1)
     sigma = float(np.sqrt(((idx - c) ** 2 * profile).sum() / total))
-    return c, extent, sigma
+    return c, extent, sigma, float(nz[0])
+
+
+def _jump(first: np.ndarray, centers: np.ndarray, size: int) -> float:
+    """Stride in pixels: from support edges not clipped by the image border, else centres."""
+    if first.size < 2:
+        return float(size)
+    ok = (first[1:] > 0) & (first[:-1] > 0)
+    diffs = np.diff(first)[ok] if ok.any() else np.diff(centers)
+    return float(np.median(diffs))
 
 
 def _gradient(model, layer, size, grid, n_probes, seed, batch_size):
@@ -380,22 +389,21 @@ def _gradient(model, layer, size, grid, n_probes, seed, batch_size):
     centers = np.empty((h, w, 2))
     sizes = np.empty((h, w, 2))
     sigma = np.empty((h, w, 2))
+    first = np.empty((2, max(h, w)))
     for i in range(h):
-        c, e, s = _profile_stats(maps[i].sum(1))  # row profile of position (i, w // 2)
-        centers[i, :, 0], sizes[i, :, 0], sigma[i, :, 0] = c, e, s
+        c, e, s, f = _profile_stats(maps[i].sum(1))  # row profile of position (i, w // 2)
+        centers[i, :, 0], sizes[i, :, 0], sigma[i, :, 0], first[0, i] = c, e, s, f
     for j in range(w):
-        c, e, s = _profile_stats(maps[h + j].sum(0))  # column profile of position (h // 2, j)
-        centers[:, j, 1], sizes[:, j, 1], sigma[:, j, 1] = c, e, s
+        c, e, s, f = _profile_stats(maps[h + j].sum(0))  # column profile of position (h // 2, j)
+        centers[:, j, 1], sizes[:, j, 1], sigma[:, j, 1], first[1, j] = c, e, s, f
     if np.isnan(centers).any():
         raise CortexmapError(
             f"Layer {layer!r}: some positions have zero input gradient for every probe input "
             "(dead units), so their receptive field cannot be measured; use method='analytic' "
             "or more probes (n_probes)."
         )
-    jump = (
-        float(np.mean(np.diff(centers[:, 0, 0]))) if h > 1 else float(size[0]),
-        float(np.mean(np.diff(centers[0, :, 1]))) if w > 1 else float(size[1]),
-    )
+    jump = (_jump(first[0, :h], centers[:, 0, 0], size[0]),
+            _jump(first[1, :w], centers[0, :, 1], size[1]))
     return centers, sizes, jump, sigma
 
 
