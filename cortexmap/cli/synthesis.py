@@ -1,0 +1,182 @@
+"""CLI for analysis 2: ``cortexmap synthesize`` and ``cortexmap run synthesis``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from cortexmap.errors import CortexmapError
+
+console = Console()
+
+SYNTHESIZE_HELP = """Synthesize images whose layer RDMs are mutually uncorrelated.
+
+Optimizes N images through MODEL so that the correlation-distance RDMs of the chosen layers \
+decorrelate (loss: mean squared correlation between every pair of layer RDMs), and writes the \
+PNG images, their layer RDMs, the layer x layer RDM correlation for synthesized vs natural \
+images, the optimization curve and report.html.
+
+Interrupted? Run the same command again: it resumes from OUT/checkpoint.pt (raise --steps to \
+extend a finished run).
+
+Examples:
+
+  cortexmap synthesize zoo:alexnet_sup_s0 --out runs/synth
+
+  cortexmap synthesize googlenet --layers inception3a,inception4a,inception4e,inception5b \\
+      --n-images 16 --size 128 --steps 500 --out runs/synth_googlenet
+
+  cortexmap synthesize my_net.pt --arch resnet18 --layers layer1,layer2,layer3,layer4 \\
+      --param pixel --tv 0.05 --out runs/synth_mine --mapping
+"""
+
+RUN_HELP = """Analysis 2: layer-orthogonalizing synthesis + natural / synthesized / residual \
+mapping on the phantom brain (defaults: zoo:alexnet_sup_s0, 16 images, 500 steps).
+
+Options may come from a JSON or YAML file (--config) with SynthesisConfig fields; flags given \
+on the command line override it.
+
+Examples:
+
+  cortexmap run synthesis --out runs/analysis2
+
+  cortexmap run synthesis --model googlenet --size 128 --out runs/analysis2_googlenet
+
+  cortexmap run synthesis --config synth.yaml --out runs/a2 --overwrite
+"""
+
+
+def _read_config_file(path: Path) -> dict:
+    if not path.exists():
+        raise CortexmapError(f"Config file {path} does not exist; check the path.")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise CortexmapError(f"Config file {path} must hold a mapping of SynthesisConfig fields.")
+    return data
+
+
+def _config(base: dict, **flags):
+    from pydantic import ValidationError
+
+    from cortexmap.synthesis import SynthesisConfig
+
+    values = dict(base)
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if isinstance(values.get("layers"), str):
+        values["layers"] = [s.strip() for s in values["layers"].split(",") if s.strip()]
+    try:
+        return SynthesisConfig(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CortexmapError(f"Bad synthesis setting {where!r}: {first['msg']}.") from exc
+
+
+def _run(config, out: Path, overwrite: bool, progress: bool) -> None:
+    from cortexmap.synthesis import run_synthesis
+
+    res = run_synthesis(config, out, overwrite=overwrite, progress=progress)
+    console.print(res.tables["orthogonality"].to_string(index=False))
+    if res.mapping is not None:
+        console.print(res.tables["mapping_summary"].to_string(index=False))
+    for f in res.findings:
+        mark = "[green]reproduced[/]" if f.reproduced else "[red]not reproduced[/]"
+        console.print(f"{mark}: {f.numbers}")
+    console.print(f"results in {out} (report: {out / 'report.html'})")
+
+
+def register(app: typer.Typer, run_app: typer.Typer) -> None:
+    def common(
+        layers: str | None,
+        n_images: int | None,
+        size: int | None,
+        input_size: int | None,
+        steps: int | None,
+        lr: float | None,
+        param: str | None,
+        jitter: int | None,
+        tv: float | None,
+        seed: int | None,
+        device: str | None,
+        natural: str | None,
+        resume: bool | None,
+    ) -> dict:
+        return dict(layers=layers, n_images=n_images, image_size=size, input_size=input_size,
+                    steps=steps, lr=lr, parameterization=param, jitter=jitter, tv_weight=tv,
+                    seed=seed, device=device, natural=natural, resume=resume)
+
+    @app.command("synthesize", help=SYNTHESIZE_HELP)
+    def synthesize_cmd(
+        model: str = typer.Argument(..., help="model spec: googlenet, zoo:NAME, timm:NAME, file"),
+        out: Path = typer.Option(..., "--out", "-o", help="output folder"),
+        layers: str = typer.Option(None, help="comma-separated layer names (>= 2)"),
+        n_images: int = typer.Option(None, "--n-images", "-n", help="images (default 16)"),
+        size: int = typer.Option(None, help="image size in px (default: the model's)"),
+        input_size: int = typer.Option(None, help="resize images to this before the model"),
+        steps: int = typer.Option(None, help="optimization steps (default 500)"),
+        lr: float = typer.Option(None, help="Adam learning rate (default 0.05)"),
+        param: str = typer.Option(None, help="fourier (default) or pixel"),
+        jitter: int = typer.Option(None, help="max random shift per step in px (default 4)"),
+        tv: float = typer.Option(None, help="total-variation weight (default 0)"),
+        seed: int = typer.Option(None, help="random seed (default 0)"),
+        device: str = typer.Option(None, help="cpu (default), cuda or auto"),
+        natural: str = typer.Option(None, help="'bundled' or a folder of natural images"),
+        weights: Path = typer.Option(None, help="local weights for the model"),
+        arch: str = typer.Option(None, help="architecture of a state_dict checkpoint"),
+        mapping: bool = typer.Option(False, "--mapping/--no-mapping",
+                                     help="also map layers on the phantom brain"),
+        resume: bool = typer.Option(None, "--resume/--no-resume",
+                                    help="continue from OUT/checkpoint.pt (default yes)"),
+        overwrite: bool = typer.Option(False, help="replace results in a non-empty OUT"),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        cfg = _config(
+            {}, model=model, weights=str(weights) if weights else None, arch=arch,
+            mapping=mapping,
+            **common(layers, n_images, size, input_size, steps, lr, param, jitter, tv,
+                     seed, device, natural, resume),
+        )
+        _run(cfg, out, overwrite, progress)
+
+    @run_app.command("synthesis", help=RUN_HELP)
+    def run_cmd(
+        out: Path = typer.Option(..., "--out", "-o", help="output folder"),
+        config: Path = typer.Option(None, help="JSON/YAML file of SynthesisConfig fields"),
+        model: str = typer.Option(None, help="model spec (default zoo:alexnet_sup_s0)"),
+        layers: str = typer.Option(None, help="comma-separated layer names (>= 2)"),
+        n_images: int = typer.Option(None, "--n-images", "-n", help="images (default 16)"),
+        size: int = typer.Option(None, help="image size in px (default: the model's)"),
+        input_size: int = typer.Option(None, help="resize images to this before the model"),
+        steps: int = typer.Option(None, help="optimization steps (default 500)"),
+        lr: float = typer.Option(None, help="Adam learning rate (default 0.05)"),
+        param: str = typer.Option(None, help="fourier (default) or pixel"),
+        jitter: int = typer.Option(None, help="max random shift per step in px (default 4)"),
+        tv: float = typer.Option(None, help="total-variation weight (default 0)"),
+        seed: int = typer.Option(None, help="random seed (default 0)"),
+        device: str = typer.Option(None, help="cpu (default), cuda or auto"),
+        natural: str = typer.Option(None, help="'bundled' or a folder of natural images"),
+        mapping: bool = typer.Option(None, "--mapping/--no-mapping",
+                                     help="phantom-brain mapping (default yes)"),
+        snr: float = typer.Option(None, help="phantom signal-to-noise ratio (default 0.4)"),
+        scheduler: str = typer.Option(None, help="dask scheduler address for the searchlight"),
+        resume: bool = typer.Option(None, "--resume/--no-resume",
+                                    help="continue from OUT/checkpoint.pt (default yes)"),
+        overwrite: bool = typer.Option(False, help="replace results in a non-empty OUT"),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        base = _read_config_file(config) if config else {}
+        cfg = _config(
+            base, model=model, mapping=mapping, phantom_snr=snr, scheduler=scheduler,
+            **common(layers, n_images, size, input_size, steps, lr, param, jitter, tv,
+                     seed, device, natural, resume),
+        )
+        _run(cfg, out, overwrite, progress)
