@@ -28,18 +28,21 @@ Examples:
 
 EXTRACT_HELP = """Extract activations of chosen layers into a zarr activation store.
 
-Batches stream to disk (memory stays bounded by one batch). If the run is interrupted,
-run the same command again: it resumes where it stopped.
+Batches stream to disk (memory stays bounded by one batch). If the run is
+interrupted, run the same command again: it resumes where it stopped. A complete
+store is never replaced without --overwrite.
 
 Examples:
 
   cortexmap extract zoo:alexnet_sup_s0 --layers conv3,fc7 --images bundled --out acts.zarr
 
-  cortexmap extract alexnet --layers features.3,features.8 --images ./stimuli \\
-      --out acts.zarr --pooling mean --batch-size 64
+  cortexmap extract alexnet --layers features.3,features.8 --images ./stimuli --out a.zarr
 
-  cortexmap extract zoo:alexnet_sup_s0 --layers conv2,conv4 --images bundled \\
-      --out cp.zarr --unit-mask center:0.3 --unit-mask periphery:0.6
+  cortexmap extract alexnet --layers features.8 --images ./stimuli --out b.zarr --pooling mean
+
+  cortexmap extract zoo:alexnet_sup_s0 --layers conv2 --out cp.zarr --unit-mask center:0.3
+
+  cortexmap extract zoo:alexnet_sup_s0 --layers conv2 --out r.zarr --unit-mask periphery:0.6:1
 """
 
 
