@@ -1,0 +1,561 @@
+"""Kernel lesions: remove each kernel (channel) of a layer and measure accuracy at each contrast.
+
+After Akbarinia & Gil-Rodríguez (Vision Research 2020, "Deciphering image contrast in object
+classification deep networks"): a handful of early kernels carry most of a network's
+low-contrast performance. A *lesion* replaces the output of one or more channels of a layer by
+zero (``mode="zero"``) or by the channel's mean activation over the test images of the same
+contrast level (``mode="mean"``, which removes the information a channel carries without
+changing the mean input downstream layers expect).
+
+Efficient by construction:
+
+* the network is split at the layer (:func:`cortexmap.models.split.split_at`); the layer output
+  for every test image at every contrast is computed once and cached, and only the rest of the
+  network (``tail``) runs per lesion;
+* several lesions are evaluated in one forward pass (``batch_lesions`` copies of the cached
+  activations with different channel masks stacked along the batch axis);
+* chunks of lesions can be spread over Dask workers (``client`` from
+  :func:`cortexmap.utils.dask.get_client`);
+* with ``resume_dir`` each layer's results are written atomically as soon as the layer is done,
+  so an interrupted sweep resumes where it stopped.
+
+Shapes: cached activations (n_obs, C, ...) with n_obs = n_images x n_contrasts; a set of lesions
+is a boolean mask (n_lesions, C) with True = removed; correctness (n_lesions, n_obs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from cortexmap.errors import CortexmapError
+from cortexmap.probes.contrast import (
+    _logits,
+    accuracy_table,
+    check_contrasts,
+    model_input,
+    stack_contrasts,
+)
+from cortexmap.utils.io import write_json, write_table
+from cortexmap.utils.progress import track
+
+LESION_MODES = ("zero", "mean")
+
+
+# --------------------------------------------------------------------------- lesion masks
+def kernel_masks(n_channels: int, kernels: Sequence[int] | None = None) -> np.ndarray:
+    """One lesion per kernel: (n_kernels, n_channels) bool, row i removes ``kernels[i]``."""
+    _check_channels(n_channels)
+    idx = np.arange(n_channels) if kernels is None else _check_kernels(kernels, n_channels)
+    masks = np.zeros((len(idx), n_channels), dtype=bool)
+    masks[np.arange(len(idx)), idx] = True
+    return masks
+
+
+def set_masks(n_channels: int, sets: Sequence[Sequence[int]]) -> np.ndarray:
+    """Multi-kernel lesions: (n_sets, n_channels) bool, row i removes every kernel in sets[i]."""
+    _check_channels(n_channels)
+    masks = np.zeros((len(sets), n_channels), dtype=bool)
+    for i, s in enumerate(sets):
+        if len(s) == 0:
+            raise CortexmapError(f"Lesion set {i} is empty; list at least one kernel index.")
+        masks[i, _check_kernels(s, n_channels)] = True
+    return masks
+
+
+def _check_channels(n_channels: int, layer: str = "the layer") -> None:
+    if n_channels < 2:
+        raise CortexmapError(
+            f"{layer} has a single channel; a kernel lesion sweep needs a layer with several "
+            "kernels (choose a convolutional layer or block, e.g. 'conv1')."
+        )
+
+
+def _check_kernels(kernels: Sequence[int], n_channels: int) -> np.ndarray:
+    idx = np.asarray(list(kernels), dtype=int)
+    bad = idx[(idx < 0) | (idx >= n_channels)]
+    if len(bad):
+        raise CortexmapError(
+            f"Kernel indices {bad.tolist()} are out of range; the layer has {n_channels} kernels "
+            f"(valid indices 0..{n_channels - 1})."
+        )
+    return idx
+
+
+def lesion_name(kernels: Sequence[int]) -> str:
+    """'3' for one kernel, '3+7+12' for a set."""
+    return "+".join(str(int(k)) for k in kernels)
+
+
+# --------------------------------------------------------------------------- the engine
+def apply_lesions(
+    acts: torch.Tensor, masks: torch.Tensor, fill: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Lesioned copies of ``acts``.
+
+    acts (m, C, ...), masks (B, C) bool (True = removed), fill None (zero) or (m, C, ...) values
+    to put in place of a removed channel. Returns (B * m, C, ...): lesion-major order.
+    """
+    b, c = masks.shape
+    shape = (b, 1, c) + (1,) * (acts.ndim - 2)
+    keep = (~masks).to(acts.dtype).view(shape)
+    out = acts.unsqueeze(0) * keep
+    if fill is not None:
+        out = out + fill.unsqueeze(0) * (1.0 - keep)
+    return out.reshape((b * acts.shape[0],) + tuple(acts.shape[1:]))
+
+
+@torch.inference_mode()
+def lesion_correct(
+    tail: nn.Module,
+    acts: torch.Tensor,
+    labels: torch.Tensor,
+    masks: np.ndarray | torch.Tensor,
+    fill: torch.Tensor | None = None,
+    batch_lesions: int = 16,
+    max_batch: int = 2048,
+) -> np.ndarray:
+    """Correctness of ``tail`` on lesioned cached activations: (n_lesions, n_obs) bool.
+
+    acts (n_obs, C, ...) cached layer output; labels (n_obs,); masks (n_lesions, C) bool; fill as
+    in :func:`apply_lesions`. ``batch_lesions`` lesions share one forward pass of up to
+    ``max_batch`` rows (images are chunked so the stacked batch stays below it).
+    """
+    masks_t = torch.as_tensor(np.asarray(masks), dtype=torch.bool)
+    n_les, n_obs = len(masks_t), len(acts)
+    b = max(1, min(int(batch_lesions), n_les))
+    m = max(1, min(n_obs, int(max_batch) // b))
+    out = torch.empty((n_les, n_obs), dtype=torch.bool)
+    for l0 in range(0, n_les, b):
+        mb = masks_t[l0 : l0 + b]
+        for i0 in range(0, n_obs, m):
+            a = acts[i0 : i0 + m]
+            f = None if fill is None else fill[i0 : i0 + m]
+            pred = _logits(tail(apply_lesions(a, mb, f))).argmax(1).view(len(mb), len(a))
+            out[l0 : l0 + len(mb), i0 : i0 + len(a)] = pred.cpu() == labels[i0 : i0 + m]
+    return out.numpy()
+
+
+def _chunk_task(tail, acts, labels, masks, fill, batch_lesions, max_batch):
+    """Dask task: evaluate one chunk of lesions on a worker (one torch thread per worker)."""
+    torch.set_num_threads(1)
+    return lesion_correct(tail, acts, labels, masks, fill, batch_lesions, max_batch)
+
+
+@torch.inference_mode()
+def fill_values(acts: torch.Tensor, contrast: np.ndarray, mode: str) -> torch.Tensor | None:
+    """What replaces a removed channel: None for zeros, else each obs's contrast-level mean.
+
+    acts (n_obs, C, ...), contrast (n_obs,). For ``mode="mean"`` returns (n_obs, C, ...) where
+    each row is the mean activation over the observations at that row's contrast level.
+    """
+    if mode not in LESION_MODES:
+        raise CortexmapError(f"Lesion mode must be one of {LESION_MODES}; got {mode!r}.")
+    if mode == "zero":
+        return None
+    contrast = np.asarray(contrast)
+    fill = torch.empty_like(acts)
+    for c in np.unique(contrast):
+        sel = torch.from_numpy(contrast == c)
+        fill[sel] = acts[sel].mean(0, keepdim=True)
+    return fill
+
+
+# --------------------------------------------------------------------------- naive reference
+@torch.inference_mode()
+def naive_lesion_correct(
+    model: nn.Module, layer: str, x: torch.Tensor, labels: torch.Tensor, masks: np.ndarray,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Reference implementation: a full forward pass per lesion with a hook zeroing channels.
+
+    x (n_obs, 3, S, S) model inputs. Returns (n_lesions, n_obs) bool. Used by tests (the fast
+    engine must agree) and by the benchmark (the peer the speed-up is measured against).
+    """
+    module = model.get_submodule(layer)
+    current: dict[str, torch.Tensor] = {}
+
+    def hook(_mod, _inp, out):
+        keep = (~current["mask"]).to(out.dtype).view((1, -1) + (1,) * (out.ndim - 2))
+        return out * keep
+
+    handle = module.register_forward_hook(hook)
+    try:
+        rows = []
+        for mask in np.asarray(masks):
+            current["mask"] = torch.from_numpy(mask)
+            pred = torch.cat([
+                _logits(model(x[i : i + batch_size])).argmax(1)
+                for i in range(0, len(x), batch_size)
+            ])
+            rows.append((pred == labels).numpy())
+    finally:
+        handle.remove()
+    return np.stack(rows)
+
+
+# --------------------------------------------------------------------------- the sweep
+@dataclass
+class LesionSweep:
+    """Result of :func:`lesion_sweep` (long tables; one row per lesion x contrast [x class]).
+
+    table: columns layer, lesion, kernels, kind ("kernel" | "set"), n_removed, contrast, class
+    ("all" or a class name), accuracy, baseline_accuracy, drop (= baseline - lesioned),
+    n_images. baseline: columns layer, contrast, class, accuracy, n_images.
+    """
+
+    table: pd.DataFrame
+    baseline: pd.DataFrame
+    n_channels: dict[str, int] = field(default_factory=dict)
+
+    def drops(self, kind: str = "kernel") -> pd.DataFrame:
+        """Overall (all classes) rows of one kind of lesion."""
+        t = self.table
+        return t[(t["kind"] == kind) & (t["class"] == "all")].reset_index(drop=True)
+
+    def per_class(self, kind: str = "kernel") -> pd.DataFrame:
+        t = self.table
+        return t[(t["kind"] == kind) & (t["class"] != "all")].reset_index(drop=True)
+
+    def matrix(self, layer: str, kind: str = "kernel") -> pd.DataFrame:
+        """kernels x contrast matrix of accuracy drops for ``layer`` (highest contrast first)."""
+        d = self.drops(kind)
+        d = d[d["layer"] == layer]
+        m = d.pivot(index="lesion", columns="contrast", values="drop")
+        m = m[sorted(m.columns, reverse=True)]
+        order = sorted(m.index, key=lambda s: [int(k) for k in s.split("+")])
+        return m.loc[order]
+
+
+def _fingerprint(model: nn.Module, x: torch.Tensor, labels: np.ndarray, contrast: np.ndarray,
+                 layer: str, masks: np.ndarray, mode: str, per_class: bool) -> str:
+    """Hash of everything a layer's result depends on, so resume never mixes runs."""
+    h = hashlib.sha256()
+    for t in model.state_dict().values():
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    for arr in (x.numpy(), labels, contrast, masks):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(json.dumps([layer, mode, per_class]).encode())
+    return h.hexdigest()[:24]
+
+
+def _layer_file(resume_dir: Path, layer: str) -> Path:
+    return resume_dir / f"layer_{layer.replace('/', '_')}"
+
+
+def _summarise(
+    layer: str, correct: np.ndarray, base_correct: np.ndarray, names: list[str],
+    kernel_lists: list[list[int]], kind: str, contrast: np.ndarray, labels: np.ndarray,
+    per_class: bool, class_names: Sequence[str] | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Correctness matrices -> the long lesion table and the baseline table of one layer."""
+    lab = labels if per_class else None
+    base = accuracy_table(base_correct, contrast, lab, class_names)
+    if "class" not in base:
+        base["class"] = "all"
+    base.insert(0, "layer", layer)
+    key = ["contrast", "class"]
+    base_acc = base.set_index(key)["accuracy"]
+    frames = []
+    for i, name in enumerate(names):
+        t = accuracy_table(correct[i], contrast, lab, class_names)
+        if "class" not in t:
+            t["class"] = "all"
+        pairs = list(zip(t["contrast"], t["class"], strict=True))
+        t["baseline_accuracy"] = base_acc.loc[pairs].to_numpy()
+        t["drop"] = t["baseline_accuracy"] - t["accuracy"]
+        t.insert(0, "n_removed", len(kernel_lists[i]))
+        t.insert(0, "kind", kind)
+        t.insert(0, "kernels", name)
+        t.insert(0, "lesion", name)
+        t.insert(0, "layer", layer)
+        frames.append(t.drop(columns=["n_correct"]))
+    table = pd.concat(frames, ignore_index=True)
+    return table, base.drop(columns=["n_correct"])
+
+
+def lesion_sweep(
+    model: nn.Module,
+    layers: Sequence[str],
+    images_by_contrast: Mapping[float, np.ndarray],
+    labels: np.ndarray,
+    kernels: Mapping[str, Sequence[int]] | None = None,
+    lesion_sets: Mapping[str, Sequence[Sequence[int]]] | None = None,
+    mode: str = "zero",
+    per_class: bool = False,
+    class_names: Sequence[str] | None = None,
+    batch_lesions: int = 16,
+    max_batch: int = 2048,
+    client=None,
+    resume_dir: str | Path | None = None,
+    progress: bool = True,
+) -> LesionSweep:
+    """Lesion kernels of each layer and measure accuracy at every contrast level.
+
+    model: classifier in eval mode; layers: names accepted by :func:`split_at` (e.g. "conv1").
+    images_by_contrast: {contrast in (0, 1]: images (n, H, W, 3)}, the same n test images at each
+    level (see :func:`cortexmap.probes.contrast.contrast_series`); labels (n,) int class indices.
+    kernels: {layer: kernel indices} to lesion one at a time (default: every kernel).
+    lesion_sets: {layer: [[k1, k2, ...], ...]} multi-kernel lesions removed together; when given,
+    only these sets are evaluated for that layer unless ``kernels`` also names it.
+    mode: "zero" or "mean" (replace by the channel's mean at the same contrast level).
+    per_class: also report accuracy per class (``class_names`` label the classes).
+    client: a ``dask.distributed.Client`` to spread chunks of lesions over its workers.
+    resume_dir: folder where each finished layer is written atomically and reused on re-run.
+    """
+    from cortexmap.models.split import layer_output, split_at
+
+    if mode not in LESION_MODES:
+        raise CortexmapError(f"Lesion mode must be one of {LESION_MODES}; got {mode!r}.")
+    if not layers:
+        raise CortexmapError("No layers to lesion; name at least one, e.g. layers=['conv1'].")
+    check_contrasts(list(images_by_contrast))
+    images, lab, con, _ = stack_contrasts(images_by_contrast, labels)
+    x = model_input(model, images)
+    lab_t = torch.as_tensor(lab, dtype=torch.long)
+    model.eval()
+    resume = Path(resume_dir) if resume_dir is not None else None
+    sets_by_layer = dict(lesion_sets or {})
+    tables, baselines, n_channels = [], [], {}
+
+    for layer in track(list(layers), "kernel lesions (layers)", enabled=progress):
+        head, tail = split_at(model, layer)
+        with torch.inference_mode():
+            acts = layer_output(head, x, batch_size=256)
+        if acts.ndim < 2:
+            raise CortexmapError(f"Layer {layer!r} output has no channel axis; choose another.")
+        n_ch = int(acts.shape[1])
+        _check_channels(n_ch, f"Layer {layer!r}")
+        n_channels[layer] = n_ch
+        kernel_lists: list[list[int]] = []
+        kinds: list[str] = []
+        if layer not in sets_by_layer or (kernels and layer in kernels):
+            ks = None if not kernels or layer not in kernels else kernels[layer]
+            single = kernel_masks(n_ch, ks)
+            kernel_lists += [[int(np.flatnonzero(r)[0])] for r in single]
+            kinds += ["kernel"] * len(single)
+        for s in sets_by_layer.get(layer, []):
+            kernel_lists.append([int(k) for k in _check_kernels(s, n_ch)])
+            kinds.append("set")
+        masks = set_masks(n_ch, kernel_lists)
+        fp = _fingerprint(model, x, lab, con, layer, masks, mode, per_class)
+        stem = _layer_file(resume, layer) if resume is not None else None
+        if stem is not None and _resumable(stem, fp):
+            tables.append(pd.read_parquet(stem.with_suffix(".parquet")))
+            baselines.append(pd.read_parquet(Path(f"{stem}_baseline.parquet")))
+            continue
+
+        fill = fill_values(acts, con, mode)
+        with torch.inference_mode():
+            base_correct = (
+                torch.cat([_logits(tail(acts[i : i + max_batch])).argmax(1)
+                           for i in range(0, len(acts), max_batch)]) == lab_t
+            ).numpy()
+        correct = _evaluate(tail, acts, lab_t, masks, fill, batch_lesions, max_batch, client,
+                            progress and client is None, layer)
+        names = [lesion_name(k) for k in kernel_lists]
+        frames, bases = [], []
+        for kind in ("kernel", "set"):
+            sel = [i for i, k in enumerate(kinds) if k == kind]
+            if not sel:
+                continue
+            t, b = _summarise(layer, correct[sel], base_correct, [names[i] for i in sel],
+                              [kernel_lists[i] for i in sel], kind, con, lab, per_class,
+                              class_names)
+            frames.append(t)
+            bases.append(b)
+        table, base = pd.concat(frames, ignore_index=True), bases[0]
+        if stem is not None:
+            write_table(base, Path(f"{stem}_baseline"))
+            write_table(table, stem)
+            write_json(Path(f"{stem}.json"), {"fingerprint": fp, "layer": layer})
+        tables.append(table)
+        baselines.append(base)
+    return LesionSweep(pd.concat(tables, ignore_index=True),
+                       pd.concat(baselines, ignore_index=True), n_channels)
+
+
+def _resumable(stem: Path, fp: str) -> bool:
+    meta = Path(f"{stem}.json")
+    if not (meta.exists() and stem.with_suffix(".parquet").exists()
+            and Path(f"{stem}_baseline.parquet").exists()):
+        return False
+    return json.loads(meta.read_text()).get("fingerprint") == fp
+
+
+def _evaluate(tail, acts, labels, masks, fill, batch_lesions, max_batch, client, progress,
+              layer) -> np.ndarray:
+    """Run :func:`lesion_correct` in-process (in chunks, with progress) or over Dask workers."""
+    n_les = len(masks)
+    if client is None:
+        step = max(batch_lesions, 1) * 4
+        chunks = [masks[i : i + step] for i in range(0, n_les, step)]
+        parts = [lesion_correct(tail, acts, labels, c, fill, batch_lesions, max_batch)
+                 for c in track(chunks, f"{layer}: lesions", enabled=progress)]
+        return np.concatenate(parts)
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    n_chunks = min(n_les, n_workers * 2)  # two chunks per worker balances uneven speeds
+    bounds = np.linspace(0, n_les, n_chunks + 1).astype(int)
+    # Plain tensors travel to the workers once (scatter), not once per task.
+    acts_f, labels_f, tail_f = client.scatter([acts.clone(), labels, tail], broadcast=True)
+    fill_f = None if fill is None else client.scatter(fill.clone(), broadcast=True)
+    futures = [
+        client.submit(_chunk_task, tail_f, acts_f, labels_f, masks[a:b], fill_f, batch_lesions,
+                      max_batch, pure=False)
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a
+    ]
+    return np.concatenate(client.gather(futures))
+
+
+# --------------------------------------------------------------------------- which kernels matter
+def top_low_contrast_kernels(
+    drops: pd.DataFrame, n_top: int = 5, low_contrast_max: float = 0.1
+) -> pd.DataFrame:
+    """The ``n_top`` kernels per layer whose removal hurts low-contrast images most.
+
+    drops: single-kernel rows of :class:`LesionSweep` (``sweep.drops()``). Low contrast = levels
+    <= ``low_contrast_max``; high contrast = the highest level. Returns per layer and rank:
+    kernel, low_contrast_drop (mean drop over the low levels), high_contrast_drop,
+    specificity (= low - high), and the kernel's share of the layer's summed low-contrast drop.
+    """
+    levels = sorted(drops["contrast"].unique())
+    low = [c for c in levels if c <= low_contrast_max + 1e-12]
+    if not low:
+        raise CortexmapError(
+            f"No contrast level is <= low_contrast_max={low_contrast_max}; add lower levels or "
+            f"raise it (levels: {levels})."
+        )
+    high = max(levels)
+    rows = []
+    for layer, d in drops.groupby("layer", sort=False):
+        lowd = d[d["contrast"].isin(low)].groupby("lesion")["drop"].mean()
+        highd = d[d["contrast"] == high].set_index("lesion")["drop"]
+        total = float(lowd.clip(lower=0).sum())
+        ranked = lowd.sort_values(ascending=False, kind="stable").head(n_top)
+        for rank, (lesion, val) in enumerate(ranked.items(), start=1):
+            rows.append({
+                "layer": layer, "rank": rank, "kernel": int(lesion),
+                "low_contrast_drop": float(val), "high_contrast_drop": float(highd[lesion]),
+                "specificity": float(val - highd[lesion]),
+                "share_of_low_contrast_drop": float(max(val, 0) / total) if total > 0 else 0.0,
+            })
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- what they look like
+def first_layer_conv(model: nn.Module, layer: str) -> nn.Conv2d | None:
+    """The Conv2d that reads the image if ``layer`` is (or contains) the network's first conv."""
+    module = model.get_submodule(layer)
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if convs and convs[0] is first and first.in_channels == 3:
+        return first
+    return None
+
+
+def kernel_rgb(weight: torch.Tensor | np.ndarray) -> np.ndarray:
+    """First-layer weights (C, 3, kh, kw) -> RGB images (C, kh, kw, 3) in [0, 1], grey = 0."""
+    w = np.asarray(weight.detach().cpu() if isinstance(weight, torch.Tensor) else weight,
+                   dtype=np.float64)
+    if w.ndim != 4 or w.shape[1] != 3:
+        raise CortexmapError(f"Expected first-layer weights (C, 3, kh, kw); got {w.shape}.")
+    scale = np.abs(w).reshape(len(w), -1).max(1)[:, None, None, None]
+    return (0.5 + 0.5 * w / np.maximum(scale, 1e-12)).transpose(0, 2, 3, 1)
+
+
+def preferred_gratings(
+    model: nn.Module,
+    layer: str,
+    kernels: Sequence[int],
+    orientations_deg: Sequence[float] = tuple(np.arange(0, 180, 15.0)),
+    spatial_freqs_cpi: Sequence[float] | None = None,
+    phases_deg: Sequence[float] = (0, 90, 180, 270),
+    size: int | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Each kernel's preferred full-contrast grating (the grating that drives it most).
+
+    Response = the channel's activation averaged over space, maximised over phase. Returns a table
+    (kernel, orientation_deg, spatial_freq_cpi, phase_deg, response, tuning_depth = (max - mean)
+    / max over orientation x frequency) and the preferred grating images (n_kernels, S, S, 3).
+    Default spatial frequencies: S/32, S/16, S/8 and S/4 cycles per image (2-16 at 64 px).
+    """
+    from cortexmap.models.split import layer_output, split_at
+    from cortexmap.probes.orientation import grating_responses
+    from cortexmap.stimuli import gratings
+
+    prep = getattr(model, "cortexmap_preprocessing", None)
+    size = size or int(getattr(prep, "size", 64) or 64)
+    if spatial_freqs_cpi is None:
+        spatial_freqs_cpi = [size / 32, size / 16, size / 8, size / 4]
+    ori = np.sort(np.asarray(orientations_deg, dtype=float))
+    sfs = np.sort(np.asarray(spatial_freqs_cpi, dtype=float))
+    phs = np.sort(np.asarray(phases_deg, dtype=float))
+    stim = gratings(ori, sfs, phs, contrast=1.0, size=size)
+    head, _ = split_at(model, layer)
+    with torch.inference_mode():
+        acts = layer_output(head, model_input(model, stim.images), batch_size=128)
+    flat = acts.reshape(acts.shape[0], acts.shape[1], -1).mean(-1).numpy()  # (n_stim, C)
+    resp = grating_responses(stim, flat, ori, sfs, phs)  # (n_ori, n_sf, n_phase, C)
+    meta = stim.metadata.reset_index(drop=True)
+    rows, imgs = [], []
+    for k in kernels:
+        r = resp[..., int(k)]
+        by_of = r.max(axis=2)  # best phase per orientation x frequency
+        oi, si = np.unravel_index(int(np.argmax(by_of)), by_of.shape)
+        pi = int(np.argmax(r[oi, si]))
+        peak = float(by_of[oi, si])
+        idx = int(np.flatnonzero(
+            np.isclose(meta["orientation_deg"], ori[oi]) & np.isclose(meta["spatial_freq_cpi"],
+            sfs[si]) & np.isclose(meta["phase_deg"], phs[pi]))[0])
+        rows.append({"kernel": int(k), "orientation_deg": float(ori[oi]),
+                     "spatial_freq_cpi": float(sfs[si]), "phase_deg": float(phs[pi]),
+                     "response": peak,
+                     "tuning_depth": float((peak - by_of.mean()) / peak) if peak > 0 else 0.0})
+        imgs.append(stim.images[idx])
+    return pd.DataFrame(rows), np.stack(imgs)
+
+
+# --------------------------------------------------------------------------- figures
+def plot_drop_heatmap(matrix: pd.DataFrame, layer: str, max_kernels: int = 256):
+    """Heat map of a kernels x contrast drop matrix (rows kernels, columns contrast levels)."""
+    import matplotlib.pyplot as plt
+
+    m = matrix.iloc[:max_kernels]
+    height = min(12.0, 1.5 + 0.06 * len(m))
+    fig, ax = plt.subplots(figsize=(4.2, height))
+    lim = max(float(np.abs(m.to_numpy()).max()), 1e-3)
+    im = ax.imshow(m.to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim,
+                   interpolation="nearest")
+    ax.set_xticks(range(m.shape[1]), [f"{100 * c:g}%" for c in m.columns], rotation=45)
+    step = max(1, len(m) // 16)
+    ax.set_yticks(range(0, len(m), step), list(m.index[::step]))
+    ax.set_xlabel("contrast")
+    ax.set_ylabel("lesioned kernel")
+    ax.set_title(f"{layer}: accuracy drop")
+    fig.colorbar(im, ax=ax, label="accuracy drop (baseline - lesioned)", shrink=0.6)
+    fig.tight_layout()
+    return fig
+
+
+def plot_images(images: np.ndarray, titles: Sequence[str], suptitle: str = ""):
+    """A row of small RGB images (kernel weights or preferred gratings) with titles."""
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(1.6 * n, 1.9), squeeze=False)
+    for ax, img, title in zip(axes[0], images, titles, strict=True):
+        ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
+    return fig
