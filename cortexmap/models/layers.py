@@ -148,7 +148,12 @@ def unknown_layer_message(bad: Sequence[str], valid: Sequence[str], model_name: 
     msg += f" in model {model_name}." if model_name else "."
     if close:
         msg += f" Did you mean: {', '.join(close)}?"
-    if len(valid) <= 80:
+    if valid == ["output"]:
+        msg += (
+            " This is a TorchScript model, whose only hookable layer is 'output' (its final "
+            "output); for inner layers save its state_dict and load it with arch=..."
+        )
+    elif len(valid) <= 80:
         msg += f" Valid layer names: {', '.join(valid)}."
     else:
         top = [v for v in valid if "." not in v]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,9 @@ def load(
     num_classes : output classes (default: the architecture's, or inferred from the weights).
     preprocessing : override the model's preprocessing (default: the architecture's own).
     """
-    if isinstance(spec, nn.Module):
+    if isinstance(spec, torch.jit.ScriptModule):
+        model, name = TorchScriptModel(spec), getattr(spec, "original_name", "torchscript")
+    elif isinstance(spec, nn.Module):
         model = spec
         name = getattr(model, "cortexmap_name", type(model).__name__)
     else:
@@ -109,8 +112,10 @@ def load(
             else:
                 raise _unknown(spec_s, list(torchvision_names()) + _zoo_names(), "model")
     if weights is not None:
-        if model_is_script(model):
-            raise CortexmapError("weights= cannot be applied to a TorchScript model.")
+        if model_is_script(model) or isinstance(model, TorchScriptModel):
+            raise CortexmapError(
+                "weights= cannot be applied to a TorchScript model; it already holds its weights."
+            )
         load_weights(model, weights, arch=name)
     if preprocessing is not None:
         _tag(model, "cortexmap_preprocessing", preprocessing)
@@ -203,6 +208,31 @@ def _load_timm(name: str, num_classes: int | None) -> nn.Module:
     return model
 
 
+class TorchScriptModel(nn.Module):
+    """A TorchScript module behind a plain ``nn.Module``.
+
+    TorchScript refuses forward hooks on its submodules, so a TorchScript file exposes only its
+    final output, as the layer ``"output"``. For inner layers, save the model's state_dict and
+    load it with ``arch=``.
+    """
+
+    def __init__(self, script: torch.jit.ScriptModule) -> None:
+        super().__init__()
+        object.__setattr__(self, "script", script)  # unregistered: hooks on it would fail
+        self.output = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.script(x))
+
+    def train(self, mode: bool = True) -> TorchScriptModel:
+        self.script.train(mode)
+        return super().train(mode)
+
+    def _apply(self, fn, recurse: bool = True):  # .to(device) / .float() reach the script too
+        self.script._apply(fn)
+        return super()._apply(fn, recurse)
+
+
 def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
@@ -214,8 +244,14 @@ def _read_checkpoint(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        import pickle
+
+        if isinstance(exc, pickle.UnpicklingError) and "Weights only" in str(exc):
+            why = "it holds pickled Python objects (e.g. a whole nn.Module), not only tensors"
+        else:  # first line of torch's message, without terminal colour codes
+            why = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[0][:200]
         raise CortexmapError(
-            f"Cannot read weights file {path}: {type(exc).__name__}: {str(exc)[:300]}. It must "
+            f"Cannot read weights file {path}: {type(exc).__name__}: {why}. It must "
             "be a state_dict saved with torch.save(model.state_dict(), path) or a TorchScript "
             "file (torch.jit.save); whole pickled models are not loaded for safety."
         ) from exc
@@ -248,10 +284,10 @@ def _clean_keys(sd: dict[str, Any]) -> dict[str, torch.Tensor]:
 def _load_file(path: Path, arch: str | None, num_classes: int | None) -> nn.Module:
     if _is_torchscript(path):
         try:
-            model = torch.jit.load(str(path), map_location="cpu")
+            script = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
             raise CortexmapError(f"Cannot load TorchScript file {path}: {exc}") from exc
-        return model
+        return TorchScriptModel(script)
     sd, extra = _split_checkpoint(_read_checkpoint(path), path)
     arch = arch or extra.get("arch")
     if arch is None:
