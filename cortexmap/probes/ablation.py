@@ -462,3 +462,64 @@ def run_ablation(
         inv = summarize_invariance(sub, inv_long)
     return AblationResult(layer=layer, unit_sets=sets, per_set=per, accuracy=summary,
                           invariance=inv)
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+_COLORS = {"most": "C3", "random": "C7", "least": "C0", "intact": "k"}
+
+
+def plot_accuracy_drops(summary: pd.DataFrame):
+    """Accuracy drop vs k for most / random / least selective ablations, with CI bars.
+
+    summary: the ``accuracy`` table of :func:`run_ablation` / :func:`summarize_drops`.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    ks = sorted(summary["k"].unique())
+    width = 0.8 / 3
+    for j, cond in enumerate(("most", "random", "least")):
+        g = summary[summary["condition"] == cond].set_index("k").reindex(ks)
+        pos = np.arange(len(ks)) + (j - 1) * width
+        err = np.vstack([g["drop"] - g["ci_low"], g["ci_high"] - g["drop"]]).clip(min=0)
+        ax.bar(pos, g["drop"], width, yerr=err, color=_COLORS[cond], capsize=3, label=cond)
+    ax.set_xticks(range(len(ks)), [f"k={k}" for k in ks])
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_ylabel("test accuracy drop")
+    ax.legend(fontsize=7, title="ablated units", title_fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_shift_invariance(invariance: pd.DataFrame, k: int | None = None):
+    """Shift invariance vs shift size per higher layer, intact vs ablations (one k).
+
+    invariance: the ``invariance`` table of :func:`run_ablation`; random: mean and 95 % range.
+    """
+    import matplotlib.pyplot as plt
+
+    k = int(invariance.loc[invariance["k"] > 0, "k"].max()) if k is None else k
+    layers = list(dict.fromkeys(invariance["layer"]))
+    fig, axes = plt.subplots(1, len(layers), figsize=(2.6 * len(layers), 2.6), squeeze=False,
+                             sharey=True)
+    for ax, layer in zip(axes[0], layers, strict=True):
+        d = invariance[invariance["layer"] == layer]
+        for cond in ("intact", "most", "random", "least"):
+            g = d[(d["condition"] == cond) & ((d["k"] == k) | (cond == "intact"))]
+            g = g.sort_values("shift_px")
+            if g.empty:
+                continue
+            ax.plot(g["shift_px"], g["invariance"], "o-", ms=3, color=_COLORS[cond], label=cond)
+            if cond == "random":
+                ax.fill_between(g["shift_px"], g["ci_low"], g["ci_high"],
+                                color=_COLORS[cond], alpha=0.25)
+        ax.set_title(layer, fontsize=9)
+        ax.set_xlabel("shift (px)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("response correlation")
+    axes[0][-1].legend(fontsize=7, title=f"k={k}", title_fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,632 @@
+"""Analysis 3 (Ukita, Neural Networks 2020): orientation selectivity and its causal role.
+
+``run_orientation(OrientationConfig(), "runs/orientation")`` measures, on the default zoo network:
+
+1. **Tuning** of every channel of the chosen layers to gratings (orientation every 7.5 deg,
+   several spatial frequencies and phases): OSI, circular variance, preferred orientation and
+   the fraction of units selective against a shuffled-orientation null (``tuning_*`` tables).
+2. **Training dynamics**: the same statistics over the network's epoch checkpoints beside the
+   test accuracy of each checkpoint (``dynamics``).
+3. **Across networks** (architectures, objectives, seeds of the zoo): lower-layer selectivity
+   against test accuracy, with Spearman / Pearson correlations (``networks``,
+   ``network_correlation``).
+4. **Ablation**: zero the k most selective channels of one layer vs k random (many draws) and
+   k least selective; test-accuracy drop with CIs and shift invariance of the higher layers
+   (``ablation_*``, ``shift_invariance``), computed from a cached layer output.
+
+Everything lands in ``outdir`` as Parquet + CSV tables, ``report.html`` and ``provenance.json``.
+A run interrupted during the dynamics / network sweeps resumes from the per-model results it
+already wrote (``outdir/partial``) when started again with the same settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from cortexmap.errors import CortexmapError
+from cortexmap.probes.ablation import (
+    AblationResult,
+    plot_accuracy_drops,
+    plot_shift_invariance,
+    run_ablation,
+)
+from cortexmap.probes.orientation import (
+    DEFAULT_PHASES,
+    DEFAULT_SPATIAL_FREQS,
+    OrientationTuning,
+    measure_tuning,
+    plot_osi_distributions,
+    plot_tuning_curves,
+)
+from cortexmap.report import Finding
+from cortexmap.utils.io import prepare_output_dir, write_json, write_table
+from cortexmap.utils.progress import track
+from cortexmap.utils.provenance import write_provenance
+
+ANALYSIS = "orientation"
+#: Fraction of selective lower-layer units above which "lower layers are orientation selective".
+SELECTIVE_FRACTION = 0.25
+
+
+class OrientationConfig(BaseModel):
+    """Settings of the orientation analysis (defaults: the zoo AlexNet, its checkpoints, the zoo).
+
+    Tuning: ``layers`` (default: every spatial top-level layer), ``unit`` ("center" channel at
+    the centre of the map, or "mean" over positions), orientations every ``orientation_step``
+    deg over 180, ``spatial_freqs`` (cycles/image), ``phases`` (deg), ``n_shuffles`` of the
+    shuffled-orientation null and its ``alpha``.
+    Dynamics: ``dynamics`` on/off, ``dynamics_model`` (default ``model``; must be a zoo network
+    with epoch checkpoints). Networks: ``networks`` (default: the whole zoo; [] skips),
+    ``n_lower`` lower layers per network. Ablation: ``ablation_layer`` (default the second tuned
+    layer), ``ks``, ``n_random`` draws, ``shift_layers`` (default: every top-level layer after
+    the ablated one except the classifier), ``shifts`` in px, ``n_shift_images``. Test set:
+    ``n_test`` procedural test images (``test_seed``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "zoo:alexnet_sup_s0"
+    layers: list[str] | None = None
+    unit: Literal["center", "mean"] = "center"
+    orientation_step: float = Field(7.5, gt=0, le=45)
+    spatial_freqs: list[float] = Field(default_factory=lambda: list(DEFAULT_SPATIAL_FREQS))
+    phases: list[float] = Field(default_factory=lambda: list(DEFAULT_PHASES))
+    contrast: float = Field(1.0, gt=0, le=1)
+    n_shuffles: int = Field(200, ge=0)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    statistic: Literal["vector_strength", "osi"] = "vector_strength"
+    phase_reduce: Literal["mean", "max"] = "mean"
+    n_examples: int = Field(8, ge=1)
+
+    dynamics: bool = True
+    dynamics_model: str | None = None
+    networks: list[str] | None = None
+    n_lower: int = Field(2, ge=1)
+
+    ablation: bool = True
+    ablation_layer: str | None = None
+    ks: list[int] = Field(default_factory=lambda: [4, 8])
+    n_random: int = Field(20, ge=2)
+    shift_layers: list[str] | None = None
+    shifts: list[int] = Field(default_factory=lambda: [2, 4, 8])
+    n_shift_images: int = Field(64, ge=2)
+    n_random_shift: int = Field(5, ge=1)
+
+    n_test: int = Field(1000, ge=10)
+    test_seed: int = 0
+    seed: int = 0
+    batch_size: int = Field(256, ge=1)
+    scheduler: str | None = None
+
+    def orientations(self) -> np.ndarray:
+        return np.arange(0.0, 180.0 - 1e-9, self.orientation_step)
+
+    def fingerprint(self) -> str:
+        """Hash of every setting, so a resumed run never mixes results of other settings."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+@dataclass
+class OrientationResult:
+    """Tables, findings and the objects behind them (see the module docstring)."""
+
+    config: OrientationConfig
+    outdir: Path
+    tuning: OrientationTuning
+    tables: dict[str, pd.DataFrame]
+    findings: list[Finding] = field(default_factory=list)
+    ablation: AblationResult | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def add_to_report(self, report) -> None:
+        """Add the orientation section (tuning, dynamics, networks, ablation figures)."""
+        _add_to_report(self, report)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+def spatial_layers(model: nn.Module, input_size: int | None = None) -> list[str]:
+    """Top-level layers of ``model`` whose output has a spatial grid (conv maps or patch tokens)."""
+    from cortexmap.models import input_size_of, probe
+    from cortexmap.models.extract import spatial_view
+
+    names = [n for n, _ in model.named_children()]
+    infos = probe(model, names, input_size=input_size or input_size_of(model, default=64))
+    return [n for n in names if n in infos
+            and spatial_view(torch.zeros(1, *infos[n].shape)) is not None]
+
+
+def later_layers(model: nn.Module, layer: str) -> list[str]:
+    """Top-level layers after ``layer`` (its top-level ancestor), without the final classifier."""
+    names = [n for n, _ in model.named_children()]
+    top = layer.split(".")[0]
+    if top not in names:
+        return []
+    return names[names.index(top) + 1:-1]
+
+
+def _zoo_base(spec: str) -> str | None:
+    return spec[4:].split("@")[0] if spec.startswith("zoo:") else None
+
+
+def checkpoint_epochs(spec: str) -> list[int]:
+    """Epochs with a saved checkpoint of zoo network ``spec``; CortexmapError if there are none."""
+    base = _zoo_base(spec)
+    hint = ("Training dynamics need a zoo network saved at several epochs, e.g. "
+            "zoo:alexnet_sup_s0 (see `cortexmap zoo list`), or turn them off with "
+            "dynamics=False (--no-dynamics).")
+    if base is None:
+        raise CortexmapError(f"Model {spec!r} has no epoch checkpoints. {hint}")
+    from cortexmap.models.zoo import checkpoints
+
+    epochs = checkpoints(base)
+    if not epochs:
+        raise CortexmapError(f"Zoo model {spec!r} has no epoch checkpoints. {hint}")
+    return sorted(epochs)
+
+
+def _test_set(config: OrientationConfig, model: nn.Module) -> tuple[torch.Tensor, np.ndarray]:
+    """Procedural test images preprocessed for ``model`` (n, 3, S, S) and labels (n,)."""
+    from cortexmap.models import input_size_of, preprocess
+    from cortexmap.stimuli.procedural import ProceduralObjects
+
+    size = input_size_of(model, default=64)
+    data = ProceduralObjects("test", n=config.n_test, seed=config.test_seed, size=size)
+    return preprocess(data.images, model.cortexmap_preprocessing), data.labels
+
+
+@torch.inference_mode()
+def accuracy(
+    model: nn.Module, x: torch.Tensor, labels: np.ndarray, batch_size: int = 256
+) -> float:
+    """Top-1 accuracy of ``model`` on preprocessed images x (n, 3, S, S)."""
+    pred = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    return float((pred.numpy() == np.asarray(labels)).mean())
+
+
+def _tuning_kwargs(config: OrientationConfig) -> dict[str, Any]:
+    return dict(
+        orientations=config.orientations(), spatial_freqs=config.spatial_freqs,
+        phases=config.phases, unit=config.unit, contrast=config.contrast,
+        n_shuffles=config.n_shuffles, alpha=config.alpha, statistic=config.statistic,
+        phase_reduce=config.phase_reduce, seed=config.seed, batch_size=config.batch_size,
+    )
+
+
+def _model_row(spec: str, layers: Sequence[str] | None, n_lower: int,
+               config: OrientationConfig, x: torch.Tensor | None,
+               labels: np.ndarray | None) -> pd.DataFrame:
+    """Per-layer tuning summary + test accuracy of one model (a dynamics / network sweep item)."""
+    from cortexmap.models import load
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model = load(spec)
+    names = list(layers) if layers else spatial_layers(model)[:n_lower]
+    tuning = measure_tuning(model, names, progress=False, **_tuning_kwargs(config))
+    if x is None:
+        x, labels = _test_set(config, model)
+    df = tuning.summary()
+    df["model"] = spec
+    df["test_accuracy"] = accuracy(model, x, labels, config.batch_size)
+    df["layer_rank"] = np.arange(len(df))
+    return df
+
+
+class _Partial:
+    """Per-model results of the sweeps under ``outdir/partial`` for resuming a run."""
+
+    def __init__(self, outdir: Path, fingerprint: str) -> None:
+        self.dir = outdir / "partial"
+        self.fingerprint = fingerprint
+
+    def path(self, key: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_@" else "_" for c in key)
+        return self.dir / f"{safe}.parquet"
+
+    def get(self, key: str) -> pd.DataFrame | None:
+        p = self.path(key)
+        return pd.read_parquet(p) if p.exists() else None
+
+    def put(self, key: str, df: pd.DataFrame) -> None:
+        write_table(df, self.path(key).with_suffix(""))
+
+
+def _sweep(specs: Sequence[str], config: OrientationConfig, partial: _Partial,
+           layers: Sequence[str] | None, x, labels, description: str,
+           progress: bool) -> list[pd.DataFrame]:
+    """Run :func:`_model_row` for every spec (resuming, serially or on a Dask cluster)."""
+    todo = [s for s in specs if partial.get(s) is None]
+    if todo and config.scheduler:
+        from cortexmap.utils.dask import get_client
+
+        client = get_client(config.scheduler)
+        try:
+            futures = client.map(_model_row, todo, layers=layers, n_lower=config.n_lower,
+                                 config=config, x=None, labels=None, pure=False)
+            for spec, fut in zip(todo, futures, strict=True):
+                partial.put(spec, fut.result())
+        finally:
+            client.close()
+    else:
+        for spec in track(todo, description, enabled=progress):
+            partial.put(spec, _model_row(spec, layers, config.n_lower, config, x, labels))
+    return [partial.get(s) for s in specs]
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    from scipy.stats import spearmanr
+
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan"), float("nan")
+    r = spearmanr(a, b)
+    return float(r.statistic), float(r.pvalue)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    from scipy.stats import pearsonr
+
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan"), float("nan")
+    r = pearsonr(a, b)
+    return float(r.statistic), float(r.pvalue)
+
+
+# --------------------------------------------------------------------------------------------
+# The analysis
+# --------------------------------------------------------------------------------------------
+
+def run_orientation(
+    config: OrientationConfig | None = None,
+    outdir: str | os.PathLike = "runs/orientation",
+    overwrite: bool = False,
+    progress: bool = True,
+    model: nn.Module | None = None,
+) -> OrientationResult:
+    """Run the orientation analysis (see the module docstring) and write its outputs.
+
+    model: an already built module to use instead of loading ``config.model`` (the spec then
+    only labels it; the dynamics still need ``config.dynamics_model`` / ``config.model`` to be a
+    zoo network with checkpoints).
+    """
+    from cortexmap.models import load, resolve_layers
+
+    config = config or OrientationConfig()
+    out = Path(outdir)
+    partial = _Partial(out, config.fingerprint())
+    stamp = partial.dir / "fingerprint.json"
+    resuming = stamp.exists() and json.loads(stamp.read_text()).get("fp") == config.fingerprint()
+    if not resuming:
+        prepare_output_dir(out, overwrite)
+        write_json(stamp, {"fp": config.fingerprint()})
+    torch.manual_seed(config.seed)
+
+    net = load(model if model is not None else config.model)
+    layers = resolve_layers(net, config.layers) if config.layers else spatial_layers(net)
+    if not layers:
+        raise CortexmapError(
+            f"Model {config.model!r} has no top-level layer with a spatial output; give conv "
+            "layers explicitly with layers=[...] (see `cortexmap layers MODEL`)."
+        )
+    # fail fast on settings the later steps would reject
+    dyn_spec = config.dynamics_model or config.model
+    epochs = checkpoint_epochs(dyn_spec) if config.dynamics else []
+    abl_layer = config.ablation_layer or (layers[1] if len(layers) > 1 else layers[0])
+
+    tuning = measure_tuning(net, layers, progress=progress, **_tuning_kwargs(config))
+    tables: dict[str, pd.DataFrame] = {
+        "tuning_summary": tuning.summary(),
+        "tuning_units": tuning.units(),
+        "tuning_curves": _curves_table(tuning),
+    }
+    x_test, y_test = _test_set(config, net)
+    acc = accuracy(net, x_test, y_test, config.batch_size)
+    extras: dict[str, Any] = {"test_accuracy": acc, "layers": layers, "ablation_layer": abl_layer}
+
+    if config.dynamics:
+        specs = [f"zoo:{_zoo_base(dyn_spec)}@ep{e}" for e in epochs]
+        rows = _sweep(specs, config, partial, layers, x_test, y_test, "training dynamics",
+                      progress)
+        dyn = pd.concat(rows, ignore_index=True)
+        dyn.insert(0, "epoch", dyn["model"].str.extract(r"@ep(\d+)$")[0].astype(int))
+        tables["dynamics"] = dyn
+
+    names = config.networks
+    if names is None:
+        from cortexmap.models.zoo import list_zoo
+
+        names = [f"zoo:{e.name}" for e in list_zoo()]
+    if names:
+        rows = _sweep(list(names), config, partial, None, None, None, "networks", progress)
+        nets = pd.concat(rows, ignore_index=True)
+        tables["networks"] = nets
+        tables["network_correlation"] = _network_correlation(nets)
+
+    ablation = None
+    if config.ablation:
+        ablation = _ablation(config, net, tuning, layers, abl_layer, x_test, y_test, progress)
+        tables["ablation_sets"] = ablation.per_set
+        tables["ablation_accuracy"] = ablation.accuracy
+        if len(ablation.invariance):
+            tables["shift_invariance"] = ablation.invariance
+
+    result = OrientationResult(config=config, outdir=out, tuning=tuning, tables=tables,
+                               ablation=ablation, extras=extras)
+    result.findings = _findings(result)
+    for name, df in tables.items():
+        write_table(df, out / name)
+    write_table(pd.DataFrame([vars(f) for f in result.findings]), out / "findings")
+
+    from cortexmap.report import Report
+
+    report = Report(f"Orientation selectivity: {config.model}")
+    result.add_to_report(report)
+    report.findings(result.findings)
+    report.write(out / "report.html")
+    write_provenance(out, config=config, seed=config.seed,
+                     inputs={"test_images": x_test.numpy()[:16]})
+    return result
+
+
+def _curves_table(tuning: OrientationTuning) -> pd.DataFrame:
+    """Long table: layer, unit, orientation_deg, response (tuning curve values)."""
+    parts = []
+    for name, lt in tuning.layers.items():
+        n, k = lt.curves.shape
+        parts.append(pd.DataFrame({
+            "layer": name, "unit": np.repeat(np.arange(n), k),
+            "orientation_deg": np.tile(lt.orientations, n), "response": lt.curves.ravel(),
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _lower(df: pd.DataFrame, n_lower: int) -> pd.DataFrame:
+    """Mean over each model's first ``n_lower`` layers -> one row per model."""
+    low = df[df["layer_rank"] < n_lower]
+    return low.groupby("model", as_index=False, sort=False).agg(
+        fraction_selective=("fraction_selective", "mean"), osi_mean=("osi_mean", "mean"),
+        test_accuracy=("test_accuracy", "first"), layers=("layer", lambda s: ",".join(s)),
+    )
+
+
+def _network_correlation(nets: pd.DataFrame) -> pd.DataFrame:
+    n_lower = int(nets["layer_rank"].max()) + 1
+    low = _lower(nets, n_lower)
+    rows = []
+    for measure in ("fraction_selective", "osi_mean"):
+        a, b = low[measure].to_numpy(), low["test_accuracy"].to_numpy()
+        rho, p_rho = _spearman(a, b)
+        r, p_r = _pearson(a, b)
+        rows.append({"measure": measure, "n_networks": len(low), "spearman_rho": rho,
+                     "spearman_p": p_rho, "pearson_r": r, "pearson_p": p_r})
+    return pd.DataFrame(rows)
+
+
+def _ablation(config, net, tuning, layers, abl_layer, x_test, y_test, progress):
+    if abl_layer in tuning.layers:
+        lt = tuning[abl_layer]
+    else:  # ablate a layer that was not in the tuning list: measure it now
+        lt = measure_tuning(net, [abl_layer], progress=False, **_tuning_kwargs(config))[abl_layer]
+    shift_layers = (config.shift_layers if config.shift_layers is not None
+                    else later_layers(net, abl_layer))
+    return run_ablation(
+        net, abl_layer, lt.ranking(), x_test, y_test, ks=config.ks, n_random=config.n_random,
+        shift_set=x_test[:config.n_shift_images], shift_layers=shift_layers,
+        shifts=config.shifts, n_random_shift=config.n_random_shift, seed=config.seed,
+        batch_size=config.batch_size, progress=progress,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Findings
+# --------------------------------------------------------------------------------------------
+
+def _findings(res: OrientationResult) -> list[Finding]:
+    cfg, t = res.config, res.tables
+    out: list[Finding] = []
+    summ = t["tuning_summary"]
+    low = summ.head(cfg.n_lower)
+    frac = float(low["fraction_selective"].mean())
+    per_layer = ", ".join(f"{r.layer} {r.fraction_selective:.0%} (median OSI {r.osi_median:.2f})"
+                          for r in summ.itertuples())
+    out.append(Finding(
+        claim="Many units of the lower layers of a trained network are orientation selective "
+              f"(at least {SELECTIVE_FRACTION:.0%} beat the shuffled-orientation null).",
+        reproduced=bool(frac >= SELECTIVE_FRACTION),
+        numbers=f"{cfg.model}, {cfg.unit} units, alpha {cfg.alpha}: selective fraction "
+                f"{per_layer}.",
+        analysis=ANALYSIS,
+    ))
+    if "dynamics" in t:
+        d = t["dynamics"]
+        lo = d[d["layer_rank"] < cfg.n_lower].groupby("epoch").agg(
+            frac=("fraction_selective", "mean"), acc=("test_accuracy", "first"))
+        rho_e, _ = _spearman(lo.index.to_numpy(float), lo["frac"].to_numpy())
+        rho_a, p_a = _spearman(lo["frac"].to_numpy(), lo["acc"].to_numpy())
+        first, last = lo.iloc[0], lo.iloc[-1]
+        out.append(Finding(
+            claim="Orientation selectivity of the lower layers grows during training, together "
+                  "with test accuracy.",
+            reproduced=bool(last["frac"] > first["frac"] and rho_a > 0),
+            numbers=f"epochs {lo.index.min()}..{lo.index.max()} ({len(lo)} checkpoints): "
+                    f"selective fraction {first['frac']:.2f} -> {last['frac']:.2f}, accuracy "
+                    f"{first['acc']:.2f} -> {last['acc']:.2f}; Spearman(epoch, selectivity) "
+                    f"{rho_e:.2f}, Spearman(selectivity, accuracy) {rho_a:.2f} (p {p_a:.3f}).",
+            analysis=ANALYSIS,
+        ))
+    if "network_correlation" in t:
+        c = t["network_correlation"].set_index("measure").loc["fraction_selective"]
+        out.append(Finding(
+            claim="Across networks, lower-layer orientation selectivity correlates positively "
+                  "with generalization (test accuracy).",
+            reproduced=bool(c.spearman_rho > 0 and c.spearman_p < 0.05),
+            numbers=f"{int(c.n_networks)} networks: Spearman rho {c.spearman_rho:.2f} "
+                    f"(p {c.spearman_p:.3f}), Pearson r {c.pearson_r:.2f} (p {c.pearson_p:.3f}).",
+            analysis=ANALYSIS,
+        ))
+    if res.ablation is not None:
+        out.extend(_ablation_findings(res))
+    return out
+
+
+def _ablation_findings(res: OrientationResult) -> list[Finding]:
+    a = res.ablation.accuracy.set_index(["condition", "k"])
+    layer = res.ablation.layer
+    ks = sorted(a.index.get_level_values("k").unique())
+    wins, parts = 0, []
+    for k in ks:
+        most, rnd, least = a.loc[("most", k)], a.loc[("random", k)], a.loc[("least", k)]
+        win = most["drop"] > rnd["ci_high"] and most["drop"] > least["drop"]
+        wins += int(win)
+        parts.append(f"k={k}: most {most['drop']:.3f} [{most['ci_low']:.3f}, {most['ci_high']:.3f}]"
+                     f", random {rnd['drop']:.3f} [{rnd['ci_low']:.3f}, {rnd['ci_high']:.3f}] "
+                     f"(p_vs_random {most['p_vs_random']:.3f}), least {least['drop']:.3f}")
+    out = [Finding(
+        claim=f"Ablating the most orientation-selective units of {layer} lowers test accuracy "
+              "more than ablating as many random (above their 95 % range) or least selective "
+              "units.",
+        reproduced=bool(wins > len(ks) / 2),
+        numbers=f"accuracy drop (intact {res.extras['test_accuracy']:.3f}): " + "; ".join(parts),
+        analysis=ANALYSIS,
+    )]
+    inv = res.tables.get("shift_invariance")
+    if inv is not None and len(inv):
+        k = max(ks)
+        sub = inv[inv["k"] == k].groupby("condition")["change"].mean()
+        out.append(Finding(
+            claim=f"Ablating the most selective units of {layer} reduces the shift invariance of "
+                  "higher layers more than random or least-selective ablation.",
+            reproduced=bool(sub.get("most", 0) < sub.get("random", 0)
+                            and sub.get("most", 0) < sub.get("least", 0)),
+            numbers=f"k={k}, change of invariance vs intact averaged over layers "
+                    f"{', '.join(sorted(inv['layer'].unique()))} and shifts "
+                    f"{sorted(inv['shift_px'].unique().tolist())} px: most {sub.get('most'):.3f}, "
+                    f"random {sub.get('random'):.3f}, least {sub.get('least'):.3f}.",
+            analysis=ANALYSIS,
+        ))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Figures and report
+# --------------------------------------------------------------------------------------------
+
+def plot_preferred_histograms(tuning: OrientationTuning):
+    """Histogram of preferred orientations of selective units per layer."""
+    import matplotlib.pyplot as plt
+
+    names = list(tuning.layers)
+    fig, axes = plt.subplots(1, len(names), figsize=(2.4 * len(names), 2.3), squeeze=False)
+    step = float(np.diff(tuning.orientations).min()) if len(tuning.orientations) > 1 else 7.5
+    bins = np.append(tuning.orientations, 180.0) - step / 2
+    for ax, n in zip(axes[0], names, strict=True):
+        lt = tuning[n]
+        ax.hist(lt.preferred[lt.selective], bins=bins, color="C0")
+        ax.set_title(f"{n} ({int(lt.selective.sum())} sel.)", fontsize=8)
+        ax.set_xticks([0, 45, 90, 135])
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("units")
+    fig.supxlabel("preferred orientation (deg; 0 = horizontal stripes)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_dynamics(dyn: pd.DataFrame):
+    """Fraction of selective units per layer over epochs, with test accuracy (right axis)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for layer, g in dyn.groupby("layer", sort=False):
+        ax.plot(g["epoch"], g["fraction_selective"], "o-", ms=3, label=layer)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("fraction selective")
+    ax.set_ylim(0, 1)
+    ax2 = ax.twinx()
+    acc = dyn.groupby("epoch")["test_accuracy"].first()
+    ax2.plot(acc.index, acc.values, "k--", lw=1.5, label="test accuracy")
+    ax2.set_ylabel("test accuracy")
+    ax2.set_ylim(0, 1)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_networks(nets: pd.DataFrame):
+    """Lower-layer fraction of selective units vs test accuracy, one point per network."""
+    import matplotlib.pyplot as plt
+
+    low = _lower(nets, int(nets["layer_rank"].max()) + 1)
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    ax.scatter(low["fraction_selective"], low["test_accuracy"], color="C1")
+    for r in low.itertuples():
+        ax.annotate(r.model.removeprefix("zoo:"), (r.fraction_selective, r.test_accuracy),
+                    fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.set_xlabel("lower-layer fraction selective")
+    ax.set_ylabel("test accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def _add_to_report(res: OrientationResult, report) -> None:
+    cfg = res.config
+    where = "centre of the map" if cfg.unit == "center" else "mean over positions"
+    sec = report.section(
+        "Orientation selectivity and its causal role (Ukita 2020)",
+        f"Gratings at {len(cfg.orientations())} orientations (every {cfg.orientation_step:g} "
+        f"deg), spatial frequencies {cfg.spatial_freqs} cycles/image and phases {cfg.phases} "
+        f"deg were shown to {cfg.model} (test accuracy {res.extras['test_accuracy']:.3f}). A unit "
+        f"is one channel read at the {where}; it is selective when its "
+        f"{cfg.statistic.replace('_', ' ')} beats {cfg.n_shuffles} "
+        f"orientation-shuffled controls (p < {cfg.alpha}).",
+    )
+    sec.figure(plot_osi_distributions(res.tuning),
+               "OSI of responsive units per layer (left) and the fraction of units selective "
+               "against the shuffled-orientation null (right).")
+    sec.figure(plot_preferred_histograms(res.tuning),
+               "Preferred orientations of the selective units of each layer.")
+    for name in list(res.tuning.layers)[:2]:
+        sec.figure(plot_tuning_curves(res.tuning[name], n_examples=cfg.n_examples),
+                   f"Tuning curves of the most selective units of {name} (normalised to the "
+                   "peak; dashed line = preferred orientation).")
+    sec.table(res.tables["tuning_summary"], "Per-layer orientation tuning summary.")
+    if "dynamics" in res.tables:
+        sub = sec.subsection("Training dynamics")
+        sub.figure(plot_dynamics(res.tables["dynamics"]),
+                   "Fraction of orientation-selective units per layer across the epoch "
+                   "checkpoints (solid) and test accuracy of each checkpoint (dashed).")
+        sub.table(res.tables["dynamics"][["epoch", "layer", "fraction_selective", "osi_mean",
+                                          "test_accuracy"]], "Selectivity over training.")
+    if "networks" in res.tables:
+        sub = sec.subsection("Across networks")
+        sub.figure(plot_networks(res.tables["networks"]),
+                   f"Mean fraction of selective units in each network's first {cfg.n_lower} "
+                   "spatial layers against its test accuracy.")
+        sub.table(res.tables["network_correlation"],
+                  "Correlation of lower-layer selectivity with test accuracy across networks.")
+    if res.ablation is not None:
+        sub = sec.subsection(f"Ablation of {res.ablation.layer}")
+        sub.figure(plot_accuracy_drops(res.ablation.accuracy),
+                   f"Test-accuracy drop after zeroing k units of {res.ablation.layer}: most "
+                   f"selective, {cfg.n_random} random draws (95 % range) and least selective "
+                   "(bootstrap 95 % CI over test images).")
+        sub.table(res.ablation.accuracy, "Accuracy drop per condition and k.")
+        if len(res.ablation.invariance):
+            sub.figure(plot_shift_invariance(res.ablation.invariance),
+                       "Shift invariance (correlation of a layer's response to an image and its "
+                       "shifted copy, 4 directions) of the higher layers for the intact network "
+                       "and after each ablation (largest k).")
