@@ -258,3 +258,57 @@ def test_bad_inputs_raise_clear_errors():
         ls.lesion_sweep(net, ["conv1"], series(imgs), labels, mode="noise", progress=False)
     with pytest.raises(CortexmapError, match="not in the model"):
         ls.lesion_sweep(net, ["conv9"], series(imgs), labels, progress=False)
+
+
+# --------------------------------------------------------------------------- the analysis
+def test_run_lesion_end_to_end_and_resume(tmp_path, monkeypatch):
+    from cortexmap.probes.lesion_analysis import LesionConfig, run_lesion
+    from cortexmap.report import Report
+
+    imgs, labels = planted_images()
+    cfg = LesionConfig(model="planted", layers=["conv1"], contrasts=CONTRASTS, n_top=2,
+                       n_random_sets=4, lesion_sets={"conv1": [[1, 2]]}, per_class=True)
+    kw = dict(model=planted_net(), images=imgs, labels=labels, class_names=["right", "left"])
+    res = run_lesion(cfg, tmp_path / "out", progress=False, **kw)
+    assert sorted(res.tables["top_kernels"]["kernel"]) == [0, 3]
+    sets = res.tables["sets"]
+    assert set(sets["set_type"]) >= {"top", "user"}
+    assert sets[sets["set_type"] == "top"]["lesion"].iloc[0] == "0+3"
+    user = sets[sets["set_type"] == "user"]
+    np.testing.assert_allclose(user["drop"], 0.0)
+    assert set(res.tables["per_class"]["class"]) == {"left", "right"}
+    out = tmp_path / "out"
+    for stem in ("lesion_drops", "lesion_baseline", "top_kernels", "lesion_sets",
+                 "kernel_appearance", "lesion_per_class"):
+        assert (out / f"{stem}.parquet").exists() and (out / f"{stem}.csv").exists()
+    assert (out / "heatmap_conv1.png").exists() and (out / "top_kernels_conv1.png").exists()
+    assert (out / "provenance.json").exists()
+    assert res.kernel_images["conv1"][2].startswith("first-layer weights")
+    assert len(res.findings) == 2
+    # low contrast hurts more (0.25 vs 0), but 4 kernels are too few for Wilcoxon p < 0.05
+    assert "0.2500 vs at 100% 0.0000" in res.findings[0].numbers
+    assert not res.findings[0].reproduced
+    report = Report("lesions")
+    res.add_to_report(report)
+    assert "Lesions of conv1" in report.write(tmp_path / "r.html").read_text()
+
+    def boom(*a, **k):
+        raise AssertionError("a finished layer was recomputed")
+
+    monkeypatch.setattr(ls, "_evaluate", boom)
+    again = run_lesion(cfg, out, progress=False, **kw)  # resumes without --overwrite
+    pd.testing.assert_frame_equal(res.tables["drops"], again.tables["drops"])
+
+
+def test_run_lesion_bad_inputs(tmp_path):
+    from cortexmap.probes.lesion_analysis import LesionConfig, run_lesion
+
+    imgs, labels = planted_images()
+    kw = dict(model=planted_net(), images=imgs, labels=labels)
+    with pytest.raises(CortexmapError, match=r"outside \(0, 1\]"):
+        run_lesion(LesionConfig(layers=["conv1"], contrasts=[1.0, 0.0]), tmp_path / "a", **kw)
+    with pytest.raises(CortexmapError, match="empty"):
+        run_lesion(LesionConfig(layers=["conv1"]), tmp_path / "b", model=planted_net(),
+                   images=imgs[:0], labels=labels[:0])
+    with pytest.raises(CortexmapError, match="empty"):
+        run_lesion(LesionConfig(n_images=0), tmp_path / "c", model=planted_net())

@@ -283,7 +283,8 @@ def layer_activations(
     if pooling not in {"mean", "max", "none", "center"}:
         raise CortexmapError(f"pooling must be mean, max, center or none; got {pooling!r}.")
     ext = Extractor(model, list(layers), pooling=pooling, batch_size=batch_size)
-    acts = ext.extract(np.asarray(images, dtype=np.float32))
+    # Feed the same tensor every other function here uses (the model's own preprocessing).
+    acts = ext.extract(model_input(model, images))
     return {k: np.asarray(v, dtype=np.float64).reshape(len(images), -1) for k, v in acts.items()}
 
 
