@@ -3,7 +3,6 @@ against the analytic one, the chain check, and bad input."""
 
 import numpy as np
 import pytest
-import torch
 import torchvision
 from torch import nn
 

@@ -1,0 +1,1076 @@
+"""Center-periphery organization (Mohsenzadeh et al., Sci Rep 2020).
+
+Split a convolutional layer's units (channel x feature-map position) into groups by *where they
+look* and *what they prefer*, build one RDM per group, and compare the groups with brain regions
+that prefer the fovea (fusiform / LOC) or the periphery (parahippocampal / PPA).
+
+Unit groups (:func:`select_groups`)
+    ``central``     positions whose receptive-field centre lies within ``central_radius``
+                    eccentricity of the image centre (all channels there);
+    ``peripheral``  positions beyond ``peripheral_radius`` (default: ``central_radius``);
+    ``background``  units with a high background selectivity index (BSI, below);
+    ``object``      units with a low (negative) BSI.
+    Selective groups are taken by a BSI ``threshold`` or as the ``top_fraction`` of units;
+    ``exclusive`` removes units that fall in both groups; ``equal_sizes`` subsamples the larger
+    group (seeded) so RSA is not confounded by unit counts.
+
+Background selectivity index (:func:`background_selectivity`)
+    Every image is rendered twice with its foreground mask: object only (background replaced by
+    a neutral fill) and background only (object replaced by the fill). With ``R_obj`` and
+    ``R_bg`` a unit's mean response over images::
+
+        BSI = (R_bg - R_obj) / (|R_bg| + |R_obj|)     in [-1, 1]
+
+    +1: responds only to backgrounds, -1: only to objects; silent units get NaN and join no
+    selective group.
+
+Crossover RSA (:func:`crossover_rsa`)
+    For groups (g1, g2) = (central, background) and regions (foveal, peripheral): the 2x2 table of
+    RSA correlations (mean over subjects), permutation p-values (condition labels, one-sided),
+    noise ceilings of each region, and the crossover interaction
+
+        I = (r[g1, foveal] + r[g2, peripheral]) - (r[g1, peripheral] + r[g2, foveal])
+
+    with a bootstrap confidence interval (resampling conditions, or subjects) and a
+    permutation p-value. ``I > 0`` with a CI above zero reproduces the paper's claim.
+
+End to end (:func:`run_center_periphery`): zoo model, bundled images with masks, and a phantom
+brain whose foveal region carries the geometry of object-only renderings (centre-driven) and
+whose peripheral region carries that of background-only renderings (background-driven).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from cortexmap.errors import CortexmapError
+from cortexmap.probes.receptive_field import ReceptiveFields
+from cortexmap.rsa import RDMs, compare, compute_rdms
+
+GROUPS = ("central", "peripheral", "background", "object")
+_SPATIAL = ("central", "peripheral")
+_SELECTIVE = ("background", "object")
+
+
+# ============================================================================================
+# Stimulus renderings and the background selectivity index
+
+
+def check_masks(
+    images: np.ndarray, masks: np.ndarray | None, ids: list[str] | None = None
+) -> np.ndarray:
+    """Validate foreground masks for background selectivity; return them as bool (n, H, W).
+
+    Raises CortexmapError when masks are missing, have the wrong size, or leave an image with no
+    object or no background pixels (naming those images).
+    """
+    n = len(images)
+    ids = list(ids) if ids is not None else [f"image {i}" for i in range(n)]
+    if masks is None:
+        shown = ", ".join(ids[:10]) + (" ..." if n > 10 else "")
+        raise CortexmapError(
+            f"Background selectivity needs a foreground mask per image, but none of the {n} "
+            f"images has one ({shown}). Load images with masks (load_bundled() ships them; "
+            "load_folder(..., masks_dir=...)), or use only spatial groups "
+            "(groups=('central', 'peripheral'))."
+        )
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or len(masks) != n or masks.shape[1:] != images.shape[1:3]:
+        raise CortexmapError(
+            f"Foreground masks have shape {masks.shape} but the images need "
+            f"{(n, *images.shape[1:3])} (one H x W mask per image); resize the masks to the "
+            "images (cortexmap.stimuli.masks.resize_mask) or pass the matching masks."
+        )
+    masks = masks.astype(bool)
+    fg = masks.reshape(n, -1).mean(1)
+    empty = [ids[i] for i in np.flatnonzero(fg == 0)]
+    full = [ids[i] for i in np.flatnonzero(fg == 1)]
+    if empty or full:
+        parts = []
+        if empty:
+            parts.append(f"no foreground (object) pixels: {', '.join(empty[:10])}")
+        if full:
+            parts.append(f"no background pixels: {', '.join(full[:10])}")
+        raise CortexmapError(
+            "Some foreground masks cannot separate object from background -- "
+            + "; ".join(parts)
+            + ". Fix those masks or drop the images (stimuli.subset(...))."
+        )
+    return masks
+
+
+def split_foreground(
+    images: np.ndarray, masks: np.ndarray, fill: Literal["gray", "mean"] = "gray"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Object-only and background-only renderings of (n, H, W, 3) images with (n, H, W) masks.
+
+    The removed part is filled with neutral gray 0.5 (``fill="gray"``) or with the mean colour of
+    the part that is kept (``"mean"``, no luminance step at the mask edge on average).
+    Returns (object_only, background_only), both float32 (n, H, W, 3).
+    """
+    if fill not in ("gray", "mean"):
+        raise CortexmapError(f"fill must be 'gray' or 'mean'; got {fill!r}.")
+    images = np.asarray(images, dtype=np.float32)
+    m = np.asarray(masks, dtype=bool)[..., None]
+
+    def fill_value(keep: np.ndarray) -> np.ndarray:
+        if fill == "gray":
+            return np.full((len(images), 1, 1, 3), 0.5, dtype=np.float32)
+        k = keep.astype(np.float32)
+        return ((images * k).sum((1, 2), keepdims=True) / k.sum((1, 2), keepdims=True)).astype(
+            np.float32
+        )
+
+    obj = np.where(m, images, fill_value(m))
+    bg = np.where(m, fill_value(~m), images)
+    return obj.astype(np.float32), bg.astype(np.float32)
+
+
+def background_selectivity(resp_object: np.ndarray, resp_background: np.ndarray) -> np.ndarray:
+    """Background selectivity index per unit.
+
+    resp_object, resp_background: (n_images, *unit_shape) responses to object-only and
+    background-only renderings (e.g. (n, C, h, w)). Returns (*unit_shape,) float64 in [-1, 1]:
+    ``(R_bg - R_obj) / (|R_bg| + |R_obj|)`` of image-mean responses; NaN where both are 0.
+    """
+    r_obj = np.asarray(resp_object, dtype=np.float64).mean(0)
+    r_bg = np.asarray(resp_background, dtype=np.float64).mean(0)
+    if r_obj.shape != r_bg.shape:
+        raise CortexmapError(
+            f"Object-only responses have unit shape {r_obj.shape} but background-only responses "
+            f"{r_bg.shape}; pass responses of the same layer."
+        )
+    den = np.abs(r_bg) + np.abs(r_obj)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bsi = (r_bg - r_obj) / den
+    bsi[den <= 1e-12 * max(float(den.max(initial=0.0)), 1e-300)] = np.nan
+    return bsi
+
+
+# ============================================================================================
+# Unit groups
+
+
+@dataclass
+class UnitGroups:
+    """Unit groups of one layer.
+
+    Attributes
+    ----------
+    layer: layer name.
+    shape: (C, h, w) unit shape of the layer.
+    masks: group name -> bool (C, h, w) membership.
+    eccentricity: (h, w) receptive-field eccentricity of each position (see receptive_field).
+    selectivity: (C, h, w) background selectivity index, or None when not measured.
+    rf: the layer's ReceptiveFields.
+    criteria: group name -> how it was selected (for tables and reports).
+    """
+
+    layer: str
+    shape: tuple[int, int, int]
+    masks: dict[str, np.ndarray]
+    eccentricity: np.ndarray
+    selectivity: np.ndarray | None
+    rf: ReceptiveFields | None = None
+    criteria: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.masks)
+
+    def indices(self, name: str) -> np.ndarray:
+        """Flat unit indices (into ``C * h * w``) of a group, sorted."""
+        return np.flatnonzero(self.masks[name].ravel())
+
+    def sizes(self) -> dict[str, int]:
+        return {g: int(m.sum()) for g, m in self.masks.items()}
+
+    def layout(self, name: str) -> np.ndarray:
+        """(h, w) fraction of the channels at each position that belong to the group."""
+        return self.masks[name].mean(0)
+
+    def patterns(self, activations: np.ndarray, name: str) -> np.ndarray:
+        """(n, n_units_in_group) responses of the group's units; activations (n, C, h, w)."""
+        act = np.asarray(activations)
+        if act.shape[1:] != self.shape:
+            raise CortexmapError(
+                f"Activations of {self.layer!r} have unit shape {act.shape[1:]} but the groups "
+                f"were drawn on {self.shape}; use activations of the same layer and input size."
+            )
+        return act.reshape(len(act), -1)[:, self.indices(name)]
+
+    def summary(self) -> pd.DataFrame:
+        """One row per group: size, mean eccentricity of its units, mean BSI, criterion."""
+        ecc = np.broadcast_to(self.eccentricity, self.shape)
+        rows = []
+        for g, m in self.masks.items():
+            bsi = float(np.nanmean(self.selectivity[m])) if self.selectivity is not None else np.nan
+            rows.append({
+                "layer": self.layer, "group": g, "n_units": int(m.sum()),
+                "fraction_of_layer": float(m.mean()),
+                "mean_eccentricity": float(ecc[m].mean()), "mean_bsi": bsi,
+                "criterion": self.criteria.get(g, ""),
+            })
+        return pd.DataFrame(rows)
+
+
+def _spatial_mask(name: str, ecc: np.ndarray, c: int, central_radius: float,
+                  peripheral_radius: float, layer: str) -> tuple[np.ndarray, str]:
+    if name == "central":
+        pos = ecc <= central_radius
+        crit = f"RF eccentricity <= {central_radius:g}"
+        hint = f"raise central_radius (smallest eccentricity here: {ecc.min():.3f})"
+    else:
+        pos = ecc > peripheral_radius
+        crit = f"RF eccentricity > {peripheral_radius:g}"
+        hint = f"lower peripheral_radius (largest eccentricity here: {ecc.max():.3f})"
+    if not pos.any():
+        raise CortexmapError(
+            f"Layer {layer!r}: the {name!r} group is empty ({crit} holds for none of its "
+            f"{ecc.size} positions); {hint}."
+        )
+    return np.broadcast_to(pos, (c, *ecc.shape)).copy(), crit
+
+
+def _selective_mask(name: str, bsi: np.ndarray, selection: str, threshold: float,
+                    top_fraction: float, layer: str) -> tuple[np.ndarray, str]:
+    valid = np.isfinite(bsi)
+    score = np.where(valid, bsi if name == "background" else -bsi, -np.inf)
+    if selection == "threshold":
+        sel = score >= threshold
+        sign = ">=" if name == "background" else "<="
+        crit = f"BSI {sign} {threshold if name == 'background' else -threshold:g}"
+        if not sel.any():
+            best = float(np.max(score[valid])) if valid.any() else np.nan
+            raise CortexmapError(
+                f"Layer {layer!r}: the {name!r} group is empty at threshold {threshold:g} "
+                f"({crit} holds for no unit; the most {name}-selective unit has "
+                f"{'BSI' if name == 'background' else '-BSI'} = {best:.3f}). Lower the threshold "
+                "or use selection='top_fraction'."
+            )
+    else:
+        k = int(round(top_fraction * int(valid.sum())))
+        if k < 1:
+            raise CortexmapError(
+                f"Layer {layer!r}: top_fraction={top_fraction:g} of its {int(valid.sum())} "
+                f"responsive units selects no {name!r} unit; raise top_fraction."
+            )
+        flat = score.ravel()
+        order = np.argsort(-flat, kind="stable")[:k]
+        sel = np.zeros(flat.size, dtype=bool)
+        sel[order] = True
+        sel = sel.reshape(bsi.shape)
+        crit = f"top {top_fraction:g} by {'BSI' if name == 'background' else '-BSI'}"
+    return sel, crit
+
+
+def select_groups(
+    rf: ReceptiveFields,
+    n_channels: int,
+    selectivity: np.ndarray | None = None,
+    groups: tuple[str, str] = ("central", "background"),
+    central_radius: float = 0.35,
+    peripheral_radius: float | None = None,
+    selection: Literal["threshold", "top_fraction"] = "top_fraction",
+    threshold: float = 0.2,
+    top_fraction: float = 0.25,
+    exclusive: bool = True,
+    equal_sizes: bool = True,
+    seed: int = 0,
+) -> UnitGroups:
+    """Draw two unit groups of one convolutional layer.
+
+    rf: receptive fields of the layer (grid (h, w)). n_channels: C.
+    selectivity: (C, h, w) background selectivity index; required for 'background'/'object'.
+    groups: two names from ``GROUPS``; the first is compared with foveal regions, the second
+        with peripheral ones.
+    Returns :class:`UnitGroups` with bool (C, h, w) masks.
+    """
+    groups = tuple(groups)
+    if len(groups) != 2 or len(set(groups)) != 2 or any(g not in GROUPS for g in groups):
+        raise CortexmapError(
+            f"groups must be two different names from {GROUPS}; got {groups}."
+        )
+    if selection not in ("threshold", "top_fraction"):
+        raise CortexmapError(f"selection must be 'threshold' or 'top_fraction'; got {selection!r}.")
+    if not 0 < top_fraction <= 1:
+        raise CortexmapError(f"top_fraction must be in (0, 1]; got {top_fraction}.")
+    shape = (int(n_channels), *rf.grid)
+    ecc = rf.eccentricity()
+    peripheral_radius = central_radius if peripheral_radius is None else peripheral_radius
+    if selectivity is not None:
+        selectivity = np.asarray(selectivity, dtype=np.float64)
+        if selectivity.shape != shape:
+            raise CortexmapError(
+                f"Selectivity of {rf.layer!r} has shape {selectivity.shape} but the layer has "
+                f"units {shape}; compute it from activations of this layer."
+            )
+    masks, criteria = {}, {}
+    for g in groups:
+        if g in _SPATIAL:
+            masks[g], criteria[g] = _spatial_mask(
+                g, ecc, shape[0], central_radius, peripheral_radius, rf.layer
+            )
+        else:
+            if selectivity is None:
+                raise CortexmapError(
+                    f"Group {g!r} needs the background selectivity index (images with "
+                    "foreground masks); pass selectivity= or use spatial groups only."
+                )
+            masks[g], criteria[g] = _selective_mask(
+                g, selectivity, selection, threshold, top_fraction, rf.layer
+            )
+    a, b = groups
+    if exclusive:
+        both = masks[a] & masks[b]
+        if both.any():
+            masks[a], masks[b] = masks[a] & ~both, masks[b] & ~both
+            for g in groups:
+                criteria[g] += f"; {int(both.sum())} units in both groups removed"
+                if not masks[g].any():
+                    raise CortexmapError(
+                        f"Layer {rf.layer!r}: every unit of the {g!r} group is also in the other "
+                        "group, so the exclusive group is empty; use exclusive=False or "
+                        "change the radii/threshold."
+                    )
+    if equal_sizes:
+        n = min(int(masks[a].sum()), int(masks[b].sum()))
+        rng = np.random.default_rng(seed)
+        for g in groups:
+            idx = np.flatnonzero(masks[g].ravel())
+            if idx.size > n:
+                keep = np.sort(rng.choice(idx, size=n, replace=False))
+                m = np.zeros(masks[g].size, dtype=bool)
+                m[keep] = True
+                masks[g] = m.reshape(shape)
+                criteria[g] += f"; random {n} kept (equal sizes)"
+    return UnitGroups(rf.layer, shape, masks, ecc, selectivity, rf, criteria)
+
+
+# ============================================================================================
+# Crossover RSA
+
+
+@dataclass
+class CrossoverStats:
+    """Result of :func:`crossover_rsa` for one layer.
+
+    table: one row per (group, region): r (mean over subjects), r_sem, p_perm, nc_lower,
+        nc_upper. interaction: dict with interaction, ci_low, ci_high, p_boot, p_perm.
+    per_subject: (2 groups, 2 regions, n_subjects) correlations.
+    boot: (n_boot,) bootstrap interactions.
+    """
+
+    table: pd.DataFrame
+    interaction: dict[str, float]
+    per_subject: np.ndarray
+    boot: np.ndarray
+
+
+def _as_subject_rdms(x, name: str) -> RDMs:
+    if isinstance(x, RDMs):
+        return x
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 3:
+        return RDMs.from_matrices(arr, names=[f"{name}_s{i}" for i in range(len(arr))])
+    if arr.ndim in (1, 2):
+        from cortexmap.rsa.rdm import n_conditions_from_pairs
+
+        arr = np.atleast_2d(arr)
+        return RDMs(arr, n_conditions_from_pairs(arr.shape[1], f"{name} RDMs"),
+                    [f"{name}_s{i}" for i in range(len(arr))])
+    raise CortexmapError(
+        f"Region {name!r} RDMs must be RDMs, (n_subjects, n_pairs) vectors or (n_subjects, n, n) "
+        f"matrices; got shape {arr.shape}."
+    )
+
+
+def _interaction(r: np.ndarray) -> np.ndarray:
+    """r: (..., 2 groups, 2 regions) -> crossover interaction (...)."""
+    return (r[..., 0, 0] + r[..., 1, 1]) - (r[..., 0, 1] + r[..., 1, 0])
+
+
+def _region_means(r: np.ndarray, n_sub: int) -> np.ndarray:
+    """(..., 2 groups, 2 * n_sub) correlations with [foveal subjects, peripheral subjects]
+    -> (..., 2 groups, 2 regions) means over subjects (NaN-aware)."""
+    shape = r.shape[:-1] + (2, n_sub)
+    return np.nanmean(r.reshape(shape), axis=-1)
+
+
+def crossover_rsa(
+    group_rdms: RDMs,
+    region_rdms: dict[str, RDMs | np.ndarray],
+    regions: tuple[str, str] | None = None,
+    method: str = "spearman",
+    n_perm: int = 1000,
+    n_boot: int = 1000,
+    bootstrap: Literal["conditions", "subjects"] = "conditions",
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> CrossoverStats:
+    """2x2 RSA of two unit-group RDMs against a foveal and a peripheral region.
+
+    group_rdms: RDMs with 2 sets (first: the group expected to match the foveal region).
+    region_rdms: region name -> subject RDMs (RDMs, (n_subjects, n_pairs) or (n_subjects, n, n)),
+        the same subjects in the same order for both regions.
+    regions: (foveal, peripheral) names (default: the first two keys of region_rdms).
+    method: RDM comparison (``cortexmap.rsa.compare``): spearman, pearson, kendall_tau_a, cosine.
+    n_perm: condition-label permutations (``cortexmap.rsa.permutation_test``; every subject and
+        region RDM shares each permutation) for one-sided p-values of each cell (r > 0) and of
+        the interaction (I > 0).
+    n_boot: bootstrap samples for the interaction CI; ``bootstrap`` resamples conditions
+        (``cortexmap.rsa.bootstrap_conditions``: generalizes to new stimuli) or subjects
+        (generalizes to new subjects).
+    Cell statistics are means over subjects of per-subject correlations, so they sit on the
+    same scale as the regions' noise ceilings.
+    """
+    from cortexmap.rsa import bootstrap_conditions, permutation_test
+
+    if len(group_rdms) != 2:
+        raise CortexmapError(
+            f"group_rdms must hold 2 RDMs (two unit groups); got {len(group_rdms)}."
+        )
+    if bootstrap not in ("conditions", "subjects"):
+        raise CortexmapError(f"bootstrap must be 'conditions' or 'subjects'; got {bootstrap!r}.")
+    if n_perm < 1 or n_boot < 1:
+        raise CortexmapError("n_perm and n_boot must be at least 1.")
+    regions = tuple(regions) if regions is not None else tuple(list(region_rdms)[:2])
+    if len(regions) != 2 or any(r not in region_rdms for r in regions):
+        raise CortexmapError(
+            f"regions must name a foveal and a peripheral region among {list(region_rdms)}; "
+            f"got {regions}."
+        )
+    regs = [_as_subject_rdms(region_rdms[r], r) for r in regions]
+    n = group_rdms.n_conditions
+    for name, reg in zip(regions, regs, strict=True):
+        if reg.n_conditions != n:
+            raise CortexmapError(
+                f"Region {name!r} RDMs have {reg.n_conditions} conditions but the unit-group RDMs "
+                f"have {n}; both must describe the same stimuli in the same order."
+            )
+    if len(regs[0]) != len(regs[1]):
+        raise CortexmapError(
+            f"Region {regions[0]!r} has {len(regs[0])} subject RDMs but {regions[1]!r} has "
+            f"{len(regs[1])}; give both regions' RDMs for the same subjects, in the same order."
+        )
+    n_sub = len(regs[0])
+    data = RDMs(np.concatenate([regs[0].vectors, regs[1].vectors]), n,
+                [f"{r}:{s}" for r, reg in zip(regions, regs, strict=True) for s in reg.names])
+
+    per_subject = compare(group_rdms, data, method=method).reshape(2, 2, n_sub)
+    r_mean = per_subject.mean(-1)
+    inter = float(_interaction(r_mean))
+
+    perm = permutation_test(group_rdms, data, method=method, n_perm=n_perm, seed=seed)
+    null = _region_means(perm.null, n_sub)  # (n_perm, 2, 2)
+    p_cell = (1 + (null >= r_mean[None] - 1e-12).sum(0)) / (n_perm + 1)
+    p_perm_i = float((1 + (_interaction(null) >= inter - 1e-12).sum()) / (n_perm + 1))
+
+    if bootstrap == "conditions":
+        bs = bootstrap_conditions(group_rdms, data, method=method, n_boot=n_boot, seed=seed + 1)
+        boot = _interaction(_region_means(bs.samples, n_sub))
+    else:
+        rng = np.random.default_rng(seed + 1)
+        idx = rng.integers(0, n_sub, size=(n_boot, n_sub))
+        boot = _interaction(per_subject[:, :, idx].transpose(2, 0, 1, 3).mean(-1))
+    boot = boot[np.isfinite(boot)]
+    lo, hi = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    tail = min(int((boot <= 0).sum()), int((boot >= 0).sum()))
+    p_boot = float(min(1.0, 2 * (1 + tail) / (len(boot) + 1)))  # two-sided, never exactly 0
+
+    nc = [_noise_ceiling(r, method) for r in regs]
+    rows = []
+    for g in range(2):
+        for k in range(2):
+            vals = per_subject[g, k]
+            rows.append({
+                "group": group_rdms.names[g], "region": regions[k],
+                "region_kind": ("foveal", "peripheral")[k],
+                "r": float(vals.mean()),
+                "r_sem": float(vals.std(ddof=1) / np.sqrt(n_sub)) if n_sub > 1 else np.nan,
+                "p_perm": float(p_cell[g, k]), "nc_lower": nc[k][0], "nc_upper": nc[k][1],
+                "n_subjects": n_sub,
+            })
+    interaction = {
+        "interaction": inter, "ci_low": float(lo), "ci_high": float(hi),
+        "p_boot": p_boot, "p_perm": p_perm_i, "significant": bool(lo > 0 or hi < 0),
+    }
+    return CrossoverStats(pd.DataFrame(rows), interaction, per_subject, boot)
+
+
+def _noise_ceiling(subject_rdms: RDMs, method: str) -> tuple[float, float]:
+    """Leave-one-subject-out noise ceiling (lower, upper); NaN with fewer than 2 subjects."""
+    if len(subject_rdms) < 2:
+        return (np.nan, np.nan)
+    from cortexmap.rsa import noise_ceiling
+
+    lower, upper = noise_ceiling(subject_rdms, method=method)
+    return float(lower), float(upper)
+
+
+# ============================================================================================
+# The analysis: config, result, run
+
+
+class CenterPeripheryConfig(BaseModel):
+    """Settings of :func:`run_center_periphery` (defaults: zoo AlexNet, bundled images, phantom).
+
+    Model and stimuli
+        model / weights / arch: ``cortexmap.models.load`` spec. layers: convolutional layers to
+        analyse (default: every layer with a feature map). stimuli: "bundled" (16 photographs
+        with masks) or an image folder (``masks_dir`` with one mask per image). image_size:
+        size the bundled images are rendered at (they are resized to the model input anyway).
+    Unit groups
+        groups: (group matched to foveal regions, group matched to peripheral regions), from
+        central, peripheral, background, object. central_radius / peripheral_radius: receptive
+        field eccentricity thresholds (fraction of half the image side). selection, threshold,
+        top_fraction: how background/object-selective units are chosen. exclusive, equal_sizes:
+        see :func:`select_groups`. fill: what replaces the removed part of each rendering.
+        rf_method: receptive fields "auto" | "analytic" | "gradient".
+    RSA
+        rdm_metric (model and brain RDMs), compare_method, n_perm, n_boot, bootstrap
+        ("conditions" | "subjects"), alpha, seed.
+    Brain
+        brain: "phantom" or a dataset folder (``cortexmap.brain.load_dataset`` layout); atlas /
+        atlas_table: ROI label image and its names (default: ``atlas.nii.gz`` / ``atlas.tsv``
+        in the dataset folder). foveal_region / peripheral_region: ROI names.
+        Phantom only: phantom ("crossover" plants the centre-/background-driven geometries,
+        "same" plants the whole-image geometry in both regions, "null" plants nothing),
+        phantom_geometry ("groups": the RDMs of phantom_layer's two unit groups; "masks":
+        object-only vs background-only renderings; "aperture": centre disk vs surround),
+        phantom_layer (default: the middle analysed layer),
+        phantom_subjects, phantom_runs, phantom_snr, phantom_resolution_mm.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "zoo:alexnet_sup_s0"
+    weights: str | None = None
+    arch: str | None = None
+    layers: list[str] | None = None
+    stimuli: str = "bundled"
+    masks_dir: str | None = None
+    image_size: int = 128
+    batch_size: int = Field(32, ge=1)
+
+    groups: tuple[str, str] = ("central", "background")
+    central_radius: float = Field(0.35, gt=0)
+    peripheral_radius: float | None = None
+    selection: Literal["threshold", "top_fraction"] = "top_fraction"
+    threshold: float = 0.2
+    top_fraction: float = Field(0.25, gt=0, le=1)
+    exclusive: bool = True
+    equal_sizes: bool = True
+    fill: Literal["gray", "mean"] = "gray"
+    rf_method: Literal["auto", "analytic", "gradient"] = "auto"
+
+    rdm_metric: str = "correlation"
+    compare_method: str = "spearman"
+    n_perm: int = Field(1000, ge=1)
+    n_boot: int = Field(1000, ge=1)
+    bootstrap: Literal["conditions", "subjects"] = "conditions"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    seed: int = 0
+
+    brain: str = "phantom"
+    atlas: str | None = None
+    atlas_table: str | None = None
+    foveal_region: str = "fusiform"
+    peripheral_region: str = "parahippocampal"
+    phantom: Literal["crossover", "same", "null"] = "crossover"
+    phantom_geometry: Literal["groups", "masks", "aperture"] = "groups"
+    phantom_layer: str | None = None
+    phantom_subjects: int = Field(4, ge=1)
+    phantom_runs: int = Field(2, ge=1)
+    phantom_snr: float = Field(0.5, ge=0)
+    phantom_resolution_mm: Literal[2, 3] = 3
+
+
+@dataclass
+class CenterPeripheryResult:
+    """What :func:`run_center_periphery` produced.
+
+    tables: "crossover" (layer x group x region: r, r_sem, p_perm, noise ceilings),
+        "interaction" (per layer: interaction, bootstrap CI, p-values, significant, FDR q),
+        "groups" (per layer and group: size, mean eccentricity, mean BSI, criterion),
+        "receptive_fields" (per layer and position: centre, size, eccentricity).
+    findings: published claims checked by this run.
+    groups: layer -> UnitGroups. stats: layer -> CrossoverStats.
+    config: the settings used. outdir: where files were written.
+    """
+
+    tables: dict[str, pd.DataFrame]
+    findings: list
+    groups: dict[str, UnitGroups]
+    stats: dict[str, CrossoverStats]
+    config: CenterPeripheryConfig
+    outdir: Path | None = None
+    _pngs: dict[str, bytes] | None = field(default=None, repr=False)
+
+    def figure_pngs(self) -> dict[str, bytes]:
+        """Both figures rendered once as PNG bytes: {"figure_layers": ..., "figure_layout": ...}."""
+        if self._pngs is None:
+            self._pngs = {"figure_layers": _png(self.figure_layers()),
+                          "figure_layout": _png(self.figure_layout())}
+        return self._pngs
+
+    def figure_layers(self):
+        """Figure: the four RSA correlations and the crossover interaction across layers."""
+        return figure_layers(self.tables["crossover"], self.tables["interaction"], self.config)
+
+    def figure_layout(self):
+        """Figure: where each group's units sit on each layer's feature map, and the mean BSI."""
+        return figure_layout(self.groups, self.config)
+
+    def add_to_report(self, report) -> None:
+        """Add a "Center-periphery organization" section (tables, figures, findings)."""
+        cfg = self.config
+        g1, g2 = cfg.groups
+        sec = report.section(
+            "Center-periphery organization",
+            intro=(
+                "Mohsenzadeh et al. (Sci Rep 2020): units whose receptive fields cover the image "
+                f"centre ({g1}) should match foveal brain regions and background-selective units "
+                f"({g2}) peripheral ones. Model `{cfg.model}`, stimuli `{cfg.stimuli}`, brain "
+                f"`{cfg.brain}`{' (' + cfg.phantom + ' phantom)' if cfg.brain == 'phantom' else ''}"
+                f"; foveal ROI `{cfg.foveal_region}`, peripheral ROI `{cfg.peripheral_region}`."
+            ),
+        )
+        sec.text(
+            "Crossover interaction I = (r[g1, foveal] + r[g2, peripheral]) - "
+            "(r[g1, peripheral] + r[g2, foveal]); I > 0 with a bootstrap CI above zero "
+            f"reproduces the claim. RDMs: {cfg.rdm_metric} distance, compared by "
+            f"{cfg.compare_method}; {cfg.n_perm} condition permutations, {cfg.n_boot} "
+            f"{cfg.bootstrap} bootstrap samples."
+        )
+        pngs = self.figure_pngs()
+        sec.image(pngs["figure_layers"], "RSA correlation of each unit group with each region "
+                   "across layers (grey bands: noise ceilings) and the crossover interaction "
+                   f"with its {100 * (1 - cfg.alpha):.0f}% bootstrap CI.")
+        sec.image(pngs["figure_layout"], "Spatial layout: mean background selectivity index per "
+                   "feature-map position and the fraction of channels in each group; the circle "
+                   "marks the central eccentricity radius.")
+        sec.table(self.tables["interaction"], "Crossover interaction per layer.")
+        sec.table(self.tables["crossover"], "Unit group x region RSA per layer.")
+        sec.table(self.tables["groups"], "Unit groups per layer.")
+        report.findings(self.findings)
+
+
+def _load_stimuli(cfg: CenterPeripheryConfig):
+    from cortexmap import stimuli as st
+
+    if cfg.stimuli == "bundled":
+        return st.load_bundled(size=cfg.image_size)
+    path = Path(cfg.stimuli)
+    if not path.is_dir():
+        raise CortexmapError(
+            f"stimuli={cfg.stimuli!r} is neither 'bundled' nor an image folder; pass a folder of "
+            "PNG/JPEG images (with masks_dir for background selectivity)."
+        )
+    return st.load_folder(path, masks_dir=cfg.masks_dir)
+
+
+def _needs_masks(cfg: CenterPeripheryConfig, region_given: bool = False) -> bool:
+    return any(g in _SELECTIVE for g in cfg.groups) or (
+        not region_given and cfg.brain == "phantom" and cfg.phantom_geometry == "masks"
+        and cfg.phantom == "crossover"
+    )
+
+
+def _aperture_split(images: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centre disk (eccentricity <= radius) and surround renderings, rest filled with gray."""
+    h, w = images.shape[1:3]
+    yy, xx = np.mgrid[0:h, 0:w]
+    ecc = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) / (min(h, w) / 2)
+    disk = np.broadcast_to(ecc <= radius, images.shape[:3])
+    return split_foreground(images, disk, fill="gray")
+
+
+def _phantom_brain(cfg, stim, acts: dict, groups: dict, outdir: Path, layers: list[str],
+                   progress: bool) -> dict[str, RDMs]:
+    """Write the phantom dataset and return its ROI RDMs (region -> subject RDMs).
+
+    What is planted (``phantom="crossover"``), from ``phantom_layer``:
+    ``phantom_geometry="groups"``: the RDMs of the layer's two unit groups (foveal <- first group,
+    e.g. central units; peripheral <- second, e.g. background-selective units); "masks": the
+    layer's responses to object-only (foveal) and background-only (peripheral) renderings;
+    "aperture": responses to a centre disk (foveal) and to its surround (peripheral).
+    """
+    from cortexmap.brain import make_phantom, roi_rdms
+
+    layer = cfg.phantom_layer or layers[len(layers) // 2]
+    if layer not in acts["full"]:
+        raise CortexmapError(
+            f"phantom_layer {layer!r} is not among the analysed layers {layers}; add it to "
+            "layers or choose one of them."
+        )
+    full = acts["full"][layer]
+    if cfg.phantom == "crossover":
+        if cfg.phantom_geometry == "groups":
+            ug = groups[layer]
+            pats = [ug.patterns(full, g) for g in cfg.groups]
+            names = [f"{layer}:{g}" for g in cfg.groups]
+        else:
+            keys = (("object", "background") if cfg.phantom_geometry == "masks"
+                    else ("disk", "surround"))
+            pats = [acts[k][layer].reshape(len(full), -1) for k in keys]
+            names = [f"{layer}:{k}" for k in keys]
+    else:  # "same": the whole-image geometry in both regions; "null": planted with snr = 0
+        pats = [full.reshape(len(full), -1)] * 2
+        names = [f"{layer}:all"] * 2
+    regions = (cfg.foveal_region, cfg.peripheral_region)
+    planted = {
+        r: compute_rdms(p, metric="correlation", names=[n], conditions=stim.ids)
+        for r, p, n in zip(regions, pats, names, strict=True)
+    }
+    ds = make_phantom(
+        planted, outdir / "phantom", n_subjects=cfg.phantom_subjects, n_runs=cfg.phantom_runs,
+        snr=0.0 if cfg.phantom == "null" else cfg.phantom_snr,
+        resolution_mm=cfg.phantom_resolution_mm, conditions=list(stim.ids),
+        seed=cfg.seed, overwrite=True, progress=progress,
+    )
+    return roi_rdms(ds.load(), ds.atlas(), metric=cfg.rdm_metric, rois=list(regions),
+                    conditions=list(stim.ids))
+
+
+def _dataset_brain(cfg, stim) -> dict[str, RDMs]:
+    from cortexmap.brain import load_atlas, load_dataset, roi_rdms
+
+    root = Path(cfg.brain)
+    atlas_img = Path(cfg.atlas) if cfg.atlas else root / "atlas.nii.gz"
+    table = Path(cfg.atlas_table) if cfg.atlas_table else root / "atlas.tsv"
+    if not atlas_img.exists() or not table.exists():
+        raise CortexmapError(
+            f"No ROI atlas for brain dataset {root}: expected {atlas_img} and {table}; pass "
+            "atlas= (label image) and atlas_table= (index/name table)."
+        )
+    subjects = load_dataset(root)
+    conds = subjects[0].condition_names
+    missing = [i for i in stim.ids if i not in set(conds)]
+    if missing:
+        raise CortexmapError(
+            f"The brain dataset has no condition for stimuli {missing[:10]}; its condition "
+            "names must be the stimulus ids (image file stems)."
+        )
+    return roi_rdms(subjects, load_atlas(atlas_img, table), metric=cfg.rdm_metric,
+                    rois=[cfg.foveal_region, cfg.peripheral_region], conditions=list(stim.ids))
+
+
+def run_center_periphery(
+    config: CenterPeripheryConfig | None = None,
+    outdir: str | os.PathLike = "center_periphery",
+    overwrite: bool = False,
+    progress: bool = True,
+    *,
+    model=None,
+    stimuli=None,
+    region_rdms: dict[str, RDMs] | None = None,
+) -> CenterPeripheryResult:
+    """Run the center-periphery analysis end to end and write its outputs to ``outdir``.
+
+    The keyword-only overrides let the Python API use objects instead of config specs:
+    ``model`` (an ``nn.Module``, instead of ``config.model``), ``stimuli`` (a
+    ``cortexmap.stimuli.StimulusSet``, instead of ``config.stimuli``) and ``region_rdms``
+    ({foveal_region: subject RDMs, peripheral_region: subject RDMs}, instead of
+    ``config.brain``; e.g. from ``cortexmap.brain.roi_rdms``).
+
+    Writes: tables ``crossover``, ``interaction``, ``groups``, ``receptive_fields`` (Parquet +
+    CSV), ``group_rdms.npz``, ``region_rdms_<roi>.npz``, ``figure_layers.png``,
+    ``figure_layout.png``, ``report.html``, ``provenance.json`` (and ``phantom/`` when the
+    brain is simulated).
+    """
+    import torch
+
+    from cortexmap.models import Extractor, load
+    from cortexmap.probes.receptive_field import (
+        default_spatial_layers,
+        receptive_fields,
+        spatial_layers,
+    )
+    from cortexmap.utils.io import prepare_output_dir, write_table
+    from cortexmap.utils.progress import track
+    from cortexmap.utils.provenance import write_provenance
+
+    cfg = config or CenterPeripheryConfig()
+    torch.manual_seed(cfg.seed)
+    model = load(model) if model is not None else load(cfg.model, weights=cfg.weights,
+                                                      arch=cfg.arch)
+    stim = stimuli if stimuli is not None else _load_stimuli(cfg)
+    from cortexmap.utils.validation import check_conditions
+
+    check_conditions(len(stim), "The stimulus set")
+    size = int(model.cortexmap_preprocessing.size)
+    conv = spatial_layers(model, size)
+    layers = list(cfg.layers) if cfg.layers else default_spatial_layers(model, size)
+    for layer in layers:
+        if layer not in conv:
+            # receptive_fields names the problem (unknown or not convolutional) precisely
+            receptive_fields(model, layer, size, method="analytic")
+    masks = check_masks(stim.images, stim.masks, stim.ids) if _needs_masks(
+        cfg, region_rdms is not None) else None
+    if region_rdms is None and cfg.brain != "phantom" and not Path(cfg.brain).is_dir():
+        raise CortexmapError(
+            f"brain={cfg.brain!r} is neither 'phantom' nor a dataset folder; pass the folder of a "
+            "dataset in the cortexmap.brain.load_dataset layout (sub-*/..._responses.nii.gz)."
+        )
+    if region_rdms is None and cfg.brain == "phantom" and cfg.phantom_layer is not None and (
+            cfg.phantom_layer not in layers):
+        raise CortexmapError(
+            f"phantom_layer {cfg.phantom_layer!r} is not among the analysed layers {layers}; "
+            "add it to layers or choose one of them."
+        )
+    out = prepare_output_dir(outdir, overwrite)  # after the input checks: no empty folder left
+
+    extractor = Extractor(model, layers, pooling="none", batch_size=cfg.batch_size)
+    acts: dict[str, dict[str, np.ndarray]] = {"full": extractor.extract(stim.images)}
+    if masks is not None:
+        obj, bg = split_foreground(stim.images, masks, cfg.fill)
+        acts["object"] = extractor.extract(obj)
+        acts["background"] = extractor.extract(bg)
+    if region_rdms is None and cfg.brain == "phantom" and cfg.phantom_geometry == "aperture":
+        disk, surround = _aperture_split(stim.images, cfg.central_radius)
+        acts["disk"] = extractor.extract(disk)
+        acts["surround"] = extractor.extract(surround)
+
+    groups: dict[str, UnitGroups] = {}
+    rf_tables = []
+    for layer in track(layers, "unit groups per layer", enabled=progress):
+        rf = receptive_fields(model, layer, size, method=cfg.rf_method, seed=cfg.seed)
+        a = acts["full"][layer]
+        bsi = background_selectivity(acts["object"][layer], acts["background"][layer]) if (
+            masks is not None) else None
+        groups[layer] = select_groups(
+            rf, a.shape[1], bsi, cfg.groups, cfg.central_radius, cfg.peripheral_radius,
+            cfg.selection, cfg.threshold, cfg.top_fraction, cfg.exclusive, cfg.equal_sizes,
+            cfg.seed,
+        )
+        rf_tables.append(rf.to_frame())
+
+    if region_rdms is not None:
+        region = dict(region_rdms)
+    elif cfg.brain == "phantom":
+        region = _phantom_brain(cfg, stim, acts, groups, out, layers, progress)
+    else:
+        region = _dataset_brain(cfg, stim)
+
+    stats: dict[str, CrossoverStats] = {}
+    cross_rows, inter_rows, all_group_rdms = [], [], []
+    for layer in track(layers, "crossover RSA per layer", enabled=progress):
+        ug = groups[layer]
+        pats = [ug.patterns(acts["full"][layer], g) for g in cfg.groups]
+        grdm = compute_rdms(pats, metric=cfg.rdm_metric, names=list(cfg.groups),
+                            conditions=stim.ids)
+        all_group_rdms.append(RDMs(grdm.vectors, grdm.n_conditions,
+                                   [f"{layer}:{g}" for g in cfg.groups], grdm.metric, stim.ids))
+        s = crossover_rsa(
+            grdm, region, (cfg.foveal_region, cfg.peripheral_region), cfg.compare_method,
+            cfg.n_perm, cfg.n_boot, cfg.bootstrap, cfg.alpha, cfg.seed,
+        )
+        stats[layer] = s
+        sizes = ug.sizes()
+        cross_rows.append(s.table.assign(
+            layer=layer, n_units=[sizes[g] for g in s.table["group"]]))
+        inter_rows.append({"layer": layer, **s.interaction,
+                           **{f"n_{g}": sizes[g] for g in cfg.groups}})
+    crossover = pd.concat(cross_rows, ignore_index=True)
+    crossover = crossover[["layer"] + [c for c in crossover.columns if c != "layer"]]
+    interaction = pd.DataFrame(inter_rows)
+    interaction["q_fdr"] = _fdr(interaction["p_perm"].to_numpy())
+    tables = {
+        "crossover": crossover,
+        "interaction": interaction,
+        "groups": pd.concat([g.summary() for g in groups.values()], ignore_index=True),
+        "receptive_fields": pd.concat(rf_tables, ignore_index=True),
+    }
+    result = CenterPeripheryResult(tables, [], groups, stats, cfg, out)
+    result.findings = _findings(result)
+
+    for name, df in tables.items():
+        write_table(df, out / name)
+    RDMs.concat(all_group_rdms).save(out / "group_rdms.npz")
+    for r, rd in region.items():
+        rd.save(out / f"region_rdms_{r}.npz")
+    from cortexmap.report import Report
+    from cortexmap.utils.io import write_bytes
+
+    for name, png in result.figure_pngs().items():
+        write_bytes(out / f"{name}.png", png)
+    report = Report("cortexmap: center-periphery organization")
+    result.add_to_report(report)
+    report.write(out / "report.html")
+    write_provenance(out, config=cfg, seed=cfg.seed,
+                     inputs={"stimuli": stim.images, **({"masks": masks} if masks is not None
+                                                        else {})})
+    return result
+
+
+def _fdr(p: np.ndarray) -> np.ndarray:
+    try:
+        from cortexmap.rsa import fdr
+    except ImportError:  # RSA core without FDR yet: Benjamini-Hochberg via scipy
+        from scipy.stats import false_discovery_control
+
+        return false_discovery_control(p)
+    return np.asarray(fdr(p))
+
+
+def _png(fig) -> bytes:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _findings(result: CenterPeripheryResult) -> list:
+    from cortexmap.report import Finding
+
+    cfg = result.config
+    inter = result.tables["interaction"]
+    g1, g2 = cfg.groups
+    sig = inter[inter["significant"] & (inter["interaction"] > 0)]
+    best = inter.loc[inter["interaction"].idxmax()]
+    nums = "; ".join(
+        f"{r.layer}: I = {r.interaction:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}], "
+        f"p_perm = {r.p_perm:.3g}" for r in inter.itertuples()
+    )
+    findings = [Finding(
+        claim=(f"{g1.capitalize()} units match foveal regions ({cfg.foveal_region}) and {g2} "
+               f"units match peripheral regions ({cfg.peripheral_region}): positive crossover "
+               "interaction."),
+        reproduced=bool(len(sig) > 0),
+        numbers=(f"{len(sig)}/{len(inter)} layers with I > 0 and CI above 0 (best "
+                 f"{best.layer}: {best.interaction:+.3f}). " + nums),
+        analysis="center_periphery",
+    )]
+    grp = result.tables["groups"]
+    if "background" in cfg.groups and all(g.selectivity is not None
+                                          for g in result.groups.values()):
+        rows = []
+        for layer, ug in result.groups.items():
+            bsi = ug.selectivity
+            ecc = np.broadcast_to(ug.eccentricity, ug.shape)
+            ok = np.isfinite(bsi)
+            rows.append((layer, float(np.corrcoef(bsi[ok], ecc[ok])[0, 1]) if ok.sum() > 2
+                         else np.nan))
+        pos = [r for r in rows if r[1] > 0]
+        findings.append(Finding(
+            claim=("Background-selective units lie in the periphery of the feature maps: "
+                   "background selectivity grows with receptive-field eccentricity."),
+            reproduced=bool(len(pos) > len(rows) / 2),
+            numbers="corr(BSI, eccentricity) per layer: " + "; ".join(
+                f"{lay}: {c:+.2f}" for lay, c in rows) + ". Mean eccentricity of groups: " +
+            "; ".join(f"{r.layer}/{r.group}: {r.mean_eccentricity:.2f}"
+                      for r in grp.itertuples()),
+            analysis="center_periphery",
+        ))
+    return findings
+
+
+# ============================================================================================
+# Figures
+
+
+def figure_layers(crossover: pd.DataFrame, interaction: pd.DataFrame,
+                  config: CenterPeripheryConfig | None = None):
+    """Two panels: group x region RSA correlations across layers; crossover interaction + CI."""
+    import matplotlib.pyplot as plt
+
+    layers = list(interaction["layer"])
+    x = np.arange(len(layers))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    groups = list(dict.fromkeys(crossover["group"]))
+    kinds = ("foveal", "peripheral")
+    # colour = hypothesised partnership (group 1 ~ foveal: blue, group 2 ~ peripheral: orange);
+    # solid = the hypothesised pairing, dashed = the crossed pairing
+    colors = dict(zip(groups, ["tab:blue", "tab:orange"], strict=False))
+    kind_colors = dict(zip(kinds, ["tab:blue", "tab:orange"], strict=True))
+    for k, kind in enumerate(kinds):
+        sub = crossover[crossover["region_kind"] == kind]
+        nc = sub.groupby("layer", sort=False)[["nc_lower", "nc_upper"]].first().reindex(layers)
+        if nc.notna().all().all():
+            ax1.fill_between(x, nc["nc_lower"], nc["nc_upper"], color=kind_colors[kind],
+                             alpha=0.12, lw=0, label=f"noise ceiling {sub['region'].iloc[0]}")
+        for gi, g in enumerate(groups):
+            row = sub[sub["group"] == g].set_index("layer").reindex(layers)
+            match = gi == k
+            ax1.errorbar(x, row["r"], yerr=row["r_sem"], fmt="-o" if match else "--s",
+                         color=colors[g], capsize=2, ms=4,
+                         label=f"{g} ~ {row['region'].iloc[0]}" + (" (match)" if match else ""))
+    ax1.axhline(0, color="k", lw=0.6)
+    ax1.set_xticks(x, layers, rotation=30)
+    ax1.set_ylabel("RSA correlation")
+    ax1.set_title("unit group x region")
+    ax1.legend(fontsize=7, frameon=False)
+    err = np.vstack([interaction["interaction"] - interaction["ci_low"],
+                     interaction["ci_high"] - interaction["interaction"]])
+    colors2 = ["tab:green" if s else "0.5" for s in interaction["significant"]]
+    ax2.bar(x, interaction["interaction"], color=colors2, yerr=err, capsize=3)
+    ax2.axhline(0, color="k", lw=0.6)
+    ax2.set_xticks(x, layers, rotation=30)
+    ax2.set_ylabel("crossover interaction")
+    ax2.set_title("interaction (green: CI excludes 0)")
+    fig.tight_layout()
+    return fig
+
+
+def figure_layout(groups: dict[str, UnitGroups], config: CenterPeripheryConfig | None = None):
+    """Per layer (columns): mean BSI per position (if measured), each group's channel fraction."""
+    import matplotlib.pyplot as plt
+
+    layers = list(groups)
+    first = groups[layers[0]]
+    has_bsi = first.selectivity is not None
+    rows = (["BSI"] if has_bsi else []) + first.names
+    fig, axes = plt.subplots(len(rows), len(layers), figsize=(2.1 * len(layers), 2.0 * len(rows)),
+                             squeeze=False)
+    for j, layer in enumerate(layers):
+        ug = groups[layer]
+        rf = ug.rf
+        for i, row in enumerate(rows):
+            ax = axes[i, j]
+            if row == "BSI":
+                with np.errstate(all="ignore"):
+                    img = np.nanmean(ug.selectivity, axis=0)
+                im = ax.imshow(img, cmap="RdBu_r", vmin=-1, vmax=1)
+            else:
+                im = ax.imshow(ug.layout(row), cmap="viridis", vmin=0, vmax=1)
+            if rf is not None and config is not None:
+                _draw_radius(ax, rf, config.central_radius)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(layer, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(row if row == "BSI" else f"{row} units", fontsize=9)
+        if j == len(layers) - 1:
+            for i, row in enumerate(rows):
+                fig.colorbar(axes[i, j].images[0], ax=axes[i, j], fraction=0.046,
+                             label="mean BSI" if row == "BSI" else "fraction of channels")
+    fig.tight_layout()
+    del im
+    return fig
+
+
+def _draw_radius(ax, rf: ReceptiveFields, radius: float) -> None:
+    """Circle of the central eccentricity radius in feature-map coordinates (via RF centres)."""
+    import matplotlib.patches as mpatches
+
+    h, w = rf.grid
+    cy, cx = rf.image_center
+    ry = radius * min(rf.input_size) / 2 / max(rf.jump[0], 1e-9)
+    rx = radius * min(rf.input_size) / 2 / max(rf.jump[1], 1e-9)
+    # the position whose RF centre is the image centre, in grid coordinates
+    gy = np.interp(cy, rf.centers[:, 0, 0], np.arange(h)) if h > 1 else 0.0
+    gx = np.interp(cx, rf.centers[0, :, 1], np.arange(w)) if w > 1 else 0.0
+    ax.add_patch(mpatches.Ellipse((gx, gy), 2 * rx, 2 * ry, fill=False, ec="w", lw=1, ls="--"))

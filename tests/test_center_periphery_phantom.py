@@ -1,0 +1,96 @@
+"""Center-periphery end to end on the phantom brain: a planted crossover is recovered with the
+right sign, a null phantom is not significant, and a phantom folder read back as a real dataset
+gives the same numbers."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_center_periphery import tiny_alexnet  # same dir: pytest puts it on sys.path
+
+from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
+from cortexmap.stimuli import load_bundled
+
+LAYERS = ["conv1", "conv3", "conv5"]
+
+
+def _cfg(**kw) -> CenterPeripheryConfig:
+    base = dict(
+        layers=LAYERS, phantom_layer="conv3", n_perm=200, n_boot=200, phantom_subjects=3,
+        phantom_runs=1, phantom_snr=0.5, seed=0,
+    )
+    return CenterPeripheryConfig(**(base | kw))
+
+
+@pytest.fixture(scope="module")
+def stimuli():
+    return load_bundled(size=64)
+
+
+@pytest.fixture(scope="module")
+def crossover_run(tmp_path_factory, stimuli):
+    out = tmp_path_factory.mktemp("cp") / "crossover"
+    res = run_center_periphery(_cfg(), out, model=tiny_alexnet(), stimuli=stimuli,
+                               progress=False)
+    return out, res
+
+
+def test_planted_crossover_recovered(crossover_run):
+    out, res = crossover_run
+    inter = res.tables["interaction"].set_index("layer")
+    planted = inter.loc["conv3"]
+    assert planted["interaction"] > 0.2
+    assert planted["significant"] and planted["ci_low"] > 0 and planted["p_perm"] < 0.05
+    assert (inter["interaction"] > 0).sum() >= 2  # the right sign beyond the planted layer
+    cells = res.tables["crossover"].set_index(["layer", "region_kind", "group"])
+    assert cells.loc[("conv3", "foveal", "central"), "r"] > cells.loc[
+        ("conv3", "foveal", "background"), "r"]
+    assert cells.loc[("conv3", "peripheral", "background"), "r"] > cells.loc[
+        ("conv3", "peripheral", "central"), "r"]
+    assert res.findings[0].reproduced
+    # outputs: tables (parquet + csv), RDMs, figures, report, provenance, the phantom itself
+    for name in ("crossover", "interaction", "groups", "receptive_fields"):
+        df = pd.read_parquet(out / f"{name}.parquet")
+        assert len(df) and (out / f"{name}.csv").exists()
+    for f in ("group_rdms.npz", "region_rdms_fusiform.npz", "region_rdms_parahippocampal.npz",
+              "figure_layers.png", "figure_layout.png", "report.html", "provenance.json",
+              "phantom/truth.json"):
+        assert (out / f).exists(), f
+    html = (out / "report.html").read_text()
+    assert "Center-periphery organization" in html and html.count("data:image/png") >= 2
+    truth = json.loads((out / "phantom" / "truth.json").read_text())
+    assert {r["planted"] for r in truth["regions"]} == {"conv3:central", "conv3:background"}
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["config"]["phantom_layer"] == "conv3"
+
+
+def test_null_phantom_not_significant(tmp_path, stimuli):
+    res = run_center_periphery(_cfg(phantom="null"), tmp_path / "null", model=tiny_alexnet(),
+                               stimuli=stimuli, progress=False)
+    inter = res.tables["interaction"].set_index("layer")
+    assert not inter.loc["conv3", "significant"]
+    assert inter.loc["conv3", "ci_low"] < 0 < inter.loc["conv3", "ci_high"]
+    assert inter["significant"].sum() == 0
+    assert not res.findings[0].reproduced
+
+
+def test_phantom_folder_as_real_dataset(crossover_run, tmp_path, stimuli):
+    """The real-data path (ROI label image + NIfTI responses) gives the phantom run's numbers."""
+    out, res = crossover_run
+    cfg = _cfg(brain=str(out / "phantom"))
+    real = run_center_periphery(cfg, tmp_path / "real", model=tiny_alexnet(), stimuli=stimuli,
+                                progress=False)
+    np.testing.assert_allclose(real.tables["crossover"]["r"], res.tables["crossover"]["r"])
+    np.testing.assert_allclose(real.tables["interaction"]["ci_low"],
+                               res.tables["interaction"]["ci_low"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_same_geometry_phantom_not_significant(tmp_path, stimuli, seed):
+    """Both regions carry the layer's whole-image geometry (signal, but no crossover)."""
+    res = run_center_periphery(_cfg(phantom="same", seed=seed, phantom_snr=1.0),
+                               tmp_path / "same", model=tiny_alexnet(), stimuli=stimuli,
+                               progress=False)
+    assert not res.tables["interaction"].set_index("layer").loc["conv3", "significant"]
