@@ -96,7 +96,7 @@ def test_run_orientation_end_to_end(zoo_env, tmp_path):
         assert (out / f"{name}.parquet").exists() and (out / f"{name}.csv").exists(), name
     assert (out / "report.html").exists() and (out / "provenance.json").exists()
     html = (out / "report.html").read_text()
-    assert html.count("<img") >= 8 and "Training dynamics" in html
+    assert html.count("<img") == 7 and "Training dynamics" in html
     # tuning: 12 orientations, conv1 16 channels + conv2 32 channels
     assert len(t["tuning_units"]) == 48 and len(t["tuning_curves"]) == 48 * 12
     # planted dynamics: conv1 turns into a Gabor bank -> its selective fraction rises
@@ -129,7 +129,7 @@ def test_run_orientation_end_to_end(zoo_env, tmp_path):
 
 def test_resume_reuses_partial_results(zoo_env, tmp_path):
     out = tmp_path / "run"
-    cfg = small_config(ablation=False, networks=[], n_shuffles=0)
+    cfg = small_config(ablation=False, networks=[], n_shuffles=0, report=False)
     run_orientation(cfg, out, progress=False)
     part = out / "partial" / "zoo_toy@ep2.parquet"
     df = pd.read_parquet(part)
@@ -139,7 +139,7 @@ def test_resume_reuses_partial_results(zoo_env, tmp_path):
     assert (res.tables["dynamics"].query("epoch == 2").test_accuracy == 0.123).all()
     # other settings never mix with old partial results: the folder is refused instead
     with pytest.raises(CortexmapError, match="not empty"):
-        run_orientation(small_config(ablation=False, networks=[], n_shuffles=5), out,
+        run_orientation(small_config(ablation=False, networks=[], n_shuffles=5, report=False), out,
                         progress=False)
 
 

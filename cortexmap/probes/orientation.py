@@ -414,29 +414,35 @@ def measure_tuning(
 # Figures
 # --------------------------------------------------------------------------------------------
 
-def plot_tuning_curves(lt: LayerTuning, n_examples: int = 8, ncols: int = 4):
-    """Tuning curves of the most selective units (normalized to peak), with pref. and OSI."""
+def plot_tuning_curves(layers: LayerTuning | Sequence[LayerTuning], n_examples: int = 6):
+    """Tuning curves of the most selective units (normalised to peak), one row per layer.
+
+    Each panel gives the unit, its OSI and circular variance; dashed line = preferred
+    orientation, * = selective against the shuffled null.
+    """
     import matplotlib.pyplot as plt
 
-    order = [u for u in lt.ranking() if np.isfinite(lt.osi[u])][:n_examples]
-    nrows = max(1, int(np.ceil(len(order) / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.1 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_visible(False)
-    for ax, u in zip(axes.flat, order, strict=False):
-        ax.set_visible(True)
-        c = lt.curves[u]
-        ax.plot(lt.orientations, c / max(c.max(), 1e-12), "o-", ms=2.5, lw=1)
-        ax.axvline(lt.preferred[u], color="C3", lw=0.8, ls="--")
-        mark = "*" if lt.selective[u] else ""
-        ax.set_title(f"unit {u}{mark}: OSI {lt.osi[u]:.2f}, CV {lt.circular_variance[u]:.2f}",
-                     fontsize=8)
-        ax.set_xticks([0, 45, 90, 135])
-        ax.set_ylim(0, 1.05)
-        ax.tick_params(labelsize=7)
-    fig.supxlabel("grating orientation (deg)", fontsize=9)
-    fig.supylabel("response / peak", fontsize=9)
-    fig.suptitle(f"{lt.layer}: example tuning curves (* = selective)", fontsize=10)
+    rows = [layers] if isinstance(layers, LayerTuning) else list(layers)
+    fig, axes = plt.subplots(len(rows), n_examples, figsize=(1.9 * n_examples, 1.7 * len(rows)),
+                             squeeze=False, sharex=True, sharey=True)
+    for r, lt in enumerate(rows):
+        order = [u for u in lt.ranking() if np.isfinite(lt.osi[u])][:n_examples]
+        for c, ax in enumerate(axes[r]):
+            if c >= len(order):
+                ax.axis("off")
+                continue
+            u = order[c]
+            curve = lt.curves[u]
+            ax.plot(lt.orientations, curve / max(curve.max(), 1e-12), "o-", ms=2, lw=1)
+            ax.axvline(lt.preferred[u], color="C3", lw=0.8, ls="--")
+            mark = "*" if lt.selective[u] else ""
+            ax.set_title(f"{lt.layer}:{u}{mark} OSI {lt.osi[u]:.2f} CV "
+                         f"{lt.circular_variance[u]:.2f}", fontsize=6.5)
+            ax.set_xticks([0, 90])
+            ax.set_ylim(0, 1.05)
+            ax.tick_params(labelsize=6)
+    fig.supxlabel("grating orientation (deg)", fontsize=8)
+    fig.supylabel("response / peak", fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -21,6 +21,7 @@ already wrote (``outdir/partial``) when started again with the same settings.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -72,7 +73,8 @@ class OrientationConfig(BaseModel):
     ``n_lower`` lower layers per network. Ablation: ``ablation_layer`` (default the second tuned
     layer), ``ks``, ``n_random`` draws, ``shift_layers`` (default: every top-level layer after
     the ablated one except the classifier), ``shifts`` in px, ``n_shift_images``. Test set:
-    ``n_test`` procedural test images (``test_seed``).
+    ``n_test`` procedural test images (``test_seed``). ``scheduler``: Dask scheduler for the
+    dynamics / network sweeps (None = serial in this process). ``report``: write report.html.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -109,6 +111,7 @@ class OrientationConfig(BaseModel):
     seed: int = 0
     batch_size: int = Field(256, ge=1)
     scheduler: str | None = None
+    report: bool = True
 
     def orientations(self) -> np.ndarray:
         return np.arange(0.0, 180.0 - 1e-9, self.orientation_step)
@@ -179,14 +182,22 @@ def checkpoint_epochs(spec: str) -> list[int]:
     return sorted(epochs)
 
 
+@functools.lru_cache(maxsize=2)
+def _procedural_test(n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rendered once per process: every model of a sweep is tested on the same images."""
+    from cortexmap.stimuli.procedural import ProceduralObjects
+
+    data = ProceduralObjects("test", n=n, seed=seed, size=size)
+    return data.images, data.labels
+
+
 def _test_set(config: OrientationConfig, model: nn.Module) -> tuple[torch.Tensor, np.ndarray]:
     """Procedural test images preprocessed for ``model`` (n, 3, S, S) and labels (n,)."""
     from cortexmap.models import input_size_of, preprocess
-    from cortexmap.stimuli.procedural import ProceduralObjects
 
     size = input_size_of(model, default=64)
-    data = ProceduralObjects("test", n=config.n_test, seed=config.test_seed, size=size)
-    return preprocess(data.images, model.cortexmap_preprocessing), data.labels
+    images, labels = _procedural_test(config.n_test, config.test_seed, size)
+    return preprocess(images, model.cortexmap_preprocessing), labels
 
 
 @torch.inference_mode()
@@ -370,12 +381,13 @@ def run_orientation(
         write_table(df, out / name)
     write_table(pd.DataFrame([vars(f) for f in result.findings]), out / "findings")
 
-    from cortexmap.report import Report
+    if config.report:
+        from cortexmap.report import Report
 
-    report = Report(f"Orientation selectivity: {config.model}")
-    result.add_to_report(report)
-    report.findings(result.findings)
-    report.write(out / "report.html")
+        report = Report(f"Orientation selectivity: {config.model}")
+        result.add_to_report(report)
+        report.findings(result.findings)
+        report.write(out / "report.html")
     write_provenance(out, config=config, seed=config.seed,
                      inputs={"test_images": x_test.numpy()[:16]})
     return result
@@ -599,10 +611,11 @@ def _add_to_report(res: OrientationResult, report) -> None:
                "against the shuffled-orientation null (right).")
     sec.figure(plot_preferred_histograms(res.tuning),
                "Preferred orientations of the selective units of each layer.")
-    for name in list(res.tuning.layers)[:2]:
-        sec.figure(plot_tuning_curves(res.tuning[name], n_examples=cfg.n_examples),
-                   f"Tuning curves of the most selective units of {name} (normalised to the "
-                   "peak; dashed line = preferred orientation).")
+    shown = list(res.tuning.layers)[:2]
+    sec.figure(plot_tuning_curves([res.tuning[n] for n in shown], n_examples=cfg.n_examples),
+               f"Tuning curves of the most selective units of {' and '.join(shown)} (one row "
+               "per layer, normalised to the peak; dashed line = preferred orientation; "
+               "* = selective).")
     sec.table(res.tables["tuning_summary"], "Per-layer orientation tuning summary.")
     if "dynamics" in res.tables:
         sub = sec.subsection("Training dynamics")
