@@ -98,45 +98,58 @@ def _parse_pair(a, b) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 # Ranks
 # ----------------------------------------------------------------------------------------------
+def _tie_groups(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tie groups of rows that are already sorted, found with flat 1-D operations.
+
+    Returns (starts, counts, rows): for every group of equal values, its flat start index in
+    ``s.ravel()``, its size and its row. Flat 1-D passes are much faster than accumulating
+    along axis 1 of a (k, n) array.
+    """
+    k, n = s.shape
+    new = np.ones((k, n), dtype=bool)
+    np.not_equal(s[:, 1:], s[:, :-1], out=new[:, 1:])
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, k * n))
+    return starts, counts, starts // n
+
+
+def _sorted_rank_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, average ranks of the sorted rows): order = argsort per row."""
+    k, n = v.shape
+    order = np.argsort(v, axis=1)  # ties are resolved by the group logic, no stability needed
+    s = np.take_along_axis(v, order, axis=1)
+    starts, counts, _ = _tie_groups(s)
+    if len(starts) == k * n:  # no ties anywhere: ranks are 1..n
+        return order, np.broadcast_to(np.arange(1.0, n + 1), (k, n))
+    avg = (starts % n) + (counts + 1) / 2.0  # mean of 1-based positions start+1 .. start+count
+    return order, np.repeat(avg, counts).reshape(k, n)
+
+
 def rank_rows(v: np.ndarray) -> np.ndarray:
     """Average ranks (1-based, ties share their mean rank) of each row; = scipy ``rankdata``.
 
     One vectorized sort for all rows; shape (k, n) -> (k, n) float64.
     """
-    v = np.atleast_2d(v)
-    k, n = v.shape
-    order = np.argsort(v, axis=1, kind="stable")
-    s = np.take_along_axis(v, order, axis=1)
-    idx = np.broadcast_to(np.arange(n), (k, n))
-    new = np.ones((k, n), dtype=bool)
-    new[:, 1:] = s[:, 1:] != s[:, :-1]
-    start = np.maximum.accumulate(np.where(new, idx, 0), axis=1)
-    last = np.ones((k, n), dtype=bool)
-    last[:, :-1] = new[:, 1:]
-    end = np.minimum.accumulate(np.where(last, idx, n)[:, ::-1], axis=1)[:, ::-1]
-    ranks = np.empty((k, n))
-    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=1)
+    v = np.atleast_2d(np.asarray(v, dtype=np.float64))
+    order, ranks_sorted = _sorted_rank_rows(v)
+    ranks = np.empty(v.shape)
+    np.put_along_axis(ranks, order, ranks_sorted, axis=1)
     return ranks
+
+
+def _tie_pairs_sorted(s: np.ndarray) -> np.ndarray:
+    """Per row of a sorted array: number of tied pairs, sum over tie groups of c (c - 1) / 2."""
+    _, counts, rows = _tie_groups(s)
+    tied = counts > 1
+    return np.bincount(rows[tied], weights=counts[tied] * (counts[tied] - 1) // 2,
+                       minlength=s.shape[0]).astype(np.int64)
 
 
 def _dense_ranks_sorted(s: np.ndarray) -> np.ndarray:
     """Dense 1-based ranks of rows that are already sorted (ties -> same rank)."""
     new = np.ones(s.shape, dtype=np.intp)
-    new[:, 1:] = s[:, 1:] != s[:, :-1]
+    np.not_equal(s[:, 1:], s[:, :-1], out=new[:, 1:], casting="unsafe")
     return np.cumsum(new, axis=1, dtype=np.intp)
-
-
-def _tie_pairs_sorted(s: np.ndarray) -> np.ndarray:
-    """Per row of a sorted array: number of tied pairs, sum over tie groups of c (c - 1) / 2."""
-    k, n = s.shape
-    boundary = np.ones((k, n + 1), dtype=bool)
-    boundary[:, 1:n] = s[:, 1:] != s[:, :-1]
-    rows, cols = np.nonzero(boundary)
-    # consecutive boundaries in the same row delimit one group
-    cnt = np.diff(cols).astype(np.int64)
-    same_row = rows[1:] == rows[:-1]
-    cnt, grp_row = cnt[same_row], rows[:-1][same_row]
-    return np.bincount(grp_row, weights=cnt * (cnt - 1) // 2, minlength=k).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,12 +219,17 @@ def tau_a_one_reference(
     y_rank = np.empty(n, dtype=np.intp)
     y_rank[ref_order] = ref_rank_sorted  # dense rank of every reference entry, 1-based
 
-    order = np.argsort(vectors, axis=1, kind="stable")
+    order = np.argsort(vectors, axis=1)
     xs = np.take_along_axis(vectors, order, axis=1)
     x_dense = _dense_ranks_sorted(xs)
     x_ties = _tie_pairs_sorted(xs)
     ys = y_rank[order]  # reference ranks in each row's x order
-    joint = _tie_pairs_sorted(np.sort(x_dense.astype(np.int64) * (n + 2) + ys, axis=1))
+    joint = np.zeros(k, dtype=np.int64)
+    has_ties = x_ties > 0
+    if has_ties.any() and y_ties > 0:
+        # keys are already sorted except inside x-tie groups: timsort ("stable") is ~linear here
+        key = x_dense[has_ties].astype(np.int64) * (n + 2) + ys[has_ties]
+        joint[has_ties] = _tie_pairs_sorted(np.sort(key, axis=1, kind="stable"))
     if backend == "numpy" or (backend == "auto" and _scipy_kendall_dis is None):
         dis = _discordant_numpy(x_dense, ys)
     elif backend in ("auto", "scipy"):
@@ -275,3 +293,29 @@ def compare(
     if len(vb) <= len(va):
         return np.stack([tau_a_one_reference(va, ref, n_threads=n_threads) for ref in vb], axis=1)
     return np.stack([tau_a_one_reference(vb, ref, n_threads=n_threads) for ref in va], axis=0)
+
+
+def plot_similarity(
+    sim: np.ndarray, names_a: Sequence[str], names_b: Sequence[str], method: str,
+    annotate: bool | None = None,
+):
+    """Heatmap of a compare() matrix (n_a, n_b); returns a matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    sim = np.asarray(sim)
+    n_a, n_b = sim.shape
+    fig, ax = plt.subplots(figsize=(min(2 + 0.6 * n_b, 14), min(1.5 + 0.45 * n_a, 14)))
+    lim = float(np.nanmax(np.abs(sim))) if np.isfinite(sim).any() else 1.0
+    im = ax.imshow(sim, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(n_b), list(names_b), rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n_a), list(names_a), fontsize=8)
+    if annotate is None:
+        annotate = n_a * n_b <= 150
+    if annotate:
+        for i in range(n_a):
+            for j in range(n_b):
+                ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax, label=method)
+    ax.set_title(f"RDM similarity ({method})", fontsize=10)
+    fig.tight_layout()
+    return fig
