@@ -180,7 +180,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
             rows.append(f"{name:<16} grid {rf.grid[0]}x{rf.grid[1]:<4} size "
                         f"{rf.size[..., 0].max():>6.1f} px  stride {rf.jump[0]:>5.1f} px  "
                         f"eccentricity {ecc.min():.2f}-{ecc.max():.2f}  ({rf.method})")
-        console.print("\n".join(rows))
+        typer.echo("\n".join(rows))  # plain lines: no wrapping of the aligned columns
         if out is not None:
             if out.suffix not in (".csv", ".parquet"):
                 raise CortexmapError(f"--out must end in .csv or .parquet; got {out.name}.")

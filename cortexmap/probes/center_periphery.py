@@ -48,7 +48,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cortexmap.errors import CortexmapError
 from cortexmap.probes.receptive_field import ReceptiveFields
@@ -591,6 +591,13 @@ class CenterPeripheryConfig(BaseModel):
     phantom_runs: int = Field(2, ge=1)
     phantom_snr: float = Field(0.5, ge=0)
     phantom_resolution_mm: Literal[2, 3] = 3
+
+    @field_validator("groups")
+    @classmethod
+    def _two_known_groups(cls, v: tuple[str, str]) -> tuple[str, str]:
+        if len(set(v)) != 2 or any(g not in GROUPS for g in v):
+            raise ValueError(f"groups must be two different names from {GROUPS}; got {v}")
+        return v
 
 
 @dataclass
