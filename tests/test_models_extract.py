@@ -331,6 +331,10 @@ def test_store_refuses_different_extraction(net, stim, tmp_path):
         Extractor(net, ["conv2"], pooling="mean").to_store(
             stim.subset(slice(0, 5)), path, progress=False
         )
+    torch.manual_seed(5)
+    other = load(TinyNet(), preprocessing=PP)  # same architecture, other weights
+    with pytest.raises(CortexmapError, match="weights_sha256"):
+        Extractor(other, ["conv2"], pooling="mean").to_store(stim, path, progress=False)
     again = Extractor(net, ["conv2"], pooling="mean").to_store(stim, path, progress=False)
     assert again.complete  # same extraction: nothing recomputed
     new = Extractor(net, ["conv2"], pooling="max").to_store(

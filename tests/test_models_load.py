@@ -12,7 +12,7 @@ from torch import nn
 
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, Preprocessing, list_layers, load, preprocess
-from cortexmap.models.load import TorchScriptModel
+from cortexmap.models.load import TorchScriptModel, weights_fingerprint
 
 
 class Small(nn.Module):
@@ -40,6 +40,15 @@ def test_torchvision_by_name_random_init():
     assert load("torchvision:resnet18", num_classes=7).fc.out_features == 7
     g = load("googlenet")
     assert "inception3a" in [i.name for i in list_layers(g, input_size=64)]
+
+
+def test_random_init_is_seeded_and_leaves_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a, b, c = load("resnet18"), load("resnet18"), load("resnet18", seed=1)
+    torch.testing.assert_close(a.conv1.weight, b.conv1.weight)
+    assert not torch.equal(a.conv1.weight, c.conv1.weight)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert weights_fingerprint(a) == weights_fingerprint(b) != weights_fingerprint(c)
 
 
 def test_unknown_model_suggests_close_names():

@@ -123,7 +123,7 @@ class Extractor:
     def layer_info(self) -> dict[str, LayerInfo]:
         """Raw output shape and calls per forward of each layer (probe pass, cached)."""
         if self._info is None:
-            info = probe(self.model, self.layers, self.preprocessing.size)
+            info = probe(self.model, self.layers, self.preprocessing.size, allow_partial=True)
             silent = [n for n in self.layers if n not in info]
             if silent:
                 raise CortexmapError(
@@ -266,8 +266,11 @@ class Extractor:
 
     def store_attrs(self) -> dict[str, Any]:
         """What identifies this extraction in a store (compared when resuming)."""
+        from cortexmap.models.load import weights_fingerprint
+
         return {
             "model": str(getattr(self.model, "cortexmap_name", type(self.model).__name__)),
+            "weights_sha256": weights_fingerprint(self.model),
             "preprocessing": self.preprocessing.to_dict(),
             "source_layers": list(self.layers),
             "pooling": self.pooling,

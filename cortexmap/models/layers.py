@@ -67,12 +67,17 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def probe(
-    model: nn.Module, names: Sequence[str] | None = None, input_size: int | None = None
+    model: nn.Module,
+    names: Sequence[str] | None = None,
+    input_size: int | None = None,
+    allow_partial: bool = False,
 ) -> dict[str, LayerInfo]:
     """Run one dummy image (1, 3, S, S) through ``model`` and record each module's output.
 
     Returns {name: LayerInfo} for the modules that ran (modules never called in eval mode,
-    e.g. training-only auxiliary heads, are absent).
+    e.g. training-only auxiliary heads, are absent). With ``allow_partial``, a forward pass
+    that fails *after* every requested layer ran is accepted (e.g. a head that does not fit a
+    small input is irrelevant when only early layers are extracted).
     """
     size = int(input_size or input_size_of(model))
     modules = dict(model.named_modules())
@@ -98,6 +103,8 @@ def probe(
         with torch.no_grad():
             model(torch.zeros(1, 3, size, size, device=_device_of(model)))
     except Exception as exc:
+        if allow_partial and all(n in infos for n in wanted):
+            return {n: LayerInfo(n, *infos[n]) for n in wanted}
         raise CortexmapError(
             f"The model failed on a dummy {size}x{size} input ({type(exc).__name__}: "
             f"{str(exc)[:200]}); give the input size it expects (input_size=..., "

@@ -8,6 +8,7 @@ local ``weights`` file is given.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import os
@@ -72,6 +73,7 @@ def load(
     arch: str | None = None,
     num_classes: int | None = None,
     preprocessing: Preprocessing | None = None,
+    seed: int = 0,
 ) -> nn.Module:
     """Return a model in eval mode with ``cortexmap_preprocessing`` and ``cortexmap_name``.
 
@@ -85,6 +87,8 @@ def load(
     arch : architecture spec for a state_dict checkpoint given as ``spec``.
     num_classes : output classes (default: the architecture's, or inferred from the weights).
     preprocessing : override the model's preprocessing (default: the architecture's own).
+    seed : seed of the random initialisation of torchvision/timm architectures, so the same
+        spec always gives the same network (the global torch RNG is left untouched).
     """
     if isinstance(spec, torch.jit.ScriptModule):
         model, name = TorchScriptModel(spec), getattr(spec, "original_name", "torchscript")
@@ -97,13 +101,15 @@ def load(
         if spec_s.startswith("zoo:"):
             model, name = _load_zoo(spec_s[4:]), spec_s
         elif spec_s.startswith("timm:"):
-            model, name = _load_timm(spec_s[5:], num_classes), spec_s
+            with _seeded(seed):
+                model, name = _load_timm(spec_s[5:], num_classes), spec_s
         elif path.is_file():
             model, name = _load_file(path, arch, num_classes), str(path)
         else:
             tv = spec_s.removeprefix("torchvision:")
             if tv in torchvision_names():
-                model, name = _load_torchvision(tv, num_classes), tv
+                with _seeded(seed):
+                    model, name = _load_torchvision(tv, num_classes), tv
             elif path.suffix in {".pt", ".pth", ".ckpt", ".bin"} or os.sep in spec_s:
                 raise CortexmapError(
                     f"Model file {path} does not exist; check the path (relative paths start "
@@ -125,6 +131,33 @@ def load(
         _tag(model, "cortexmap_name", name)
     model.eval()
     return model
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed the random init without disturbing the caller's RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """SHA-256 over a model's parameter/buffer names, shapes and a strided sample of at
+    most 65,536 values per tensor: identifies the network an activation store was made with
+    (cheap even for large networks; two different trainings or inits never collide in practice).
+    """
+    import hashlib
+
+    target = getattr(model, "script", model)  # TorchScriptModel keeps its weights in .script
+    h = hashlib.sha256()
+    for name, t in target.state_dict().items():
+        h.update(name.encode() + str(tuple(t.shape)).encode())
+        flat = t.detach().reshape(-1)
+        if not flat.is_floating_point():
+            flat = flat.double()
+        sample = flat[:: max(1, flat.numel() // 65536)].float().cpu()
+        h.update(sample.numpy().tobytes())
+    return h.hexdigest()
 
 
 def model_is_script(model: nn.Module) -> bool:
