@@ -7,6 +7,8 @@ Public API (see docs/brain.md)::
     ds = make_phantom({"V1": rdm_conv1, "fusiform": rdm_fc6}, "phantom/")
     subjects = ds.load()                                   # list[BrainData]
     tables = roi_rsa(subjects, ds.atlas(), models)         # per ROI x model correlations
+    maps = [searchlight(s, models, radius_mm=6) for s in subjects]
+    group = group_test(maps, model="conv1")                 # sign-flip, max-stat FWE, FDR
 """
 
 from cortexmap.brain.io import (
@@ -20,11 +22,31 @@ from cortexmap.brain.io import (
     load_mask,
     load_subject,
 )
-from cortexmap.brain.phantom import PhantomDataset, make_phantom, mni_mask
+from cortexmap.brain.maps import (
+    assign_layers,
+    model_maps,
+    overlap,
+    overlap_table,
+    recovery_scores,
+    winner_map,
+)
+from cortexmap.brain.phantom import PhantomDataset, make_phantom, mni_mask, slab_mask
 from cortexmap.brain.roi import as_model_rdms, group_rdms, roi_noise_ceilings, roi_rdms, roi_rsa
+from cortexmap.brain.searchlight import (
+    SearchlightResult,
+    Spheres,
+    make_spheres,
+    searchlight,
+    searchlight_rdms,
+)
+from cortexmap.brain.stats import GroupTestResult, clusters, group_test, stack_maps
 
 __all__ = [
-    "Atlas", "BrainData", "BrainMasker", "PhantomDataset", "as_model_rdms", "check_same_grid",
-    "group_rdms", "load_atlas", "load_dataset", "load_img", "load_mask", "load_subject",
-    "make_phantom", "mni_mask", "roi_noise_ceilings", "roi_rdms", "roi_rsa",
+    "Atlas", "BrainData", "BrainMasker", "GroupTestResult", "PhantomDataset", "SearchlightResult",
+    "Spheres", "as_model_rdms", "assign_layers", "check_same_grid", "clusters", "group_rdms",
+    "group_test", "load_atlas", "load_dataset", "load_img", "load_mask", "load_subject",
+    "make_phantom", "make_spheres", "mni_mask", "model_maps", "overlap", "overlap_table",
+    "recovery_scores", "roi_noise_ceilings", "roi_rdms", "roi_rsa", "searchlight",
+    "searchlight_rdms", "slab_mask", "stack_maps", "winner_map",
 ]
+# End-to-end runs (configs + run functions, used by the CLI): cortexmap.brain.pipeline

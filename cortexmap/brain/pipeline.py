@@ -1,0 +1,382 @@
+"""End-to-end brain runs (what the CLI calls): phantom, ROI RSA, group searchlight.
+
+Each follows the analysis contract: a pydantic ``...Config``, ``run_...(config, outdir,
+overwrite=False, progress=True)`` returning a result with ``tables``, ``findings`` and
+``add_to_report(report)``; every run writes tables (Parquet + CSV), NIfTI maps, a
+self-contained ``report.html`` and ``provenance.json`` into its output folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from cortexmap.brain.io import BrainData, load_atlas, load_dataset
+from cortexmap.brain.maps import assign_layers, model_maps, overlap_table, recovery_scores
+from cortexmap.brain.phantom import PhantomDataset, make_phantom, slab_mask
+from cortexmap.brain.roi import as_model_rdms, group_rdms, roi_rdms, roi_rsa
+from cortexmap.brain.searchlight import SearchlightResult, searchlight
+from cortexmap.brain.stats import GroupTestResult, clusters, group_test
+from cortexmap.errors import CortexmapError
+from cortexmap.rsa import RDMs
+from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.utils.provenance import write_provenance
+
+
+def _gz(img) -> bytes:
+    import gzip
+
+    return gzip.compress(img.to_bytes(), compresslevel=1)
+
+
+def _models_for(dataset: Path, models: str | None, n_conditions: int) -> RDMs:
+    path = Path(models) if models else dataset / "model_rdms.npz"
+    if not path.exists():
+        raise CortexmapError(
+            f"No model RDMs: {path} does not exist. Pass --rdms FILE.npz (an RDMs file from "
+            "`cortexmap rdm`, or one RDM vector/matrix per name)."
+        )
+    return as_model_rdms(path, n_conditions, metric="correlation")
+
+
+def _atlas_for(dataset: Path, atlas: str | None, atlas_table: str | None):
+    img = Path(atlas) if atlas else dataset / "atlas.nii.gz"
+    table = Path(atlas_table) if atlas_table else dataset / "atlas.tsv"
+    if not img.exists() or not table.exists():
+        return None
+    return load_atlas(img, table)
+
+
+def _planted(dataset: Path) -> dict[str, str] | None:
+    return PhantomDataset.open(dataset).planted if (dataset / "truth.json").exists() else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Phantom from a network
+# ----------------------------------------------------------------------------------------------
+class PhantomConfig(BaseModel):
+    """A phantom whose regions carry the RDMs of a network's layers on an image set.
+
+    ``rdms``: an .npz of RDMs (RDMs.save file) used instead of a network; ``layers`` and
+    ``regions`` pair up in order (layer i is planted in region i).
+    """
+
+    model: str = "zoo:alexnet_sup_s0"
+    layers: list[str] = Field(default_factory=lambda: ["conv1", "conv3", "conv5", "fc7"])
+    regions: list[str] = Field(default_factory=lambda: ["V1", "LOC", "fusiform",
+                                                        "parahippocampal"])
+    stimuli: str = "bundled"
+    rdms: str | None = None
+    n_subjects: int = 3
+    n_runs: int = 2
+    snr: float = 0.5
+    resolution_mm: int = 3
+    smoothness_mm: float = 6.0
+    radius_mm: float = 8.0
+    slab: bool = False
+    seed: int = 0
+
+
+def layer_rdms(model: str, layers: list[str], stimuli: str = "bundled") -> RDMs:
+    """Correlation-distance RDMs of ``layers`` of ``model`` on a stimulus set ("bundled" or a
+    folder of images)."""
+    from cortexmap.models import Extractor, load
+    from cortexmap.rsa import compute_rdms
+    from cortexmap.stimuli import load_bundled, load_folder
+
+    net = load(model)
+    size = getattr(getattr(net, "cortexmap_preprocessing", None), "size", 64)
+    stim = load_bundled(size=size) if stimuli == "bundled" else load_folder(stimuli, size=size)
+    acts = Extractor(net, layers).extract(stim)
+    return compute_rdms([acts[k].reshape(len(stim), -1) for k in layers], names=layers,
+                        conditions=list(stim.ids))
+
+
+def run_phantom(config: PhantomConfig, outdir: str | os.PathLike, overwrite: bool = False,
+                progress: bool = True) -> PhantomDataset:
+    """Write a phantom dataset planted with network layer RDMs (or the RDMs of a file)."""
+    if config.rdms:
+        models = RDMs.load(config.rdms)
+        layers = list(models.names) if config.layers == PhantomConfig().layers else config.layers
+        models = models.subset(layers)
+    else:
+        models = layer_rdms(config.model, config.layers, config.stimuli)
+        layers = config.layers
+    if len(layers) != len(config.regions):
+        raise CortexmapError(
+            f"{len(layers)} layers/RDMs {layers} for {len(config.regions)} regions "
+            f"{config.regions}; give one region per layer."
+        )
+    plant = {r: models.subset([layer]) for r, layer in zip(config.regions, layers, strict=True)}
+    return make_phantom(
+        plant, outdir, n_subjects=config.n_subjects, n_runs=config.n_runs, snr=config.snr,
+        resolution_mm=config.resolution_mm, smoothness_mm=config.smoothness_mm,
+        radius_mm=config.radius_mm, mask=slab_mask(config.resolution_mm) if config.slab else None,
+        conditions=models.conditions, seed=config.seed, overwrite=overwrite, progress=progress,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# ROI RSA
+# ----------------------------------------------------------------------------------------------
+class RoiRsaConfig(BaseModel):
+    """ROI RSA of a dataset folder against model RDMs (default: the phantom's planted RDMs)."""
+
+    dataset: str
+    rdms: str | None = None
+    atlas: str | None = None
+    atlas_table: str | None = None
+    metric: str = "correlation"
+    method: str = "spearman"
+
+
+@dataclass
+class RoiRsaResult:
+    tables: dict[str, pd.DataFrame]
+    findings: list = field(default_factory=list)
+    group: RDMs | None = None
+
+    def add_to_report(self, report) -> None:
+        sec = report.section("ROI RSA", "Model RDMs compared with each ROI's subject RDMs; the "
+                             "noise ceiling bounds what any model can reach.")
+        sec.table(self.tables["best"], "Best model per ROI (highest mean correlation).")
+        sec.table(self.tables["summary"], "Mean correlation over subjects per ROI and model, "
+                  "one-sided t-test p, rank, and leave-one-subject-out noise ceiling.")
+        if self.group is not None:
+            import matplotlib.pyplot as plt
+
+            mats = self.group.matrices()
+            fig, axes = plt.subplots(1, len(mats), figsize=(3 * len(mats), 3), squeeze=False)
+            for ax, m, name in zip(axes[0], mats, self.group.names, strict=True):
+                ax.imshow(m, cmap="viridis")
+                ax.set_title(name)
+                ax.axis("off")
+            sec.figure(fig, "Group-mean RDM of every ROI (rows, columns: conditions).")
+        report.findings(self.findings)
+
+
+def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool = False,
+                progress: bool = True) -> RoiRsaResult:
+    """Load the dataset, compute ROI RDMs and compare them with the model RDMs."""
+    from cortexmap.report import Finding, Report
+
+    root = Path(config.dataset)
+    out = prepare_output_dir(outdir, overwrite)
+    subjects = load_dataset(root)
+    atlas = _atlas_for(root, config.atlas, config.atlas_table)
+    if atlas is None:
+        raise CortexmapError(f"No ROI atlas: pass --atlas and --atlas-table (none in {root}).")
+    models = _models_for(root, config.rdms, len(subjects[0].condition_names))
+    tables = roi_rsa(subjects, atlas, models, metric=config.metric, method=config.method)
+    grp = group_rdms(roi_rdms(subjects, atlas, metric=config.metric))
+    tables["dropped_voxels"] = _dropped_table(subjects)
+    findings = []
+    planted = _planted(root)
+    if planted:
+        best = dict(zip(tables["best"]["roi"], tables["best"]["model"], strict=True))
+        ok = [best.get(r) == m for r, m in planted.items()]
+        findings.append(Finding(
+            "ROI RSA ranks the planted layer first in every phantom region", all(ok),
+            "; ".join(f"{r}: planted {m}, best {best.get(r)}" for r, m in planted.items()),
+            analysis="brain"))
+    for name, df in tables.items():
+        write_table(df, out / name)
+    grp.save(out / "group_rdms.npz")
+    write_provenance(out, config=config, inputs={"dataset": root})
+    result = RoiRsaResult(tables, findings, grp)
+    report = Report("ROI RSA", str(root))
+    result.add_to_report(report)
+    report.write(out / "report.html")
+    return result
+
+
+def _dropped_table(subjects: list[BrainData]) -> pd.DataFrame:
+    return pd.DataFrame([{"subject": s.subject, "voxels_used": s.n_voxels, **s.dropped}
+                         for s in subjects])
+
+
+# ----------------------------------------------------------------------------------------------
+# Group searchlight
+# ----------------------------------------------------------------------------------------------
+class SearchlightConfig(BaseModel):
+    """Searchlight of every subject, group sign-flip test per model, maps and tables."""
+
+    dataset: str
+    rdms: str | None = None
+    atlas: str | None = None
+    atlas_table: str | None = None
+    radius_mm: float = 6.0
+    method: str = "spearman"
+    metric: str = "correlation"
+    threshold: float = 0.5
+    min_voxels: int = 10
+    n_perm: int = 5000
+    alpha: float = 0.05
+    correction: str = "fwe"
+    statistic: str = "mean"
+    scheduler: str | None = None
+    n_workers: int | None = None
+    dtype: str = "float64"
+    seed: int = 0
+
+
+@dataclass
+class GroupSearchlight:
+    """Per-subject searchlights, per-model group tests and the tables built from them."""
+
+    subjects: list[SearchlightResult]
+    group: dict[str, GroupTestResult]
+    maps: dict[str, np.ndarray]
+    tables: dict[str, pd.DataFrame]
+    findings: list = field(default_factory=list)
+
+    def add_to_report(self, report) -> None:
+        from cortexmap.brain.figures import winner_figure
+
+        sec = report.section(
+            "Searchlight RSA", "Per-subject searchlight maps of every model RDM, a sign-flip "
+            "permutation group test per voxel (max-statistic FWE), clusters of significant "
+            "voxels and the winner-take-all layer map.")
+        for name, g in self.group.items():
+            sec.brain(_masked_mean(g), f"Group-mean searchlight correlation with {name}, "
+                      "significant voxels (FWE) only.", title=name)
+        names = list(self.group)
+        masker = next(iter(self.group.values())).masker
+        lab = np.zeros(masker.n_voxels, dtype=np.int16)
+        for i, name in enumerate(names):
+            lab[self.maps[name]] = i + 1
+        sec.figure(winner_figure(masker.inverse_transform(lab), names),
+                   "Winner-take-all map: each significant voxel coloured by its best model.")
+        for key, caption in [("clusters", "Clusters of significant voxels per model (peak MNI "
+                              "coordinates, size, atlas region)."),
+                             ("assignment", "Layer -> region assignment (mean group r per "
+                              "region)."),
+                             ("overlap", "Overlap of the models' maps (Dice, Jaccard)."),
+                             ("recovery", "Recovery of the planted truth (phantom).")]:
+            if key in self.tables and not self.tables[key].empty:
+                sec.table(self.tables[key], caption)
+        report.findings(self.findings)
+
+
+def _masked_mean(g: GroupTestResult):
+    vals = np.where(g.significant(), g.mean, 0.0).astype(np.float32)
+    return g.masker.inverse_transform(vals, fill=0.0)
+
+
+def group_searchlight(
+    subjects: list[BrainData],
+    models: Any,
+    atlas=None,
+    planted: dict[str, str] | None = None,
+    radius_mm: float = 6.0,
+    method: str = "spearman",
+    metric: str = "correlation",
+    threshold: float = 0.5,
+    min_voxels: int = 10,
+    n_perm: int = 5000,
+    alpha: float = 0.05,
+    correction: str = "fwe",
+    statistic: str = "mean",
+    scheduler: str | None = None,
+    client: Any = None,
+    n_workers: int | None = None,
+    dtype: str = "float64",
+    seed: int = 0,
+    progress: bool = True,
+) -> GroupSearchlight:
+    """Searchlight every subject (one dask client shared by all), group-test each model.
+
+    Tables: ``clusters`` (per model, of its winner-take-all significant map), ``assignment``
+    (with an atlas), ``overlap`` between the models' significance maps, ``recovery`` (with
+    ``planted``; the winner-take-all map of the planted model vs the region), ``dropped``.
+    """
+    models = as_model_rdms(models, len(subjects[0].condition_names))
+    own = None
+    if client is None and scheduler != "serial":
+        from cortexmap.utils.dask import get_client
+
+        client = own = get_client(scheduler, n_workers=n_workers)
+    try:
+        results = [searchlight(s, models, radius_mm=radius_mm, method=method, metric=metric,
+                               threshold=threshold, min_voxels=min_voxels,
+                               scheduler="serial" if client is None else None, client=client,
+                               dtype=dtype, progress=progress) for s in subjects]
+    finally:
+        if own is not None:
+            cluster = own.cluster
+            own.close()
+            if cluster is not None:
+                cluster.close()
+    group = {name: group_test(results, model=i, n_perm=n_perm, seed=seed, statistic=statistic,
+                              name=name) for i, name in enumerate(models.names)}
+    maps = model_maps(group, alpha, correction)
+    masker = next(iter(group.values())).masker
+    rows = []
+    for name, g in group.items():
+        df = clusters(g.mean, maps[name], masker, atlas)
+        df.insert(0, "model", name)
+        rows.append(df)
+    tables = {"clusters": pd.concat(rows, ignore_index=True),
+              # overlap of the plain significance maps (winner-take-all maps never overlap)
+              "overlap": overlap_table(model_maps(group, alpha, correction,
+                                                  winner_take_all=False)),
+              "dropped": pd.DataFrame([{"subject": r.subject, "centres": r.n_centres,
+                                        **r.dropped} for r in results])}
+    findings = []
+    if atlas is not None:
+        tables["assignment"] = assign_layers(group, atlas, alpha, correction)
+    if atlas is not None and planted:
+        from cortexmap.report import Finding
+
+        rec = recovery_scores(maps, masker, atlas, planted)
+        tables["recovery"] = rec
+        findings.append(Finding(
+            "Searchlight recovers every planted region (Dice >= 0.7)",
+            bool((rec["dice"] >= 0.7).all()),
+            "; ".join(f"{r.region}: Dice {r.dice:.2f}" for r in rec.itertuples()),
+            analysis="brain"))
+    return GroupSearchlight(results, group, maps, tables, findings)
+
+
+def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
+                    overwrite: bool = False, progress: bool = True) -> GroupSearchlight:
+    """Group searchlight of a dataset folder; writes maps, tables, report and provenance."""
+    from cortexmap.report import Report
+
+    root = Path(config.dataset)
+    out = prepare_output_dir(outdir, overwrite)
+    subjects = load_dataset(root)
+    models = _models_for(root, config.rdms, len(subjects[0].condition_names))
+    atlas = _atlas_for(root, config.atlas, config.atlas_table)
+    res = group_searchlight(
+        subjects, models, atlas=atlas, planted=_planted(root), radius_mm=config.radius_mm,
+        method=config.method, metric=config.metric, threshold=config.threshold,
+        min_voxels=config.min_voxels, n_perm=config.n_perm, alpha=config.alpha,
+        correction=config.correction, statistic=config.statistic, scheduler=config.scheduler,
+        n_workers=config.n_workers, dtype=config.dtype, seed=config.seed, progress=progress)
+    for r in res.subjects:
+        r.save(out / "subjects" / r.subject, overwrite=True)
+    maps_dir = out / "group"
+    maps_dir.mkdir(parents=True, exist_ok=True)
+    for name, g in res.group.items():
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        for kind in ("mean", "t", "p_fwe"):
+            write_bytes(maps_dir / f"{kind}_{safe}.nii.gz", _gz(g.img(kind)))
+    masker = next(iter(res.group.values())).masker
+    lab = np.zeros(masker.n_voxels, dtype=np.int16)
+    for i, name in enumerate(res.group):
+        lab[res.maps[name]] = i + 1
+    write_bytes(maps_dir / "winner.nii.gz", _gz(masker.inverse_transform(lab)))
+    for name, df in res.tables.items():
+        write_table(df, out / name)
+    write_provenance(out, config=config, seed=config.seed, inputs={"dataset": root})
+    report = Report("Searchlight RSA", str(root))
+    res.add_to_report(report)
+    report.write(out / "report.html")
+    return res
