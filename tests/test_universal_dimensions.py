@@ -86,3 +86,22 @@ def test_bad_input_errors():
         principal_dimensions(nets["net0"], 50, "net0")
     with pytest.raises(CortexmapError, match="Brain responses cover 10 images"):
         brain_similarity(np.ones((10, 5)), dims)
+
+
+@pytest.mark.parametrize("n_features", [300, 20])
+def test_closed_form_ridge_equals_sklearn_ridgecv_per_target(n_features):
+    from sklearn.linear_model import RidgeCV
+
+    from cortexmap.universal.ridge import DEFAULT_ALPHAS, ridge_cv_predict
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, n_features))
+    noise = rng.normal(size=(60, 4)) * np.array([0.1, 1, 10, 100])  # different best alphas
+    y = x[:, :5] @ rng.normal(size=(5, 4)) + noise
+    folds = make_folds(60, 5)
+    ours = ridge_cv_predict(x, y, folds)
+    ref = np.empty_like(y)
+    for train, test in folds:
+        model = RidgeCV(alphas=DEFAULT_ALPHAS, alpha_per_target=True).fit(x[train], y[train])
+        ref[test] = model.predict(x[test])
+    np.testing.assert_allclose(ours, ref, atol=1e-8)

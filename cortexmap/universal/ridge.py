@@ -29,13 +29,35 @@ def make_folds(n_samples: int, n_folds: int, seed: int = 0) -> list[tuple[np.nda
     return list(KFold(n_folds, shuffle=True, random_state=seed).split(np.arange(n_samples)))
 
 
+def _thin_svd(xc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Economy SVD ``xc = u @ diag(s) @ vt`` from the eigendecomposition of the smaller Gram matrix.
+
+    Images are usually far fewer than units, so the (n x n) Gram matrix is much cheaper to
+    decompose than ``xc`` itself; directions with (numerically) zero variance are dropped.
+    """
+    n, p = xc.shape
+    if n <= p:
+        evals, u = np.linalg.eigh(xc @ xc.T)
+    else:
+        evals, v = np.linalg.eigh(xc.T @ xc)
+    keep = evals > evals.max() * 1e-12
+    s = np.sqrt(evals[keep])
+    if n <= p:
+        u = u[:, keep]
+        vt = (u.T @ xc) / s[:, None]
+    else:
+        vt = v[:, keep].T
+        u = (xc @ vt.T) / s
+    return u, s, vt
+
+
 def _fold_predictions(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, alphas: np.ndarray
 ) -> np.ndarray:
     """Test-set predictions (n_test, n_targets) with a leave-one-out-chosen alpha per target."""
     x_mean, y_mean = x_train.mean(0), y_train.mean(0)
     xc, yc = x_train - x_mean, y_train - y_mean
-    u, s, vt = np.linalg.svd(xc, full_matrices=False)
+    u, s, vt = _thin_svd(xc)
     uty = u.T @ yc  # (k, t): the only contact with the targets, shared by all alphas
     s2 = s**2
     best_err = np.full(y_train.shape[1], np.inf)
@@ -49,7 +71,7 @@ def _fold_predictions(
         better = err < best_err
         best_err[better] = err[better]
         best_coef[:, better] = ((s / (s2 + alpha))[:, None] * uty)[:, better]
-    return (x_test - x_mean) @ vt.T @ best_coef + y_mean
+    return ((x_test - x_mean) @ vt.T) @ best_coef + y_mean
 
 
 def ridge_cv_predict(
