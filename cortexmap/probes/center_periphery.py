@@ -51,8 +51,29 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cortexmap.errors import CortexmapError
-from cortexmap.probes.receptive_field import ReceptiveFields
-from cortexmap.rsa import RDMs, compare, compute_rdms
+from cortexmap.models import Extractor, load
+from cortexmap.probes.receptive_field import (
+    ReceptiveFields,
+    default_spatial_layers,
+    receptive_fields,
+    spatial_layers,
+)
+from cortexmap.report import Finding, Report
+from cortexmap.rsa import (
+    RDMs,
+    bootstrap_conditions,
+    compare,
+    compute_rdms,
+    fdr,
+    noise_ceiling,
+    permutation_test,
+)
+from cortexmap.rsa.rdm import n_conditions_from_pairs
+from cortexmap.stimuli import load_bundled, load_folder
+from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.utils.progress import track
+from cortexmap.utils.provenance import write_provenance
+from cortexmap.utils.validation import check_conditions
 
 GROUPS = ("central", "peripheral", "background", "object")
 _SPATIAL = ("central", "peripheral")
@@ -381,8 +402,6 @@ def _as_subject_rdms(x, name: str) -> RDMs:
     if arr.ndim == 3:
         return RDMs.from_matrices(arr, names=[f"{name}_s{i}" for i in range(len(arr))])
     if arr.ndim in (1, 2):
-        from cortexmap.rsa.rdm import n_conditions_from_pairs
-
         arr = np.atleast_2d(arr)
         return RDMs(arr, n_conditions_from_pairs(arr.shape[1], f"{name} RDMs"),
                     [f"{name}_s{i}" for i in range(len(arr))])
@@ -431,8 +450,6 @@ def crossover_rsa(
     Cell statistics are means over subjects of per-subject correlations, so they sit on the
     same scale as the regions' noise ceilings.
     """
-    from cortexmap.rsa import bootstrap_conditions, permutation_test
-
     if len(group_rdms) != 2:
         raise CortexmapError(
             f"group_rdms must hold 2 RDMs (two unit groups); got {len(group_rdms)}."
@@ -509,8 +526,6 @@ def _noise_ceiling(subject_rdms: RDMs, method: str) -> tuple[float, float]:
     """Leave-one-subject-out noise ceiling (lower, upper); NaN with fewer than 2 subjects."""
     if len(subject_rdms) < 2:
         return (np.nan, np.nan)
-    from cortexmap.rsa import noise_ceiling
-
     lower, upper = noise_ceiling(subject_rdms, method=method)
     return float(lower), float(upper)
 
@@ -614,7 +629,7 @@ class CenterPeripheryResult:
     """
 
     tables: dict[str, pd.DataFrame]
-    findings: list
+    findings: list[Finding]
     groups: dict[str, UnitGroups]
     stats: dict[str, CrossoverStats]
     config: CenterPeripheryConfig
@@ -659,11 +674,12 @@ class CenterPeripheryResult:
         )
         pngs = self.figure_pngs()
         sec.image(pngs["figure_layers"], "RSA correlation of each unit group with each region "
-                   "across layers (grey bands: noise ceilings) and the crossover interaction "
-                   f"with its {100 * (1 - cfg.alpha):.0f}% bootstrap CI.")
+                  "across layers (solid: the hypothesised pairing; bands: each region's noise "
+                  "ceiling) and the crossover interaction with its "
+                  f"{100 * (1 - cfg.alpha):.0f}% bootstrap CI.")
         sec.image(pngs["figure_layout"], "Spatial layout: mean background selectivity index per "
-                   "feature-map position and the fraction of channels in each group; the circle "
-                   "marks the central eccentricity radius.")
+                  "feature-map position and the fraction of channels in each group; the circle "
+                  "marks the central eccentricity radius.")
         sec.table(self.tables["interaction"], "Crossover interaction per layer.")
         sec.table(self.tables["crossover"], "Unit group x region RSA per layer.")
         sec.table(self.tables["groups"], "Unit groups per layer.")
@@ -671,17 +687,15 @@ class CenterPeripheryResult:
 
 
 def _load_stimuli(cfg: CenterPeripheryConfig):
-    from cortexmap import stimuli as st
-
     if cfg.stimuli == "bundled":
-        return st.load_bundled(size=cfg.image_size)
+        return load_bundled(size=cfg.image_size)
     path = Path(cfg.stimuli)
     if not path.is_dir():
         raise CortexmapError(
             f"stimuli={cfg.stimuli!r} is neither 'bundled' nor an image folder; pass a folder of "
             "PNG/JPEG images (with masks_dir for background selectivity)."
         )
-    return st.load_folder(path, masks_dir=cfg.masks_dir)
+    return load_folder(path, masks_dir=cfg.masks_dir, size=cfg.image_size)
 
 
 def _needs_masks(cfg: CenterPeripheryConfig, region_given: bool = False) -> bool:
@@ -710,7 +724,7 @@ def _phantom_brain(cfg, stim, acts: dict, groups: dict, outdir: Path, layers: li
     layer's responses to object-only (foveal) and background-only (peripheral) renderings;
     "aperture": responses to a centre disk (foveal) and to its surround (peripheral).
     """
-    from cortexmap.brain import make_phantom, roi_rdms
+    from cortexmap.brain import make_phantom, roi_rdms  # lazy: nilearn is slow to import
 
     layer = cfg.phantom_layer or layers[len(layers) // 2]
     if layer not in acts["full"]:
@@ -795,23 +809,20 @@ def run_center_periphery(
     """
     import torch
 
-    from cortexmap.models import Extractor, load
-    from cortexmap.probes.receptive_field import (
-        default_spatial_layers,
-        receptive_fields,
-        spatial_layers,
-    )
-    from cortexmap.utils.io import prepare_output_dir, write_table
-    from cortexmap.utils.progress import track
-    from cortexmap.utils.provenance import write_provenance
-
     cfg = config or CenterPeripheryConfig()
     torch.manual_seed(cfg.seed)
     model = load(model) if model is not None else load(cfg.model, weights=cfg.weights,
                                                       arch=cfg.arch)
     stim = stimuli if stimuli is not None else _load_stimuli(cfg)
-    from cortexmap.utils.validation import check_conditions
-
+    # record what was actually used when objects replace the config's specs
+    updates = {}
+    if model is not None:
+        updates["model"] = str(getattr(model, "cortexmap_name", type(model).__name__))
+    if stimuli is not None:
+        updates["stimuli"] = f"<StimulusSet {getattr(stim, 'name', '')}: {len(stim)} images>"
+    if region_rdms is not None:
+        updates["brain"] = f"<ROI RDMs: {', '.join(region_rdms)}>"
+    cfg = cfg.model_copy(update=updates)
     check_conditions(len(stim), "The stimulus set")
     size = int(model.cortexmap_preprocessing.size)
     conv = spatial_layers(model, size)
@@ -836,15 +847,16 @@ def run_center_periphery(
     out = prepare_output_dir(outdir, overwrite)  # after the input checks: no empty folder left
 
     extractor = Extractor(model, layers, pooling="none", batch_size=cfg.batch_size)
-    acts: dict[str, dict[str, np.ndarray]] = {"full": extractor.extract(stim.images)}
+    renderings = {"full": stim.images}
     if masks is not None:
-        obj, bg = split_foreground(stim.images, masks, cfg.fill)
-        acts["object"] = extractor.extract(obj)
-        acts["background"] = extractor.extract(bg)
+        renderings["object"], renderings["background"] = split_foreground(
+            stim.images, masks, cfg.fill)
     if region_rdms is None and cfg.brain == "phantom" and cfg.phantom_geometry == "aperture":
-        disk, surround = _aperture_split(stim.images, cfg.central_radius)
-        acts["disk"] = extractor.extract(disk)
-        acts["surround"] = extractor.extract(surround)
+        renderings["disk"], renderings["surround"] = _aperture_split(
+            stim.images, cfg.central_radius)
+    acts: dict[str, dict[str, np.ndarray]] = {
+        k: extractor.extract(v, progress=progress) for k, v in renderings.items()
+    }
 
     groups: dict[str, UnitGroups] = {}
     rf_tables = []
@@ -889,7 +901,7 @@ def run_center_periphery(
     crossover = pd.concat(cross_rows, ignore_index=True)
     crossover = crossover[["layer"] + [c for c in crossover.columns if c != "layer"]]
     interaction = pd.DataFrame(inter_rows)
-    interaction["q_fdr"] = _fdr(interaction["p_perm"].to_numpy())
+    interaction["q_fdr"] = np.asarray(fdr(interaction["p_perm"].to_numpy()))
     tables = {
         "crossover": crossover,
         "interaction": interaction,
@@ -904,9 +916,6 @@ def run_center_periphery(
     RDMs.concat(all_group_rdms).save(out / "group_rdms.npz")
     for r, rd in region.items():
         rd.save(out / f"region_rdms_{r}.npz")
-    from cortexmap.report import Report
-    from cortexmap.utils.io import write_bytes
-
     for name, png in result.figure_pngs().items():
         write_bytes(out / f"{name}.png", png)
     report = Report("cortexmap: center-periphery organization")
@@ -916,16 +925,6 @@ def run_center_periphery(
                      inputs={"stimuli": stim.images, **({"masks": masks} if masks is not None
                                                         else {})})
     return result
-
-
-def _fdr(p: np.ndarray) -> np.ndarray:
-    try:
-        from cortexmap.rsa import fdr
-    except ImportError:  # RSA core without FDR yet: Benjamini-Hochberg via scipy
-        from scipy.stats import false_discovery_control
-
-        return false_discovery_control(p)
-    return np.asarray(fdr(p))
 
 
 def _png(fig) -> bytes:
@@ -939,9 +938,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _findings(result: CenterPeripheryResult) -> list:
-    from cortexmap.report import Finding
-
+def _findings(result: CenterPeripheryResult) -> list[Finding]:
     cfg = result.config
     inter = result.tables["interaction"]
     g1, g2 = cfg.groups
