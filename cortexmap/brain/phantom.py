@@ -100,10 +100,11 @@ class PhantomDataset:
         """Load the subjects through the same loader as real data."""
         return load_dataset(self.root, subjects=subjects)
 
-    def model_rdms(self) -> dict[str, np.ndarray]:
-        """Planted geometries as correlation-distance RDM vectors (name -> (n_pairs,))."""
-        with np.load(self.root / "model_rdms.npz") as z:
-            return {k: z[k] for k in z.files}
+    def model_rdms(self):
+        """The planted geometries as correlation-distance :class:`cortexmap.rsa.RDMs`."""
+        from cortexmap.rsa import RDMs
+
+        return RDMs.load(self.root / "model_rdms.npz")
 
     def truth_mask(self, region: str, masker: BrainMasker | None = None) -> np.ndarray:
         """Where ``region`` was planted (3-D bool, or over ``masker``'s voxels)."""
@@ -376,8 +377,10 @@ def make_phantom(
     atlas_table = pd.DataFrame({"index": [r["label"] for r in region_info],
                                 "name": [r["name"] for r in region_info]})
     write_text(out / "atlas.tsv", atlas_table.to_csv(sep="\t", index=False))
-    buf = _npz_bytes(planted_rdms)
-    write_bytes(out / "model_rdms.npz", buf)
+    from cortexmap.rsa import RDMs
+
+    RDMs(np.stack(list(planted_rdms.values())), n_cond, list(planted_rdms), "correlation",
+         conditions).save(out / "model_rdms.npz", overwrite=True)
 
     jobs = [(s, r) for s in range(n_subjects) for r in range(n_runs)]
     signal = None
@@ -416,11 +419,3 @@ def _img_bytes(img: nib.Nifti1Image) -> bytes:
 
     # fast gzip level: phantom volumes are large and written once
     return gzip.compress(img.to_bytes(), compresslevel=1)
-
-
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
