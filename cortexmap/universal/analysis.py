@@ -1,0 +1,299 @@
+"""`run_universal`: universal dimensions across networks and their brain alignment, end to end.
+
+Networks (the zoo by default) see the same natural images; each chosen layer is reduced to its
+principal dimensions; universality and brain similarity are estimated with cross-validated
+ridge regression; the relation between them is tested; each network is reduced to its k most
+(and, as a control, least) universal dimensions and compared with a brain region by RSA.
+
+The default brain is a phantom whose region carries the responses of a network held out of the
+analysed set: universal dimensions are, by definition, the ones a new network also has, so on
+this phantom brain similarity should follow universality (the paper's finding for human cortex).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from scipy import stats
+
+from cortexmap.errors import CortexmapError
+from cortexmap.report import Finding, Report
+from cortexmap.universal.dimensions import (
+    Dimensions,
+    brain_similarity,
+    principal_dimensions,
+    ranked_dimensions,
+    universality,
+)
+from cortexmap.universal.reduction import reduction_curve
+from cortexmap.universal.ridge import DEFAULT_ALPHAS
+
+DEFAULT_BRAIN_NETWORK = "zoo:alexnet_sup_s1"
+
+
+class UniversalConfig(BaseModel):
+    """Options of the universal-dimensions analysis (all have working defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    networks: list[str] | None = Field(
+        None, description="Model specs; default: every zoo network except brain_network."
+    )
+    layers: dict[str, str] = Field(
+        default_factory=dict,
+        description="network -> layer; networks not listed use their last spatial layer.",
+    )
+    n_images: int = Field(300, ge=10, description="Natural images (crops of the bundled set).")
+    image_folder: str | None = Field(None, description="Use these images instead of crops.")
+    n_dims: int = Field(30, ge=1, description="Principal dimensions per network.")
+    ks: list[int] = Field(default_factory=lambda: [1, 2, 3, 5, 7, 10, 15, 20, 30])
+    n_folds: int = Field(5, ge=2)
+    alphas: list[float] = Field(default_factory=lambda: list(DEFAULT_ALPHAS))
+    rdm_metric: str = "euclidean"
+    rsa_method: str = "spearman"
+    brain: str = Field("phantom", description="'phantom' or a dataset folder (load_dataset).")
+    atlas_img: str | None = None
+    atlas_names: str | None = None
+    roi: str = "IT"
+    brain_network: str = DEFAULT_BRAIN_NETWORK
+    phantom_snr: float = 1.0
+    phantom_subjects: int = 2
+    scheduler: str | None = Field(None, description="None: serial; 'local' or an address: Dask.")
+    seed: int = 0
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_ks(cls, ks: list[int]) -> list[int]:
+        if not ks or min(ks) < 1:
+            raise ValueError("ks must be a non-empty list of positive dimension counts")
+        return sorted(set(ks))
+
+
+@dataclass
+class UniversalResult:
+    """Tables: ``dimensions`` (one row per network x dim), ``relation``, ``reduction``."""
+
+    config: UniversalConfig
+    tables: dict[str, pd.DataFrame]
+    findings: list[Finding] = field(default_factory=list)
+    outdir: Path | None = None
+
+    def add_to_report(self, report: Report) -> None:
+        from cortexmap.universal.figures import reduction_figure, relation_figure
+
+        dims, red, rel = (self.tables[k] for k in ("dimensions", "reduction", "relation"))
+        sec = report.section(
+            "Universal dimensions",
+            "Chen & Bonner: dimensions of network representations that many networks share "
+            "(universal) are the ones that match the brain. Universality = cross-validated ridge "
+            "prediction (Pearson r) of a network's principal dimension from each other network, "
+            "averaged; brain similarity = the same prediction from the voxels of "
+            f"`{self.config.roi}`.",
+        )
+        sec.figure(relation_figure(dims), "Brain similarity against universality of every "
+                   "principal dimension of every network (hexagonal bins show density; line: "
+                   "least-squares fit). Universal dimensions are the brain-like ones when the "
+                   "cloud rises to the right.")
+        sec.table(rel, "Correlation between universality and brain similarity across "
+                  "dimensions, all networks pooled and per network.")
+        sec.figure(reduction_figure(red), "ROI RSA of RDMs built from each network's k most "
+                   "universal dimensions (blue) and k least universal dimensions (grey), mean "
+                   "over networks with SEM; dashed: the full layer.")
+        top = dims.sort_values("universality", ascending=False).head(15)
+        sec.table(top[["network", "dim", "explained_variance", "universality",
+                       "brain_similarity"]], "The 15 most universal dimensions.")
+
+
+def _default_layer(model, size: int) -> str:
+    from cortexmap.models import list_layers
+
+    top = [info for info in list_layers(model, size) if "." not in info.name]
+    spatial = [info.name for info in top if info.spatial]
+    if spatial:
+        return spatial[-1]
+    raise CortexmapError(
+        "Could not choose a default layer (no top-level convolutional layer); set "
+        "layers={network: layer} in the config."
+    )
+
+
+def _stimuli(cfg: UniversalConfig, size: int):
+    from cortexmap.stimuli import load_folder
+    from cortexmap.stimuli.crops import natural_crops
+
+    if cfg.image_folder:
+        return load_folder(cfg.image_folder, size=size)
+    return natural_crops(cfg.n_images, size=size, seed=cfg.seed)
+
+
+def network_activations(
+    spec: str, layer: str | None, stimuli, progress: bool = False
+) -> tuple[str, np.ndarray]:
+    """(layer used, activations (n_images, n_units) flattened) of one network."""
+    from cortexmap.models import Extractor, load
+
+    model = load(spec)
+    size = int(model.cortexmap_preprocessing.size)
+    layer = layer or _default_layer(model, size)
+    acts = Extractor(model, [layer], pooling="none").extract(stimuli, progress=progress)[layer]
+    return layer, acts.reshape(len(acts), -1).astype(np.float64)
+
+
+def _default_networks(cfg: UniversalConfig) -> list[str]:
+    from cortexmap.models.zoo import list_zoo
+
+    names = [f"zoo:{e.name}" for e in list_zoo()]
+    return [n for n in names if n != cfg.brain_network]
+
+
+def _brain_patterns(cfg: UniversalConfig, stimuli, out: Path, progress: bool) -> list[np.ndarray]:
+    """ROI patterns (n_images, n_voxels) per subject, from the phantom or a dataset folder."""
+    from cortexmap.brain import load_atlas, load_dataset, make_phantom, slab_mask
+
+    if cfg.brain == "phantom":
+        _, planted = network_activations(cfg.brain_network, cfg.layers.get(cfg.brain_network),
+                                         stimuli)
+        ds = make_phantom(
+            {cfg.roi: planted}, out / "phantom", n_subjects=cfg.phantom_subjects, n_runs=2,
+            snr=cfg.phantom_snr, mask=slab_mask(3), conditions=list(stimuli.ids),
+            seed=cfg.seed, overwrite=True, progress=progress, compress=False,
+        )
+        subjects, atlas = ds.load(), ds.atlas()
+    else:
+        if not (cfg.atlas_img and cfg.atlas_names):
+            raise CortexmapError(
+                "A real dataset needs atlas_img and atlas_names (the ROI label image and its "
+                "table of names) to find the region "
+                f"{cfg.roi!r}; set both in the config."
+            )
+        subjects = load_dataset(cfg.brain)
+        atlas = load_atlas(cfg.atlas_img, cfg.atlas_names)
+    return [
+        s.condition_patterns(list(stimuli.ids))[:, atlas.region_mask(cfg.roi, s.masker)]
+        for s in subjects
+    ]
+
+
+def _relation_table(dims: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for name, sub in [("all networks", dims), *dims.groupby("network")]:
+        rho = stats.spearmanr(sub.universality, sub.brain_similarity)
+        r = stats.pearsonr(sub.universality, sub.brain_similarity)
+        rows.append({"networks": name, "n_dims": len(sub), "spearman_rho": rho.statistic,
+                     "spearman_p": rho.pvalue, "pearson_r": r.statistic, "pearson_p": r.pvalue})
+    return pd.DataFrame(rows)
+
+
+def _findings(rel: pd.DataFrame, red: pd.DataFrame) -> list[Finding]:
+    pooled = rel.iloc[0]
+    found = [Finding(
+        "Brain similarity of a network dimension rises with its universality across networks",
+        bool(pooled.spearman_rho > 0 and pooled.spearman_p < 0.05),
+        f"Spearman rho = {pooled.spearman_rho:.2f} (p = {pooled.spearman_p:.1e}) over "
+        f"{int(pooled.n_dims)} dimensions",
+        "universal",
+    )]
+    mean = red.groupby(["selection", "k"]).rsa.mean()
+    full = mean["full layer"].mean()
+    most, least = mean["most universal"], mean["least universal"]
+    enough = most[most >= 0.8 * full]
+    k80 = int(enough.index.min()) if len(enough) else None
+    found.append(Finding(
+        "Fewer than ten most-universal dimensions keep most (>= 80 %) of the full layer's "
+        "brain RSA, the least-universal ones do not",
+        bool(k80 is not None and k80 < 10 and least.get(k80, np.inf) < most[k80]),
+        f"full layer RSA {full:.3f}; k80 = {k80 if k80 is not None else 'not reached'}"
+        + (f" (most {most[k80]:.3f} vs least {least[k80]:.3f})" if k80 is not None else ""),
+        "universal",
+    ))
+    return found
+
+
+def run_universal(
+    config: UniversalConfig | None = None,
+    outdir: str | os.PathLike = "universal",
+    overwrite: bool = False,
+    progress: bool = True,
+    *,
+    activations: dict[str, np.ndarray] | None = None,
+    brain: list[np.ndarray] | None = None,
+    brain_rdm=None,
+) -> UniversalResult:
+    """Run the universal-dimensions analysis and write its outputs to ``outdir``.
+
+    Keyword-only overrides for the Python API: ``activations`` (network -> (n_images, n_units),
+    instead of loading ``config.networks``), ``brain`` (per-subject ROI patterns
+    (n_images, n_voxels), instead of ``config.brain``) and ``brain_rdm`` (an ``RDMs`` with one
+    RDM; default: mean of the subjects' correlation-distance RDMs).
+
+    Writes tables ``dimensions``, ``relation``, ``reduction`` (Parquet + CSV), ``report.html``
+    and ``provenance.json``.
+    """
+    from cortexmap.rsa import RDMs, compute_rdms
+    from cortexmap.utils.dask import get_client
+    from cortexmap.utils.io import prepare_output_dir, write_table
+    from cortexmap.utils.progress import track
+    from cortexmap.utils.provenance import write_provenance
+
+    cfg = config or UniversalConfig()
+    out = prepare_output_dir(outdir, overwrite)
+    layers_used: dict[str, str] = {}
+    stim = None
+    if activations is None:
+        from cortexmap.models import load
+
+        networks = cfg.networks or _default_networks(cfg)
+        size = int(load(networks[0]).cortexmap_preprocessing.size)
+        stim = _stimuli(cfg, size)
+        activations = {}
+        for spec in track(networks, "universal: extracting networks", enabled=progress):
+            layers_used[spec], activations[spec] = network_activations(
+                spec, cfg.layers.get(spec), stim)
+    if brain is None:
+        if stim is None:
+            raise CortexmapError(
+                "With precomputed activations, also pass brain= (per-subject ROI patterns over "
+                "the same images)."
+            )
+        brain = _brain_patterns(cfg, stim, out, progress)
+    dims: dict[str, Dimensions] = {
+        n: principal_dimensions(a, cfg.n_dims, n, cfg.seed) for n, a in activations.items()
+    }
+    client = get_client(None if cfg.scheduler == "local" else cfg.scheduler) \
+        if cfg.scheduler else None
+    try:
+        table = universality(activations, dims, cfg.n_folds, tuple(cfg.alphas), cfg.seed,
+                             client=client, progress=progress)
+    finally:
+        if client is not None:
+            client.close()
+    sims = [brain_similarity(b, dims, cfg.n_folds, tuple(cfg.alphas), cfg.seed) for b in brain]
+    table["brain_similarity"] = np.mean(sims, axis=0)
+    table["layer"] = table.network.map(layers_used).fillna("")
+    if brain_rdm is None:
+        subject_rdms = compute_rdms(list(brain), metric="correlation")
+        brain_rdm = RDMs(subject_rdms.vectors.mean(0, keepdims=True),
+                         subject_rdms.n_conditions, names=[cfg.roi], metric="correlation")
+    ks = [k for k in cfg.ks if k <= cfg.n_dims]
+    red = pd.concat([
+        reduction_curve(n, dims[n].scores, ranked_dimensions(table, n), activations[n],
+                        brain_rdm, ks, cfg.rdm_metric, cfg.rsa_method)
+        for n in dims
+    ], ignore_index=True)
+    rel = _relation_table(table)
+    tables = {"dimensions": table, "relation": rel, "reduction": red}
+    for name, df in tables.items():
+        write_table(df, out / name)
+    result = UniversalResult(cfg, tables, _findings(rel, red), out)
+    report = Report("Universal dimensions", f"{len(dims)} networks, {len(table)} dimensions")
+    result.add_to_report(report)
+    report.findings(result.findings)
+    report.write(out / "report.html")
+    inputs = {n: a for n, a in activations.items()}
+    write_provenance(out, config=cfg, seed=cfg.seed, inputs=inputs)
+    return result

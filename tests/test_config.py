@@ -1,0 +1,41 @@
+import pytest
+from pydantic import BaseModel
+
+from cortexmap.config import load_config
+from cortexmap.errors import CortexmapError
+
+
+class _Cfg(BaseModel):
+    model: str = "zoo:alexnet_sup_s0"
+    n: int = 3
+
+
+@pytest.mark.parametrize("suffix,text", [
+    (".toml", 'model = "alexnet"\nn = 5\n'),
+    (".yaml", "model: alexnet\nn: 5\n"),
+    (".json", '{"model": "alexnet", "n": 5}'),
+])
+def test_formats_and_overrides(tmp_path, suffix, text):
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text)
+    cfg = load_config(_Cfg, path)
+    assert (cfg.model, cfg.n) == ("alexnet", 5)
+    assert load_config(_Cfg, path, n=7, model=None).n == 7
+
+
+def test_section_and_errors(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[universal]\nn = "many"\n')
+    msg = r"Invalid .*c.toml for _Cfg: n: .*Valid fields: model, n"
+    with pytest.raises(CortexmapError, match=msg):
+        load_config(_Cfg, path, section="universal")
+    with pytest.raises(CortexmapError, match="does not exist"):
+        load_config(_Cfg, tmp_path / "missing.toml")
+    bad = tmp_path / "c.ini"
+    bad.write_text("x")
+    with pytest.raises(CortexmapError, match="use .toml"):
+        load_config(_Cfg, bad)
+    broken = tmp_path / "b.toml"
+    broken.write_text("n = = 1")
+    with pytest.raises(CortexmapError, match="cannot be parsed"):
+        load_config(_Cfg, broken)
