@@ -1,0 +1,390 @@
+"""Procedural object dataset: textured shapes with parts and outlines on photographic backgrounds.
+
+Every image is a deterministic function of ``(seed, split, index)``: the stream of a split is cut
+into chunks of :data:`CHUNK` images and chunk ``k`` draws its parameters from
+``numpy.random.default_rng([seed, split_id, k])``. So the first 100 images of a 10 000-image set
+are the 100 images of a 100-image set, any slice of the stream can be rendered on its own
+(``start=``), and a training loop can draw fresh images every epoch without storing them.
+
+Rendering is vectorised over a whole chunk with NumPy (signed-distance functions for the shapes,
+closed-form textures, fancy-indexed background crops), which keeps generation several times faster
+than training a small network on the same images (see ``benchmarks/bench_train.py``).
+
+Each image: a background crop cut from a scikit-image photograph (bundled offline), 0-3 clutter
+shapes (some in front of the object, occluding it), one object of one of :data:`CLASSES` with a
+random texture (stripes, checkerboard, dots or gradient), two fill colours, an outline in a third
+colour, shading, and random position / scale / rotation; a little pixel noise. The foreground mask
+is True where the object is visible (occluders excluded).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cortexmap.errors import CortexmapError
+
+CLASSES: tuple[str, ...] = (
+    "disk", "square", "triangle", "star", "cross", "ring", "crescent", "dumbbell", "arrow", "tee",
+)
+SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+CHUNK = 256
+TEXTURES: tuple[str, ...] = ("stripes", "checker", "dots", "gradient")
+# skimage photographs that ship with the wheel (no download); grey ones are used as grey RGB.
+_PHOTOS = (
+    "astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina",
+    "hubble_deep_field", "colorwheel", "brick", "grass", "gravel", "camera", "coins", "clock",
+    "moon", "page",
+)
+_BANK_SIZE = 160  # side of each background photo after resizing; crops are taken from it
+
+
+# --------------------------------------------------------------------------------------------
+# signed-distance functions, all (n, H, W) arrays in object units (object fits the unit disk)
+# --------------------------------------------------------------------------------------------
+def _box(x: np.ndarray, y: np.ndarray, bx: float, by: float) -> np.ndarray:
+    qx, qy = np.abs(x) - bx, np.abs(y) - by
+    outside = np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2)
+    return outside + np.minimum(np.maximum(qx, qy), 0)
+
+
+def _circle(x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
+    return np.sqrt(x * x + y * y) - r
+
+
+def _triangle(x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
+    """Equilateral triangle pointing to +y (Inigo Quilez's exact SDF)."""
+    k = np.sqrt(3.0)
+    px = np.abs(x) - r
+    py = y + r / k
+    flip = px + k * py > 0
+    px, py = np.where(flip, (px - k * py) / 2, px), np.where(flip, (-k * px - py) / 2, py)
+    px = px - np.clip(px, -2 * r, 0)
+    return -np.sqrt(px * px + py * py) * np.sign(py)
+
+
+def _star(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    # Polar approximation: distance to a 5-point star's radius profile (scaled to ~unit gradient).
+    r = np.sqrt(x * x + y * y)
+    sector = 2 * np.pi / 5
+    a = np.mod(np.arctan2(x, y), sector) - sector / 2
+    radius = 0.42 + 0.55 * (np.abs(a) / (sector / 2)) ** 1.3
+    return (r - radius) * 0.7
+
+
+def _sdf(name: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    if name == "disk":
+        return _circle(x, y, 0.8)
+    if name == "square":
+        return _box(x, y, 0.68, 0.68)
+    if name == "triangle":
+        return _triangle(x, y + 0.2, 0.95)
+    if name == "star":
+        return _star(x, y)
+    if name == "cross":
+        return np.minimum(_box(x, y, 0.9, 0.27), _box(x, y, 0.27, 0.9))
+    if name == "ring":
+        return np.abs(_circle(x, y, 0.65)) - 0.25
+    if name == "crescent":
+        return np.maximum(_circle(x, y, 0.9), -_circle(x - 0.45, y, 0.7))
+    if name == "dumbbell":
+        ends = np.minimum(_circle(x + 0.62, y, 0.33), _circle(x - 0.62, y, 0.33))
+        return np.minimum(ends, _box(x, y, 0.6, 0.11))
+    if name == "arrow":
+        head = _triangle(-y, x - 0.25, 0.55)  # pointing to +x
+        return np.minimum(head, _box(x + 0.35, y, 0.5, 0.13))
+    if name == "tee":
+        return np.minimum(_box(x, y - 0.55, 0.85, 0.2), _box(x, y + 0.2, 0.2, 0.62))
+    raise CortexmapError(f"Unknown procedural class {name!r}; valid classes: {', '.join(CLASSES)}.")
+
+
+# --------------------------------------------------------------------------------------------
+# backgrounds
+# --------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def background_bank() -> np.ndarray:
+    """(n_photos, 160, 160, 3) float32 in [0, 1]: square centre crops of scikit-image photos."""
+    import skimage.data
+    from skimage.transform import resize
+
+    bank = []
+    for name in _PHOTOS:
+        img = np.asarray(getattr(skimage.data, name)())
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        img = img[..., :3].astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0)
+        h, w = img.shape[:2]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        square = img[top : top + side, left : left + side]
+        bank.append(resize(square, (_BANK_SIZE, _BANK_SIZE), anti_aliasing=True).astype(np.float32))
+    return np.stack(bank)
+
+
+# --------------------------------------------------------------------------------------------
+# parameters and rendering
+# --------------------------------------------------------------------------------------------
+def _draw_params(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """All random choices for ``n`` images (drawn in a fixed order so chunks are reproducible)."""
+    p: dict[str, np.ndarray] = {}
+    p["label"] = rng.integers(0, len(CLASSES), n)
+    p["scale"] = rng.uniform(0.22, 0.38, n)  # object radius as a fraction of the image side
+    p["rotation"] = rng.uniform(-np.pi / 4, np.pi / 4, n)  # +-45 deg about upright
+    p["aspect"] = rng.uniform(0.85, 1.15, n)
+    p["cx"] = rng.uniform(0.3, 0.7, n)
+    p["cy"] = rng.uniform(0.3, 0.7, n)
+    p["color1"] = rng.uniform(0, 1, (n, 3))
+    p["color2"] = rng.uniform(0, 1, (n, 3))
+    p["outline_color"] = rng.uniform(0, 1, (n, 3)) * rng.uniform(0, 0.35, (n, 1))
+    light = rng.random(n) < 0.3  # some outlines bright instead of dark
+    p["outline_color"][light] = 1 - p["outline_color"][light]
+    p["outline_px"] = rng.uniform(1.0, 2.2, n)
+    p["texture"] = rng.integers(0, len(TEXTURES), n)
+    p["tex_freq"] = rng.uniform(2.5, 6.0, n)
+    p["tex_angle"] = rng.uniform(0, np.pi, n)
+    p["tex_phase"] = rng.uniform(0, 2 * np.pi, n)
+    p["shade"] = rng.uniform(-0.25, 0.25, (n, 2))
+    p["bg_photo"] = rng.integers(0, len(_PHOTOS), n)
+    p["bg_y"] = rng.uniform(0, 1, n)
+    p["bg_x"] = rng.uniform(0, 1, n)
+    p["bg_flip"] = rng.random(n) < 0.5
+    p["bg_gain"] = rng.uniform(0.3, 0.8, n)  # background contrast (< object contrast)
+    p["bg_offset"] = rng.uniform(-0.15, 0.15, n)
+    k = 3  # clutter slots
+    p["clutter_on"] = rng.random((n, k)) < 0.35
+    p["clutter_front"] = rng.random((n, k)) < 0.3
+    p["clutter_kind"] = rng.integers(0, 2, (n, k))  # 0 ellipse, 1 bar
+    p["clutter_cx"] = rng.uniform(0, 1, (n, k))
+    p["clutter_cy"] = rng.uniform(0, 1, (n, k))
+    p["clutter_size"] = rng.uniform(0.03, 0.09, (n, k))
+    p["clutter_rot"] = rng.uniform(0, np.pi, (n, k))
+    p["clutter_color"] = rng.uniform(0, 1, (n, k, 3))
+    p["noise_seed"] = rng.integers(0, 2**31, n)
+    return p
+
+
+def _render(p: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Render images (n, size, size, 3) float32 in [0, 1] and masks (n, size, size) bool."""
+    n = len(p["label"])
+    f32 = np.float32
+    grid = (np.arange(size, dtype=f32) + 0.5) / size
+    gy, gx = grid[None, :, None], grid[None, None, :]
+
+    # background: fancy-indexed crops of half the photo side (one bank lookup for the batch)
+    bank = background_bank()
+    crop = _BANK_SIZE // 2
+    idx = np.arange(size) * crop // size
+    y0 = (p["bg_y"] * (_BANK_SIZE - crop)).astype(int)
+    x0 = (p["bg_x"] * (_BANK_SIZE - crop)).astype(int)
+    cols = np.where(p["bg_flip"][:, None], crop - 1 - idx[None, :], idx[None, :]) + x0[:, None]
+    rows = y0[:, None] + idx[None, :]
+    img = bank[p["bg_photo"][:, None, None], rows[:, :, None], cols[:, None, :]]
+    # lower the photo's contrast about its own mean (and shift its brightness) so the object
+    # stands out as the most salient thing while the background stays a natural texture
+    m = img.mean(axis=(1, 2, 3), keepdims=True)
+    gain = p["bg_gain"][:, None, None, None].astype(f32)
+    img = m + gain * (img - m) + p["bg_offset"][:, None, None, None].astype(f32)
+
+    def clutter(front: bool, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        occl = np.zeros((n, size, size), f32)
+        for j in range(p["clutter_on"].shape[1]):
+            on = p["clutter_on"][:, j] & (p["clutter_front"][:, j] == front)
+            if not on.any():
+                continue
+            s = p["clutter_size"][on, j][:, None, None]
+            c, si = np.cos(p["clutter_rot"][on, j]), np.sin(p["clutter_rot"][on, j])
+            dx = gx - p["clutter_cx"][on, j][:, None, None]
+            dy = gy - p["clutter_cy"][on, j][:, None, None]
+            u = (c[:, None, None] * dx + si[:, None, None] * dy) / s
+            v = (-si[:, None, None] * dx + c[:, None, None] * dy) / s
+            kind = p["clutter_kind"][on, j][:, None, None]
+            d = np.where(kind == 0, np.sqrt((u / 1.4) ** 2 + v**2) - 1, _box(u, v, 1.8, 0.35))
+            a = np.clip(0.5 - d * s * size, 0, 1).astype(f32)
+            col = p["clutter_color"][on, j][:, None, None, :].astype(f32)
+            img[on] = img[on] * (1 - a[..., None]) + col * a[..., None]
+            occl[on] = np.maximum(occl[on], a)
+        return img, occl
+
+    img, _ = clutter(False, img)
+
+    # object coordinates: translate, rotate, scale (aspect stretch keeps classes shape-defined)
+    s = p["scale"][:, None, None]
+    c, si = np.cos(p["rotation"])[:, None, None], np.sin(p["rotation"])[:, None, None]
+    dx, dy = gx - p["cx"][:, None, None], -(gy - p["cy"][:, None, None])  # y up
+    u = ((c * dx + si * dy) / s * p["aspect"][:, None, None]).astype(f32)
+    v = ((-si * dx + c * dy) / s / p["aspect"][:, None, None]).astype(f32)
+    sdf = np.empty((n, size, size), f32)
+    for k, name in enumerate(CLASSES):
+        sel = p["label"] == k
+        if sel.any():
+            sdf[sel] = _sdf(name, u[sel], v[sel])
+    d_px = sdf * (s * size).astype(f32)  # distance in pixels
+    alpha = np.clip(0.5 - d_px, 0, 1)
+    interior = np.clip(0.5 - (d_px + p["outline_px"][:, None, None].astype(f32)), 0, 1)
+
+    # texture in object coordinates (rotates with the object)
+    t = np.empty((n, size, size), f32)
+    fr, ang, ph = (p[k][:, None, None].astype(f32) for k in ("tex_freq", "tex_angle", "tex_phase"))
+    along = u * np.cos(ang) + v * np.sin(ang)
+    kinds = p["texture"]
+    for k, name in enumerate(TEXTURES):
+        sel = kinds == k
+        if not sel.any():
+            continue
+        a_, f_, ph_ = along[sel], fr[sel], ph[sel]
+        if name == "stripes":
+            t[sel] = np.clip(0.5 + 2.0 * np.sin(f_ * np.pi * a_ + ph_), 0, 1)
+        elif name == "checker":
+            across = -u[sel] * np.sin(ang[sel]) + v[sel] * np.cos(ang[sel])
+            t[sel] = np.clip(0.5 + 4 * np.sin(f_ * 2.2 * a_) * np.sin(f_ * 2.2 * across), 0, 1)
+        elif name == "dots":
+            across = -u[sel] * np.sin(ang[sel]) + v[sel] * np.cos(ang[sel])
+            cu = np.mod(a_ * f_ * 0.8 + ph_, 1) - 0.5
+            cv = np.mod(across * f_ * 0.8, 1) - 0.5
+            t[sel] = np.clip((0.3 - np.sqrt(cu * cu + cv * cv)) * 8 + 0.5, 0, 1)
+        else:  # gradient
+            t[sel] = np.clip(0.5 + 0.6 * a_, 0, 1)
+    col1 = p["color1"][:, None, None, :].astype(f32)
+    col2 = p["color2"][:, None, None, :].astype(f32)
+    fill = col1 + (col2 - col1) * t[..., None]
+    shade = 1 + (p["shade"][:, 0, None, None] * u + p["shade"][:, 1, None, None] * v).astype(f32)
+    fill = fill * shade[..., None]
+    obj = p["outline_color"][:, None, None, :].astype(f32)
+    obj = obj + (fill - obj) * interior[..., None]
+    img = img * (1 - alpha[..., None]) + obj * alpha[..., None]
+
+    img, occl = clutter(True, img)
+    mask = alpha * (1 - occl) > 0.5
+
+    # a little pixel noise, seeded per image so each image is independent of its chunk-mates
+    noise = np.stack(
+        [np.random.default_rng(int(sd)).standard_normal((size, size, 3), dtype=f32) for sd in
+         p["noise_seed"]]
+    ) if n else np.zeros((0, size, size, 3), f32)
+    img += 0.015 * noise
+    return np.clip(img, 0, 1).astype(f32), mask
+
+
+def apply_contrast(images: np.ndarray, contrast: float) -> np.ndarray:
+    """Scale each image's deviations from its own mean luminance by ``contrast`` (0 < c <= 1].
+
+    ``I_c = m + c * (I - m)`` with ``m`` the image's mean over pixels and channels: mean
+    luminance stays fixed while RMS and Michelson contrast scale by ``c`` (the manipulation of
+    Akbarinia & Gegenfurtner, 2020). images: (n, H, W, 3) float in [0, 1].
+    """
+    if not np.isfinite(contrast) or not 0 < contrast <= 1:
+        raise CortexmapError(
+            f"contrast must be in (0, 1] (1 = full contrast, 0.01 = 1 %), got {contrast!r}."
+        )
+    if contrast == 1:
+        return images
+    m = images.mean(axis=(1, 2, 3), keepdims=True)
+    return (m + contrast * (images - m)).astype(np.float32)
+
+
+def generate(
+    split: str = "train", n: int = 1000, seed: int = 0, size: int = 64, start: int = 0,
+    contrast: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    """Render images ``start .. start+n-1`` of a split's stream.
+
+    Returns images (n, size, size, 3) float32 in [0, 1], labels (n,) int64, masks (n, size, size)
+    bool and a metadata DataFrame (one row per image: class, scale, rotation, position, texture).
+    """
+    if split not in SPLITS:
+        raise CortexmapError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
+    if n < 0 or start < 0:
+        raise CortexmapError(f"n and start must be >= 0 (got n={n}, start={start}).")
+    if size < 32:
+        raise CortexmapError(f"size must be >= 32 pixels for recognisable shapes, got {size}.")
+    imgs, labels, masks, metas = [], [], [], []
+    first, last = start // CHUNK, (start + n - 1) // CHUNK if n else start // CHUNK - 1
+    for k in range(first, last + 1):
+        rng = np.random.default_rng([seed, SPLITS[split], k])
+        params = _draw_params(rng, CHUNK)
+        lo = max(start - k * CHUNK, 0)
+        hi = min(start + n - k * CHUNK, CHUNK)
+        params = {key: val[lo:hi] for key, val in params.items()}
+        im, mk = _render(params, size)
+        imgs.append(im)
+        masks.append(mk)
+        labels.append(params["label"].astype(np.int64))
+        metas.append(pd.DataFrame({
+            "index": np.arange(k * CHUNK + lo, k * CHUNK + hi),
+            "category": [CLASSES[i] for i in params["label"]],
+            "label": params["label"],
+            "scale": params["scale"], "rotation_deg": np.degrees(params["rotation"]),
+            "x": params["cx"], "y": params["cy"],
+            "texture": [TEXTURES[i] for i in params["texture"]],
+            "background": [_PHOTOS[i] for i in params["bg_photo"]],
+            "n_clutter": params["clutter_on"].sum(1),
+        }))
+    if not imgs:
+        empty = np.zeros((0, size, size, 3), np.float32)
+        return empty, np.zeros(0, np.int64), np.zeros((0, size, size), bool), pd.DataFrame()
+    images = apply_contrast(np.concatenate(imgs), contrast)
+    meta = pd.concat(metas, ignore_index=True)
+    meta["contrast"] = contrast
+    return images, np.concatenate(labels), np.concatenate(masks), meta
+
+
+@dataclass
+class ProceduralObjects:
+    """A split of the procedural object dataset, rendered eagerly.
+
+    Parameters: ``split`` ("train" | "val" | "test"; independent streams), ``n`` images,
+    ``seed``, ``size`` (pixels, >= 32), ``contrast`` in (0, 1], ``start`` (first stream index).
+
+    Attributes: ``images`` (n, size, size, 3) float32 in [0, 1], ``labels`` (n,) int64 indices
+    into :data:`CLASSES`, ``masks`` (n, size, size) bool (True = visible object),
+    ``metadata`` DataFrame, ``categories`` list of class names per image, ``ids``.
+    """
+
+    split: str = "test"
+    n: int = 1000
+    seed: int = 0
+    size: int = 64
+    contrast: float = 1.0
+    start: int = 0
+    images: np.ndarray = field(init=False, repr=False)
+    labels: np.ndarray = field(init=False, repr=False)
+    masks: np.ndarray = field(init=False, repr=False)
+    metadata: pd.DataFrame = field(init=False, repr=False)
+
+    CLASSES = CLASSES
+
+    def __post_init__(self) -> None:
+        self.images, self.labels, self.masks, self.metadata = generate(
+            self.split, self.n, self.seed, self.size, self.start, self.contrast
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.images[i], int(self.labels[i])
+
+    @property
+    def categories(self) -> list[str]:
+        return [CLASSES[i] for i in self.labels]
+
+    @property
+    def ids(self) -> list[str]:
+        stop = self.start + self.n
+        return [f"{self.split}-s{self.seed}-{i:06d}" for i in range(self.start, stop)]
+
+    def with_contrast(self, contrast: float) -> ProceduralObjects:
+        """The same images rendered at another contrast level."""
+        return ProceduralObjects(self.split, self.n, self.seed, self.size, contrast, self.start)
+
+    def to_stimulus_set(self):  # -> cortexmap.stimuli.StimulusSet
+        """As a :class:`cortexmap.stimuli.StimulusSet` with ids, categories, masks, metadata."""
+        from cortexmap.stimuli import StimulusSet  # lazy: owned by the stimuli module
+
+        return StimulusSet(
+            images=self.images, ids=self.ids, categories=self.categories, masks=self.masks,
+            metadata=self.metadata.reset_index(drop=True), name=f"procedural-{self.split}",
+        )

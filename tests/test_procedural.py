@@ -1,0 +1,126 @@
+"""Procedural object dataset: determinism, slicing, splits, masks, contrast, bad input."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cortexmap.errors import CortexmapError
+from cortexmap.stimuli.procedural import (
+    CHUNK,
+    CLASSES,
+    ProceduralObjects,
+    apply_contrast,
+    generate,
+)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return generate("train", 300, seed=3, size=64)
+
+
+def test_shapes_ranges_and_classes(base):
+    images, labels, masks, meta = base
+    assert images.shape == (300, 64, 64, 3) and images.dtype == np.float32
+    assert masks.shape == (300, 64, 64) and masks.dtype == bool
+    assert labels.shape == (300,) and labels.dtype == np.int64
+    assert 0 <= images.min() and images.max() <= 1
+    assert len(CLASSES) >= 10
+    assert set(np.unique(labels)) == set(range(len(CLASSES)))  # 300 draws cover all classes
+    assert list(meta["category"]) == [CLASSES[i] for i in labels]
+    assert len(meta) == 300 and meta["index"].tolist() == list(range(300))
+    # varied nuisance parameters
+    assert meta["scale"].std() > 0.02 and meta["rotation_deg"].std() > 50
+    assert meta["texture"].nunique() == 4 and meta["background"].nunique() >= 8
+
+
+def test_masks_cover_the_object_and_differ_from_background(base):
+    images, labels, masks, _ = base
+    frac = masks.mean(axis=(1, 2))
+    assert (frac > 0.01).all() and (frac < 0.6).all()
+    # object pixels differ from the background around them
+    diffs = [np.abs(im[m].mean(0) - im[~m].mean(0)).max() for im, m in zip(images, masks, strict=True)]
+    assert np.median(diffs) > 0.05
+    # a ring has a hole at its centre, a disk has none (occluders can only remove mask pixels)
+    _, _, _, meta = base
+    cy = (meta["y"].to_numpy() * 64).astype(int)
+    cx = (meta["x"].to_numpy() * 64).astype(int)
+    centre = masks[np.arange(len(masks)), cy, cx]
+    assert not centre[labels == CLASSES.index("ring")].any()
+    assert centre[labels == CLASSES.index("disk")].mean() > 0.7
+
+
+def test_deterministic_and_seed_dependent(base):
+    again = generate("train", 300, seed=3, size=64)
+    np.testing.assert_array_equal(again[0], base[0])
+    np.testing.assert_array_equal(again[2], base[2])
+    other = generate("train", 300, seed=4, size=64)
+    assert not np.array_equal(other[1], base[1])
+
+
+def test_splits_are_independent(base):
+    val = generate("val", 300, seed=3)
+    test = generate("test", 300, seed=3)
+    assert not np.allclose(val[0], base[0]) and not np.allclose(test[0], val[0])
+
+
+@settings(max_examples=6, deadline=None)
+@given(start=st.integers(0, 2 * CHUNK), n=st.integers(0, 40))
+def test_any_slice_of_the_stream_renders_alone(start, n):
+    sub = generate("test", n, seed=1, size=32, start=start)
+    full = generate("test", start + n, seed=1, size=32)
+    np.testing.assert_array_equal(sub[0], full[0][start:])
+    np.testing.assert_array_equal(sub[1], full[1][start:])
+
+
+def test_prefix_property(base):
+    small = generate("train", 40, seed=3)
+    np.testing.assert_array_equal(small[0], base[0][:40])
+
+
+def test_contrast_keeps_mean_and_scales_deviations(base):
+    images = base[0][:20]
+    for c in (0.5, 0.1, 0.01):
+        low = apply_contrast(images, c)
+        np.testing.assert_allclose(low.mean(axis=(1, 2, 3)), images.mean(axis=(1, 2, 3)),
+                                   atol=1e-5)
+        np.testing.assert_allclose(low.std(axis=(1, 2, 3)), c * images.std(axis=(1, 2, 3)),
+                                   rtol=1e-3)
+        assert 0 <= low.min() and low.max() <= 1
+
+
+def test_dataset_object_and_contrast_levels():
+    ds = ProceduralObjects("test", n=30, seed=0, size=48)
+    assert len(ds) == 30 and ds.images.shape == (30, 48, 48, 3)
+    img, label = ds[0]
+    assert img.shape == (48, 48, 3) and label == ds.labels[0]
+    low = ds.with_contrast(0.05)
+    np.testing.assert_array_equal(low.labels, ds.labels)
+    np.testing.assert_allclose(low.images, apply_contrast(ds.images, 0.05), atol=1e-6)
+    assert (low.metadata["contrast"] == 0.05).all()
+    assert ds.categories[0] == CLASSES[ds.labels[0]]
+    assert len(set(ds.ids)) == 30
+
+
+def test_to_stimulus_set():
+    ds = ProceduralObjects("val", n=12, seed=0)
+    s = ds.to_stimulus_set()
+    assert len(s) == 12 and s.masks.shape == (12, 64, 64) and s.categories == ds.categories
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"split": "training"}, "Unknown split"),
+        ({"contrast": 0.0}, "contrast must be in"),
+        ({"contrast": 1.5}, "contrast must be in"),
+        ({"contrast": float("nan")}, "contrast must be in"),
+        ({"size": 16}, "size must be"),
+        ({"n": -1}, "n and start"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    args = {"split": "train", "n": 4, "seed": 0, "size": 64, "contrast": 1.0} | kwargs
+    with pytest.raises(CortexmapError, match=match):
+        generate(**args)
