@@ -1,9 +1,87 @@
-"""Core commands: layers, extract, rdm, compare, report, demo."""
+"""Core commands: `cortexmap demo` (the main job) and `cortexmap report` (rebuild a report)."""
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import typer
+from rich.console import Console
+
+console = Console()
+
+DEMO_HELP = """Run every analysis on the bundled defaults (zoo networks, bundled images, phantom
+brain) and write one HTML report with a summary of which published findings were reproduced.
+
+An interrupted demo resumes: analyses that finished are reused (use --no-resume to redo them).
+
+Examples:
+
+  cortexmap demo --out runs/demo
+
+  cortexmap demo --only orientation,lesion --out runs/probes
+
+  cortexmap demo --config examples/all.toml --out runs/mine --overwrite
+"""
+
+REPORT_HELP = """Rebuild the combined HTML report of a run folder from the saved results of its
+analyses (each subfolder's result.pkl), e.g. after editing captions or to merge runs.
+
+Examples:
+
+  cortexmap report runs/demo
+
+  cortexmap report runs/demo runs/extra --out runs/combined.html
+"""
 
 
 def register(app: typer.Typer, run_app: typer.Typer) -> None:
-    """Core commands are added by the foundation modules (issue 2)."""
+    @app.command("demo", help=DEMO_HELP)
+    def demo(
+        out: Path = typer.Option(Path("runs/demo"), help="Output folder."),
+        only: str | None = typer.Option(None, help="Comma-separated analyses to run."),
+        config: Path | None = typer.Option(
+            None, help="TOML/YAML/JSON with one table per analysis."),
+        overview_model: str = typer.Option("zoo:alexnet_sup_s0", help="Model of the overview."),
+        resume: bool = typer.Option(True, help="Reuse analyses finished by an earlier run."),
+        overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
+    ) -> None:
+        from cortexmap.overview import layer_overview
+        from cortexmap.pipeline import run_job
+
+        result = run_job(
+            out, analyses=only.split(",") if only else None, config_file=config, demo=True,
+            overwrite=overwrite, resume=resume,
+            extra_sections=lambda report: layer_overview(report, overview_model),
+        )
+        for f in result.findings:
+            mark = "[green]yes[/]" if f.reproduced else "[red]no [/]"
+            console.print(f"{mark} [bold]{f.analysis}[/]: {f.claim} — {f.numbers}")
+        console.print(f"report: {result.report_path}")
+
+    @app.command("report", help=REPORT_HELP)
+    def report(
+        runs: list[Path] = typer.Argument(..., help="Run folders (of `demo` or `run X`)."),
+        out: Path | None = typer.Option(None, help="HTML file (default: first run's folder)."),
+        title: str = typer.Option("cortexmap report", help="Report title."),
+    ) -> None:
+        from cortexmap.errors import CortexmapError
+        from cortexmap.report import Report
+
+        rep = Report(title)
+        found = []
+        for run in runs:
+            pickles = sorted(run.glob("result.pkl")) + sorted(run.glob("*/result.pkl"))
+            if not pickles:
+                raise CortexmapError(
+                    f"{run} holds no result.pkl (in it or its subfolders); point to a folder "
+                    "written by `cortexmap demo`."
+                )
+            for pkl in pickles:
+                with open(pkl, "rb") as fh:
+                    result = pickle.load(fh)
+                result.add_to_report(rep)
+                found.extend(result.findings)
+        rep.findings(found)
+        path = rep.write(out or runs[0] / "report.html")
+        console.print(f"report: {path}")
