@@ -7,12 +7,20 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_center_periphery import tiny_alexnet  # same dir: pytest puts it on sys.path
 
+from cortexmap.models import Preprocessing
 from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
 from cortexmap.stimuli import load_bundled
+from cortexmap.train.architectures import build
 
 LAYERS = ["conv1", "conv3", "conv5"]
+
+
+def tiny_alexnet():
+    """The zoo's AlexNet architecture, random init (seeded), 64 px input."""
+    model = build("alexnet", seed=0)
+    model.cortexmap_preprocessing = Preprocessing(64, mean=(0.5,) * 3, std=(0.25,) * 3)
+    return model.eval()
 
 
 def _cfg(**kw) -> CenterPeripheryConfig:
@@ -94,3 +102,15 @@ def test_same_geometry_phantom_not_significant(tmp_path, stimuli, seed):
                                tmp_path / "same", model=tiny_alexnet(), stimuli=stimuli,
                                progress=False)
     assert not res.tables["interaction"].set_index("layer").loc["conv3", "significant"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("geometry,groups", [("masks", ("central", "background")),
+                                             ("aperture", ("central", "peripheral"))])
+def test_rendering_geometries_give_positive_crossover(tmp_path, stimuli, geometry, groups):
+    """Planting renderings (object vs background, centre disk vs surround) instead of the group
+    RDMs themselves: the groups still line up with the right regions (I > 0)."""
+    res = run_center_periphery(
+        _cfg(phantom_geometry=geometry, groups=groups, phantom_snr=1.0), tmp_path / geometry,
+        model=tiny_alexnet(), stimuli=stimuli, progress=False)
+    assert res.tables["interaction"].set_index("layer").loc["conv3", "interaction"] > 0

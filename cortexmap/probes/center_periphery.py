@@ -22,7 +22,8 @@ Background selectivity index (:func:`background_selectivity`)
         BSI = (R_bg - R_obj) / (|R_bg| + |R_obj|)     in [-1, 1]
 
     +1: responds only to backgrounds, -1: only to objects; silent units get NaN and join no
-    selective group.
+    selective group. Meant for non-negative (post-ReLU) responses; on signed responses the
+    sign of the index still says which rendering drives the unit more.
 
 Crossover RSA (:func:`crossover_rsa`)
     For groups (g1, g2) = (central, background) and regions (foveal, peripheral): the 2x2 table of
@@ -942,7 +943,9 @@ def _findings(result: CenterPeripheryResult) -> list[Finding]:
     cfg = result.config
     inter = result.tables["interaction"]
     g1, g2 = cfg.groups
-    sig = inter[inter["significant"] & (inter["interaction"] > 0)]
+    # a layer counts when its bootstrap CI lies above 0 and its permutation p survives FDR
+    # across the layers tested (several layers = several chances)
+    sig = inter[inter["significant"] & (inter["interaction"] > 0) & (inter["q_fdr"] < cfg.alpha)]
     best = inter.loc[inter["interaction"].idxmax()]
     nums = "; ".join(
         f"{r.layer}: I = {r.interaction:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}], "
@@ -953,7 +956,8 @@ def _findings(result: CenterPeripheryResult) -> list[Finding]:
                f"units match peripheral regions ({cfg.peripheral_region}): positive crossover "
                "interaction."),
         reproduced=bool(len(sig) > 0),
-        numbers=(f"{len(sig)}/{len(inter)} layers with I > 0 and CI above 0 (best "
+        numbers=(f"{len(sig)}/{len(inter)} layers with I > 0, CI above 0 and FDR q < "
+                 f"{cfg.alpha:g} (best "
                  f"{best.layer}: {best.interaction:+.3f}). " + nums),
         analysis="center_periphery",
     )]
@@ -992,7 +996,7 @@ def figure_layers(crossover: pd.DataFrame, interaction: pd.DataFrame,
 
     layers = list(interaction["layer"])
     x = np.arange(len(layers))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.6))
     groups = list(dict.fromkeys(crossover["group"]))
     kinds = ("foveal", "peripheral")
     # colour = hypothesised partnership (group 1 ~ foveal: blue, group 2 ~ peripheral: orange);
@@ -1015,7 +1019,7 @@ def figure_layers(crossover: pd.DataFrame, interaction: pd.DataFrame,
     ax1.set_xticks(x, layers, rotation=30)
     ax1.set_ylabel("RSA correlation")
     ax1.set_title("unit group x region")
-    ax1.legend(fontsize=7, frameon=False)
+    ax1.legend(fontsize=7, frameon=False, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     err = np.vstack([interaction["interaction"] - interaction["ci_low"],
                      interaction["ci_high"] - interaction["interaction"]])
     colors2 = ["tab:green" if s else "0.5" for s in interaction["significant"]]
