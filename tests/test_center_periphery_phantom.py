@@ -3,6 +3,7 @@ right sign, a null phantom is not significant, and a phantom folder read back as
 gives the same numbers."""
 
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 
 from cortexmap.models import Preprocessing
 from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
+from cortexmap.report import Report
 from cortexmap.stimuli import load_bundled
 from cortexmap.train.architectures import build
 
@@ -71,6 +73,13 @@ def test_planted_crossover_recovered(crossover_run):
     assert {r["planted"] for r in truth["regions"]} == {"conv3:central", "conv3:background"}
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["config"]["phantom_layer"] == "conv3"
+    # the main job pickles results and rebuilds the combined report from them
+    again = pickle.loads(pickle.dumps(res))
+    report = Report("combined")
+    again.add_to_report(report)
+    assert len(report.finding_list) == 0  # findings are collected by the caller, once
+    report.findings(again.findings)
+    assert "Center-periphery organization" in report.render()
 
 
 def test_null_phantom_not_significant(tmp_path, stimuli):

@@ -653,7 +653,11 @@ class CenterPeripheryResult:
         return figure_layout(self.groups, self.config)
 
     def add_to_report(self, report) -> None:
-        """Add a "Center-periphery organization" section (tables, figures, findings)."""
+        """Add a "Center-periphery organization" section (text, figures, tables).
+
+        The findings are not added here (``report.findings(result.findings)``), so a combined
+        report that collects every analysis's findings lists each once.
+        """
         cfg = self.config
         g1, g2 = cfg.groups
         sec = report.section(
@@ -684,7 +688,6 @@ class CenterPeripheryResult:
         sec.table(self.tables["interaction"], "Crossover interaction per layer.")
         sec.table(self.tables["crossover"], "Unit group x region RSA per layer.")
         sec.table(self.tables["groups"], "Unit groups per layer.")
-        report.findings(self.findings)
 
 
 def _load_stimuli(cfg: CenterPeripheryConfig):
@@ -921,6 +924,7 @@ def run_center_periphery(
         write_bytes(out / f"{name}.png", png)
     report = Report("cortexmap: center-periphery organization")
     result.add_to_report(report)
+    report.findings(result.findings)
     report.write(out / "report.html")
     write_provenance(out, config=cfg, seed=cfg.seed,
                      inputs={"stimuli": stim.images, **({"masks": masks} if masks is not None
