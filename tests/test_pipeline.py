@@ -1,0 +1,80 @@
+"""The main job's mechanics (config sections, resume, combined report) with a stand-in analysis.
+
+The real analyses are exercised end to end in tests/test_demo.py; here a minimal analysis
+module keeps the job logic fast to test.
+"""
+
+import sys
+import types
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pytest
+from pydantic import BaseModel
+
+from cortexmap import pipeline
+from cortexmap.errors import CortexmapError
+from cortexmap.report import Finding
+
+
+class EchoConfig(BaseModel):
+    value: int = 1
+
+
+@dataclass
+class EchoResult:
+    value: int
+    findings: list = field(default_factory=list)
+
+    def add_to_report(self, report):
+        report.section(f"Echo {self.value}").table(pd.DataFrame({"v": [self.value]}), "value")
+
+
+CALLS = []
+
+
+def run_echo(cfg, outdir, overwrite=False, progress=True):
+    CALLS.append(cfg.value)
+    outdir.mkdir(parents=True, exist_ok=True)
+    return EchoResult(cfg.value, [Finding("echo works", cfg.value > 0, f"value={cfg.value}")])
+
+
+@pytest.fixture
+def echo(monkeypatch):
+    mod = types.ModuleType("echo_analysis")
+    mod.EchoConfig, mod.run_echo = EchoConfig, run_echo
+    monkeypatch.setitem(sys.modules, "echo_analysis", mod)
+    entry = pipeline.Analysis("echo", "Echo", "echo_analysis", "EchoConfig", "run_echo")
+    monkeypatch.setitem(pipeline.ANALYSES, "echo", entry)
+    monkeypatch.setitem(pipeline.DEMO_SETTINGS, "echo", {"value": 2})
+    CALLS.clear()
+
+
+def test_job_uses_config_sections_resumes_and_reports(tmp_path, echo):
+    cfg = tmp_path / "job.toml"
+    cfg.write_text("[echo]\nvalue = 5\n")
+    res = pipeline.run_job(tmp_path / "run", ["echo"], config_file=cfg, progress=False)
+    assert CALLS == [5] and res.findings[0].analysis == "echo"
+    html = res.report_path.read_text()
+    assert "Echo 5" in html and "Summary of findings" in html
+    again = pipeline.run_job(tmp_path / "run", ["echo"], config_file=cfg, progress=False)
+    assert CALLS == [5] and bool(again.timings.resumed.iloc[0])  # reused, not rerun
+    pipeline.run_job(tmp_path / "run", ["echo"], progress=False, resume=False, overwrite=True)
+    assert CALLS == [5, 2]  # demo settings when the file does not set the value
+
+
+def test_job_validates_every_config_before_running(tmp_path, echo):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[echo]\nvalue = "x"\n')
+    with pytest.raises(CortexmapError, match=r"Invalid \[echo\] for EchoConfig: value"):
+        pipeline.run_job(tmp_path / "run", ["echo"], config_file=cfg, progress=False)
+    assert CALLS == [] and not (tmp_path / "run").exists()
+    with pytest.raises(CortexmapError, match="Unknown analysis 'nope'; choose from"):
+        pipeline.run_job(tmp_path / "run", ["nope"], progress=False)
+
+
+def test_existing_folder_is_refused_without_overwrite(tmp_path, echo):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "x.txt").write_text("keep")
+    with pytest.raises(CortexmapError, match="--overwrite"):
+        pipeline.run_job(tmp_path / "run", ["echo"], progress=False)
