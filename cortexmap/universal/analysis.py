@@ -57,8 +57,8 @@ class UniversalConfig(BaseModel):
     rdm_metric: str = "euclidean"
     rsa_method: str = "spearman"
     brain: str = Field("phantom", description="'phantom' or a dataset folder (load_dataset).")
-    atlas_img: str | None = None
-    atlas_names: str | None = None
+    atlas: str | None = None
+    atlas_table: str | None = None
     roi: str = "IT"
     brain_network: str = DEFAULT_BRAIN_NETWORK
     phantom_snr: float = 1.0
@@ -165,14 +165,14 @@ def _brain_patterns(cfg: UniversalConfig, stimuli, out: Path, progress: bool) ->
         )
         subjects, atlas = ds.load(), ds.atlas()
     else:
-        if not (cfg.atlas_img and cfg.atlas_names):
+        if not (cfg.atlas and cfg.atlas_table):
             raise CortexmapError(
-                "A real dataset needs atlas_img and atlas_names (the ROI label image and its "
+                "A real dataset needs atlas and atlas_table (the ROI label image and its "
                 "table of names) to find the region "
                 f"{cfg.roi!r}; set both in the config."
             )
         subjects = load_dataset(cfg.brain)
-        atlas = load_atlas(cfg.atlas_img, cfg.atlas_names)
+        atlas = load_atlas(cfg.atlas, cfg.atlas_table)
     return [
         s.condition_patterns(list(stimuli.ids))[:, atlas.region_mask(cfg.roi, s.masker)]
         for s in subjects
