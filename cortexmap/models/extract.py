@@ -11,7 +11,9 @@ network would only cost time). Batches stream to an :class:`ActivationStore`, wh
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -344,10 +346,27 @@ class Extractor:
                 array_attrs=array_attrs,
                 compressor=compressor,
             )
-        for s, batch in self.batches(
-            stimuli, start=start, progress=progress, description=f"extracting -> {path.name}"
-        ):
-            store.write_batch(s, batch)
+        # Writes (compression + disk) run in one background thread while the next batch is
+        # computed; at most one batch waits, so memory stays bounded by two batches. Writes
+        # stay in order, so the ``done`` counters always describe a prefix of the stimuli.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cortexmap-store") as pool:
+            pending: Future | None = None
+            try:
+                for s, batch in self.batches(
+                    stimuli,
+                    start=start,
+                    progress=progress,
+                    description=f"extracting -> {path.name}",
+                ):
+                    if pending is not None:
+                        pending.result()  # re-raises a failed write here
+                    pending = pool.submit(store.write_batch, s, batch)
+            finally:
+                # on any error (incl. Ctrl-C) let the queued write finish: progress is kept
+                if pending is not None:
+                    exc = pending.exception()
+                    if exc is not None and sys.exc_info()[0] is None:
+                        raise exc
         store.mark_complete()
         return store
 
