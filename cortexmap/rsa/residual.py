@@ -53,7 +53,8 @@ def _vectors_and_names(rdms, names: list[str] | None) -> tuple[np.ndarray, list[
     return vecs, names, {"n_conditions": n, "metric": "unknown", "conditions": None}
 
 
-def _check_design(vecs: np.ndarray, names: list[str]) -> None:
+def check_design(vecs: np.ndarray, names: list[str]) -> None:
+    """Raise unless ``vecs`` (n_layers, n_pairs) has >= 2 layers and more pairs than layers."""
     k, p = vecs.shape
     if k < 2:
         raise CortexmapError(
@@ -82,7 +83,7 @@ def residual_vectors(vecs: np.ndarray, rank: bool = False, names: list[str] | No
     the original dissimilarities (its correlation with anything is unaffected by that shift).
     """
     names = names or [f"rdm{k}" for k in range(len(vecs))]
-    _check_design(vecs, names)
+    check_design(vecs, names)
     x = rank_rows(vecs) if rank else vecs
     out = np.empty_like(x, dtype=np.float64)
     for k in range(len(x)):
@@ -149,7 +150,7 @@ def partial_correlation(
             f"Model RDMs have {m.shape[1]} pairs but data RDMs have {d.shape[1]}; both must "
             "describe the same stimuli in the same order."
         )
-    _check_design(m, mnames)
+    check_design(m, mnames)
     if method == "spearman":
         m, d = rank_rows(m), rank_rows(d)
     out = np.empty((len(m), len(d)))

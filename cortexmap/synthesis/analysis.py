@@ -82,13 +82,15 @@ class SynthesisConfig(BaseModel):
     device: str = Field("cpu", description="'cpu', 'cuda', or 'auto'")
     natural: str = Field("bundled", description="'bundled' or a folder of natural images")
     mapping: bool = Field(True, description="phantom-brain mapping of natural/synth/residual")
-    phantom_snr: float = Field(0.4, gt=0)
-    phantom_subjects: int = Field(2, ge=1)
+    phantom_snr: float = Field(2.0, gt=0, description="phantom signal SD / noise SD per voxel")
+    phantom_subjects: int = Field(3, ge=1)
     phantom_resolution_mm: int = Field(3, ge=1)
-    searchlight_radius_mm: float = Field(6.0, gt=0)
+    searchlight_radius_mm: float = Field(9.0, gt=0)
     map_threshold: float | None = Field(
-        None, description="searchlight r above which a voxel joins a layer map (default: the "
-        "one-sided 0.001 critical value of the RDM correlation for this many pairs)")
+        None, description="fixed searchlight r above which a voxel joins a layer map (default: "
+        "a family-wise alpha threshold from condition-permuted layer RDMs)")
+    map_alpha: float = Field(0.05, gt=0, lt=1, description="family-wise alpha of layer maps")
+    map_permutations: int = Field(10, ge=2, description="permuted RDMs per layer for the null")
     scheduler: str | None = Field(None, description="dask scheduler address for the searchlight")
 
     def fingerprint(self) -> str:
@@ -256,7 +258,8 @@ def run_synthesis(
         "synthesized": _layer_rdms(objective, opt.images, synth_ids),
         "natural": _layer_rdms(objective, nat_images, nat_ids),
     }
-    rdms["residual"] = residual_rdms(rdms["natural"])
+    # ranks: the residuals are compared by Spearman correlation downstream (searchlight)
+    rdms["residual"] = residual_rdms(rdms["natural"], rank=True)
     corrs = {k: compare(v, v, "pearson") for k, v in rdms.items()}
     n_img = {"synthesized": config.n_images, "natural": len(nat_ids), "residual": len(nat_ids)}
     images = opt.images.permute(0, 2, 3, 1).numpy()
@@ -275,7 +278,8 @@ def run_synthesis(
         mapping = compare_mappings(
             rdms, out / "mapping", snr=config.phantom_snr, n_subjects=config.phantom_subjects,
             resolution_mm=config.phantom_resolution_mm, radius_mm=config.searchlight_radius_mm,
-            threshold=config.map_threshold, seed=config.seed, scheduler=config.scheduler,
+            threshold=config.map_threshold, alpha=config.map_alpha,
+            n_perm=config.map_permutations, seed=config.seed, scheduler=config.scheduler,
             overwrite=True, progress=progress,
         )
         tables.update(mapping.tables)

@@ -105,6 +105,28 @@ def rdm_panels(rdms, title: str):
     return fig
 
 
+def mapping_bars(summary):
+    """Recovery Dice and overlap Dice per image set, side by side."""
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
+    names = list(summary["set"])
+    labels = [SET_LABELS.get(n, n) for n in names]
+    colors = [SET_COLORS.get(n, "0.5") for n in names]
+    for ax, col, title in zip(
+        axes, ["mean_recovery_dice", "mean_overlap_dice", "shared_voxel_fraction"],
+        ["recovery: Dice with planted region\n(higher is better)",
+         "overlap: Dice between layer maps\n(lower is more selective)",
+         "mapped voxels claimed by > 1 layer"], strict=True,
+    ):
+        ax.bar(labels, summary[col], color=colors)
+        for k, v in enumerate(summary[col]):
+            ax.text(k, v + 0.01, f"{v:.3f}", ha="center", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.tick_params(axis="x", labelsize=7, rotation=15)
+    fig.tight_layout()
+    return fig
+
+
 def add_to_report(res: SynthesisResult, report: Report) -> None:
     """Add the synthesis section (and the mapping subsection when it ran)."""
     cfg = res.config
