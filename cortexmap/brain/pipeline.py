@@ -251,8 +251,11 @@ class GroupSearchlight:
         lab = np.zeros(masker.n_voxels, dtype=np.int16)
         for i, name in enumerate(names):
             lab[self.maps[name]] = i + 1
-        sec.figure(winner_figure(masker.inverse_transform(lab), names),
-                   "Winner-take-all map: each significant voxel coloured by its best model.")
+        if lab.any():
+            sec.figure(winner_figure(masker.inverse_transform(lab), names),
+                       "Winner-take-all map: each significant voxel coloured by its best model.")
+        else:
+            sec.text("No voxel is significant for any model, so there is no winner map.")
         for key, caption in [("clusters", "Clusters of significant voxels per model (peak MNI "
                               "coordinates, size, atlas region)."),
                              ("assignment", "Layer -> region assignment (mean group r per "
