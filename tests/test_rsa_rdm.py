@@ -76,6 +76,12 @@ def test_float32_and_blocking_match_float64(rng, monkeypatch):
     full = compute_rdms(x.astype(np.float64)).vectors
     monkeypatch.setattr(rdm_mod, "_BLOCK_UNITS", 64)
     np.testing.assert_allclose(compute_rdms(x).vectors, full, atol=1e-12)
+    monkeypatch.setattr(rdm_mod, "_SINGLE_BLOCK_UNITS", 128)
+    for metric in ("correlation", "sqeuclidean", "cosine"):
+        single = compute_rdms(x, metric, precision="single").vectors
+        np.testing.assert_allclose(single, compute_rdms(x, metric).vectors, atol=5e-6, rtol=1e-5)
+    with pytest.raises(CortexmapError, match="precision"):
+        compute_rdms(x, precision="half")
 
 
 def test_rdms_container_roundtrip(tmp_path, rng):
