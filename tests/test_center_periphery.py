@@ -252,24 +252,3 @@ def test_run_with_given_region_rdms_and_spatial_groups(tmp_path, bundled):
     with pytest.raises(CortexmapError, match="already exists"):
         run_center_periphery(cfg, tmp_path / "out", model=tiny_alexnet(), stimuli=stim,
                              region_rdms=regions, progress=False)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def test_cli_receptive_fields_and_bad_settings(tmp_path):
-    from typer.testing import CliRunner
-
-    from cortexmap.cli import app
-
-    runner = CliRunner()
-    res = runner.invoke(app, ["receptive-fields", "alexnet", "--layers", "features.2,features.12",
-                              "--out", str(tmp_path / "rf.csv")])
-    assert res.exit_code == 0, res.output
-    assert "features.12" in res.output and "195.0 px" in res.output
-    assert (tmp_path / "rf.parquet").exists()
-    res = runner.invoke(app, ["run", "center-periphery", "--groups", "central,nowhere",
-                              "--out", str(tmp_path / "cp")])
-    assert isinstance(res.exception, CortexmapError) and "groups" in str(res.exception)
-    res = runner.invoke(app, ["run", "center-periphery", "--help"])
-    assert res.exit_code == 0 and "crossover" in res.output
