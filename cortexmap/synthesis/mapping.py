@@ -187,7 +187,7 @@ class MappingResult:
 
 
 def partial_searchlight(
-    data, rdms: RDMs, radius_mm: float, n_perm: int = 0, seed: int = 0
+    data, rdms: RDMs, radius_mm: float, n_perm: int = 0, seed: int = 0, mask: Any = None
 ) -> np.ndarray:
     """Searchlight partial correlation of each layer RDM with each sphere RDM.
 
@@ -197,20 +197,25 @@ def partial_searchlight(
     condition-permuted copies (residualized on the same, unpermuted other layers), matching the
     layout of :func:`permuted_models`. Memory: the searchlight RDMs (n_centres x n_pairs).
 
-    data: a :class:`cortexmap.brain.BrainData`. Returns (n_layers * (1 + n_perm), n_voxels),
-    NaN where no centre.
+    data: a :class:`cortexmap.brain.BrainData`, or a (n_conditions, n_voxels) array with
+    ``mask``. Returns (n_layers * (1 + n_perm), n_voxels), NaN where no centre.
     """
+    from cortexmap.brain import BrainMasker
     from cortexmap.brain.searchlight import searchlight_rdms
     from cortexmap.rsa import rank_rows
     from cortexmap.rsa.residual import check_design
 
     check_design(rdms.vectors, list(rdms.names))
-    sl, spheres = searchlight_rdms(data, radius_mm=radius_mm)
+    sl, spheres = searchlight_rdms(data, radius_mm=radius_mm, mask=mask)
+    if hasattr(data, "masker"):
+        n_vox = data.masker.n_voxels
+    else:
+        n_vox = (mask if isinstance(mask, BrainMasker) else BrainMasker(mask)).n_voxels
     d = rank_rows(sl.vectors)
     models = permuted_models(rdms, n_perm, seed) if n_perm else rdms
     m = rank_rows(models.vectors).reshape(len(rdms), n_perm + 1, -1)
     ranked = rank_rows(rdms.vectors)
-    out = np.full((len(models), data.masker.n_voxels), np.nan)
+    out = np.full((len(models), n_vox), np.nan)
     for k in range(len(rdms)):
         x = np.column_stack([np.ones(ranked.shape[1]), np.delete(ranked, k, axis=0).T])
         # residual-forming matrix I - X X^+ (n_pairs x n_pairs; symmetric)
