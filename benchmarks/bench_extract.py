@@ -38,6 +38,21 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
+def _store(model, x, tmp: Path, pooling: str, compressor: str | None):
+    """A fresh store path per call: deleting the previous store is not extraction work."""
+    from cortexmap.models import Extractor
+
+    counter = iter(range(1000))
+
+    def go():
+        path = tmp / f"{pooling}_{compressor}_{next(counter)}.zarr"
+        Extractor(model, LAYERS_FULL, pooling=pooling, batch_size=BATCH).to_store(
+            x, path, progress=False, compressor=compressor
+        )
+
+    return go
+
+
 def run() -> str:
     from cortexmap.models import Extractor, Preprocessing, load, preprocess
 
@@ -54,15 +69,11 @@ def run() -> str:
         "extract, 6 layers to fc, pooling=mean": lambda: Extractor(
             model, LAYERS_FULL, pooling="mean", batch_size=BATCH
         ).extract(x),
-        "to_store (zarr, zstd), 6 layers, pooling=mean": lambda: Extractor(
-            model, LAYERS_FULL, pooling="mean", batch_size=BATCH
-        ).to_store(x, tmp / "s.zarr", overwrite=True, progress=False),
-        "to_store (zarr, zstd), 6 layers, pooling=none": lambda: Extractor(
-            model, LAYERS_FULL, pooling="none", batch_size=BATCH
-        ).to_store(x, tmp / "n.zarr", overwrite=True, progress=False),
-        "to_store (zarr, uncompressed), 6 layers, pooling=none": lambda: Extractor(
-            model, LAYERS_FULL, pooling="none", batch_size=BATCH
-        ).to_store(x, tmp / "u.zarr", overwrite=True, progress=False, compressor=None),
+        "to_store (zarr, zstd), 6 layers, pooling=mean": _store(model, x, tmp, "mean", "zstd"),
+        "to_store (zarr, zstd), 6 layers, pooling=none": _store(model, x, tmp, "none", "zstd"),
+        "to_store (zarr, uncompressed), 6 layers, pooling=none": _store(
+            model, x, tmp, "none", None
+        ),
         "extract layer1+layer2 (early stop)": lambda: Extractor(
             model, LAYERS_EARLY, pooling="none", batch_size=BATCH
         ).extract(x),

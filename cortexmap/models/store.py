@@ -18,7 +18,6 @@ Layout and guarantees
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 import zarr
 
 from cortexmap.errors import CortexmapError
+from cortexmap.utils.io import atomic_path
 
 STORE_FORMAT = "cortexmap.activations/1"
 
@@ -75,35 +75,36 @@ class ActivationStore:
         array_attrs: dict[str, dict[str, Any]] | None = None,
         compressor: str | None = "zstd",
     ) -> ActivationStore:
-        """Create an empty (incomplete) store; existing content at ``path`` is removed."""
+        """Create an empty (incomplete) store; existing content at ``path`` is replaced.
+
+        The empty store is built in a temporary sibling folder and renamed into place, so a
+        crash during creation never leaves a half-made store behind.
+        """
         p = Path(path)
-        if p.exists():
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-        group = zarr.open_group(str(p), mode="w")
         n = len(ids)
         comp = "auto" if compressor == "zstd" else None
-        for name, shape in shapes.items():
-            arr = group.create_array(
-                name,
-                shape=(n, *shape),
-                chunks=(max(1, min(chunk, n)), *shape),
-                dtype="float32",
-                fill_value=np.nan,
-                compressors=comp,
-            )
-            arr.attrs.update({"done": 0, **(array_attrs or {}).get(name, {})})
-        group.attrs.update(
-            {
-                **attrs,
-                "format": STORE_FORMAT,
-                "ids": list(ids),
-                "layers": list(shapes),
-                "shapes": {k: list(v) for k, v in shapes.items()},
-                "n_stimuli": n,
-                "batch_size": chunk,
-                "complete": False,
-            }
-        )
+        root_attrs = {
+            **attrs,
+            "format": STORE_FORMAT,
+            "ids": list(ids),
+            "layers": list(shapes),
+            "shapes": {k: list(v) for k, v in shapes.items()},
+            "n_stimuli": n,
+            "batch_size": chunk,
+            "complete": False,
+        }
+        with atomic_path(p) as tmp:
+            group = zarr.open_group(str(tmp), mode="w", attributes=root_attrs)
+            for name, shape in shapes.items():
+                group.create_array(
+                    name,
+                    shape=(n, *shape),
+                    chunks=(max(1, min(chunk, n)), *shape),
+                    dtype="float32",
+                    fill_value=np.nan,
+                    compressors=comp,
+                    attributes={"done": 0, **(array_attrs or {}).get(name, {})},
+                )
         return cls(p, allow_incomplete=True)
 
     # --- reading ------------------------------------------------------------------------
