@@ -123,3 +123,34 @@ def test_noise_ceiling_behaviour(rng):
     with pytest.raises(CortexmapError, match="at least 2 subjects"):
         noise_ceiling(truth[None])
     assert pool_rdms(truth[None] + np.zeros((3, 1)), "spearman").shape == (45,)
+
+
+def test_radix_sort_rows_exact_on_hard_rows(rng):
+    """Rows long enough for the radix path: heavy tails, ties, values closer than the grid."""
+    from cortexmap.rsa.compare import _sort_rows
+
+    n = 1500
+    rows = np.concatenate([
+        rng.standard_cauchy(size=(4, n)) ** 3,                    # huge dynamic range
+        np.round(rng.normal(size=(4, n)), 1),                     # many ties
+        1.0 + 1e-13 * rng.integers(0, 7, size=(4, n)),            # closer than the 32-bit grid
+        np.full((1, n), 3.0), np.r_[[-0.0, 0.0] * (n // 2)][None],  # constant, signed zeros
+        rng.normal(size=(4, n)),
+    ])
+    order, s = _sort_rows(rows)
+    np.testing.assert_array_equal(s, np.sort(rows, axis=1))
+    np.testing.assert_array_equal(np.take_along_axis(rows, order, axis=1), s)
+
+
+def test_long_vectors_match_rsatoolbox(rng):
+    """92-condition RDMs (4186 pairs): radix ranks, threaded chunks and the level counter."""
+    a = np.concatenate([rng.normal(size=(150, 4186)), np.round(rng.normal(size=(10, 4186)), 1)])
+    cats = np.repeat(np.arange(4), 23)
+    model = (cats[:, None] != cats[None, :]).astype(float)
+    model += 0.5 * (np.abs(cats[:, None] - cats[None, :]) > 1)
+    refs = np.stack([model[np.triu_indices(92, 1)], rng.normal(size=4186)])
+    rt_a, rt_b = rsatoolbox.rdm.RDMs(a), rsatoolbox.rdm.RDMs(refs)
+    for ours, theirs in (("spearman", "spearman"), ("kendall_tau_a", "tau-a")):
+        want = rsatoolbox.rdm.compare(rt_a, rt_b, theirs)
+        np.testing.assert_allclose(compare(a, refs, ours, n_threads=2), want, atol=TOL)
+        np.testing.assert_allclose(compare(refs, a, ours, n_threads=1), want.T, atol=TOL)

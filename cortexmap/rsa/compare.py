@@ -113,27 +113,88 @@ def _tie_groups(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, counts, starts // n
 
 
+def _take_rows(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``np.take_along_axis(a, idx, axis=1)`` for 2-D arrays via one flat ``np.take``.
+
+    take_along_axis broadcasts full index arrays for every axis; a flat take is several
+    times faster on (k, n) arrays.
+    """
+    a = np.ascontiguousarray(a)
+    return np.take(a.ravel(), idx + (np.arange(a.shape[0]) * a.shape[1])[:, None])
+
+
+def _sort_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise (order, sorted values); exact, faster than ``np.argsort`` on float rows.
+
+    Each row is mapped monotonically onto 32-bit integers (affine rescale of [min, max], then
+    truncation) and sorted by two stable 16-bit passes, which numpy runs as O(n) radix sorts
+    (an LSD radix sort). Values closer than the 32-bit grid may come out swapped; rows where
+    that happened are detected and re-sorted with ``np.argsort``, so the result is exact.
+    """
+    k, n = v.shape
+    if n < 512:  # comparison sort is as fast for short rows
+        order = np.argsort(v, axis=1)
+        return order, _take_rows(v, order)
+    v = np.ascontiguousarray(v)
+    lo = v.min(axis=1, keepdims=True)
+    span = v.max(axis=1, keepdims=True) - lo
+    scale = np.where(span > 0, (2.0**32 - 4096) / np.where(span > 0, span, 1.0), 0.0)
+    tmp = np.subtract(v, lo)
+    q = np.multiply(tmp, scale, out=tmp).astype(np.uint32)
+    offsets = (np.arange(k) * n)[:, None]
+    # work with flat (absolute) indices, shifted in place: one np.take per gather
+    first = np.argsort(q.astype(np.uint16), axis=1, kind="stable")  # low 16 bits
+    first += offsets
+    high = np.take((q >> 16).astype(np.uint16).ravel(), first)
+    second = np.argsort(high, axis=1, kind="stable")
+    second += offsets
+    order = np.take(first.ravel(), second)  # flat indices into v in sorted order
+    s = np.take(v.ravel(), order)
+    order -= offsets
+    bad = np.flatnonzero((s[:, 1:] < s[:, :-1]).any(axis=1))  # values swapped by the grid
+    if bad.size:
+        order[bad] = np.argsort(v[bad], axis=1)
+        s[bad] = _take_rows(v[bad], order[bad])
+    return order, s
+
+
 def _sorted_rank_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(order, average ranks of the sorted rows): order = argsort per row."""
     k, n = v.shape
-    order = np.argsort(v, axis=1)  # ties are resolved by the group logic, no stability needed
-    s = np.take_along_axis(v, order, axis=1)
-    starts, counts, _ = _tie_groups(s)
-    if len(starts) == k * n:  # no ties anywhere: ranks are 1..n
+    order, s = _sort_rows(v)
+    if not (s[:, 1:] == s[:, :-1]).any():  # no ties anywhere: ranks are 1..n
         return order, np.broadcast_to(np.arange(1.0, n + 1), (k, n))
+    starts, counts, _ = _tie_groups(s)
     avg = (starts % n) + (counts + 1) / 2.0  # mean of 1-based positions start+1 .. start+count
     return order, np.repeat(avg, counts).reshape(k, n)
 
 
-def rank_rows(v: np.ndarray) -> np.ndarray:
+_ROW_CHUNK = 128  # rows per task: keeps the (chunk, n) temporaries in cache
+
+
+def _map_row_chunks(fn, k: int, n_threads: int) -> list:
+    """Run ``fn(slice)`` over chunks of rows, in threads (numpy sorts release the GIL)."""
+    slices = [slice(i, min(i + _ROW_CHUNK, k)) for i in range(0, k, _ROW_CHUNK)]
+    if n_threads > 1 and len(slices) > 1:
+        with ThreadPoolExecutor(min(n_threads, len(slices))) as pool:
+            return list(pool.map(fn, slices))
+    return [fn(sl) for sl in slices]
+
+
+def rank_rows(v: np.ndarray, n_threads: int = 1) -> np.ndarray:
     """Average ranks (1-based, ties share their mean rank) of each row; = scipy ``rankdata``.
 
-    One vectorized sort for all rows; shape (k, n) -> (k, n) float64.
+    Vectorized sorts over chunks of rows (in ``n_threads`` threads); (k, n) -> (k, n) float64.
     """
     v = np.atleast_2d(np.asarray(v, dtype=np.float64))
-    order, ranks_sorted = _sorted_rank_rows(v)
     ranks = np.empty(v.shape)
-    np.put_along_axis(ranks, order, ranks_sorted, axis=1)
+
+    def one(sl: slice) -> None:
+        order, ranks_sorted = _sorted_rank_rows(v[sl])
+        out = ranks[sl]  # a contiguous view: scatter through flat indices
+        out.ravel()[order + (np.arange(len(order)) * v.shape[1])[:, None]] = ranks_sorted
+
+    _map_row_chunks(one, len(v), n_threads)
     return ranks
 
 
@@ -186,17 +247,63 @@ def _discordant_numpy(x_dense: np.ndarray, y_rank: np.ndarray) -> np.ndarray:
     return dis
 
 
-def _discordant_scipy(x_dense: np.ndarray, y_rank: np.ndarray, n_threads: int) -> np.ndarray:
-    xs = np.ascontiguousarray(x_dense, dtype=np.intp)
-    ys = np.ascontiguousarray(y_rank, dtype=np.intp)
+def _discordant_scipy(x_dense: np.ndarray, y_rank: np.ndarray) -> np.ndarray:
+    # the compiled counter wants writable C-contiguous intp buffers
+    xs = np.require(x_dense, np.intp, ["C", "W"])
+    ys = np.require(y_rank, np.intp, ["C", "W"])
+    return np.fromiter((_scipy_kendall_dis(xs[i], ys[i]) for i in range(len(xs))),
+                       dtype=np.int64, count=len(xs))
 
-    def one(i: int) -> int:
-        return int(_scipy_kendall_dis(xs[i], ys[i]))
 
-    if n_threads > 1 and len(xs) > 64:  # the compiled counter releases the GIL
-        with ThreadPoolExecutor(n_threads) as pool:
-            return np.fromiter(pool.map(one, range(len(xs))), dtype=np.int64, count=len(xs))
-    return np.fromiter((one(i) for i in range(len(xs))), dtype=np.int64, count=len(xs))
+_FEW_LEVELS = 4  # references with at most this many distinct values use level counting
+
+
+def _inversions_few_levels(y: np.ndarray, n_levels: int) -> np.ndarray:
+    """Strict inversions per row of ``y`` (k, n) with values in 1..n_levels, exact.
+
+    inversions = sum over positions p of #{i < p : y_i > y_p}
+               = sum over levels b of sum over p with y_p < b of #{i <= p : y_i = b},
+    i.e. one running count per level: O(n_levels * n) per row, no sorting and no Python loop
+    over rows (categorical model RDMs have 2-4 distinct dissimilarities).
+    """
+    inv = np.zeros(len(y), dtype=np.int64)
+    for b in range(2, n_levels + 1):
+        running = np.cumsum(y == b, axis=1, dtype=np.int32)
+        inv += np.where(y < b, running, 0).sum(axis=1, dtype=np.int64)
+    return inv
+
+
+def _tau_a_chunk(
+    vectors: np.ndarray, y_rank: np.ndarray, y_ties: int, n_levels: int, backend: str
+) -> np.ndarray:
+    k, n = vectors.shape
+    tot = n * (n - 1) // 2
+    order, xs = _sort_rows(vectors)
+    if (xs[:, 1:] == xs[:, :-1]).any():
+        x_dense = _dense_ranks_sorted(xs)
+        x_ties = _tie_pairs_sorted(xs)
+    else:  # no ties: dense ranks are 1..n
+        x_dense = np.broadcast_to(np.arange(1, n + 1, dtype=np.intp), (k, n))
+        x_ties = np.zeros(k, dtype=np.int64)
+    ys = np.take(y_rank, order)  # reference ranks in each row's x order
+    joint = np.zeros(k, dtype=np.int64)
+    has_ties = x_ties > 0
+    few = backend != "numpy" and n_levels <= _FEW_LEVELS
+    if has_ties.any() and (y_ties > 0 or few):
+        # keys are already sorted except inside x-tie groups: timsort ("stable") is ~linear here
+        key = np.sort(x_dense[has_ties].astype(np.int64) * (n + 2) + ys[has_ties], axis=1,
+                      kind="stable")
+        joint[has_ties] = _tie_pairs_sorted(key)
+        if few:  # y sorted inside x-tie groups: pairs tied in x are no longer inversions
+            ys = ys.copy()
+            ys[has_ties] = key % (n + 2)
+    if few:
+        dis = _inversions_few_levels(ys, n_levels)
+    elif backend == "numpy":
+        dis = _discordant_numpy(x_dense, ys)
+    else:
+        dis = _discordant_scipy(x_dense, ys)
+    return (tot - x_ties - y_ties + joint - 2 * dis) / tot
 
 
 def tau_a_one_reference(
@@ -206,40 +313,29 @@ def tau_a_one_reference(
 
     tau_a = (n_concordant - n_discordant) / (n (n - 1) / 2)
           = (tot - x_ties - y_ties + joint_ties - 2 discordant) / tot.
-    The reference is sorted once; each row is sorted once (vectorized); discordant pairs are
-    counted in O(n log n) per row. backend: "auto"/"scipy" (compiled counter, threaded) or
-    "numpy" (vectorized merge sort, no private scipy API).
+    The reference is sorted once; each row is sorted once (vectorized over chunks of rows, in
+    ``n_threads`` threads); discordant pairs are counted in O(n log n) per row. backend:
+    "auto"/"scipy" (scipy's compiled Fenwick-tree counter, the one ``scipy.stats.kendalltau``
+    uses) or "numpy" (vectorized merge sort, no private scipy API).
     """
-    k, n = vectors.shape
-    tot = n * (n - 1) // 2
-    ref_order = np.argsort(reference, kind="stable")
-    ref_sorted = reference[ref_order]
-    ref_rank_sorted = _dense_ranks_sorted(ref_sorted[None, :])[0]
-    y_ties = _tie_pairs_sorted(ref_sorted[None, :])[0]
-    y_rank = np.empty(n, dtype=np.intp)
-    y_rank[ref_order] = ref_rank_sorted  # dense rank of every reference entry, 1-based
-
-    order = np.argsort(vectors, axis=1)
-    xs = np.take_along_axis(vectors, order, axis=1)
-    x_dense = _dense_ranks_sorted(xs)
-    x_ties = _tie_pairs_sorted(xs)
-    ys = y_rank[order]  # reference ranks in each row's x order
-    joint = np.zeros(k, dtype=np.int64)
-    has_ties = x_ties > 0
-    if has_ties.any() and y_ties > 0:
-        # keys are already sorted except inside x-tie groups: timsort ("stable") is ~linear here
-        key = x_dense[has_ties].astype(np.int64) * (n + 2) + ys[has_ties]
-        joint[has_ties] = _tie_pairs_sorted(np.sort(key, axis=1, kind="stable"))
-    if backend == "numpy" or (backend == "auto" and _scipy_kendall_dis is None):
-        dis = _discordant_numpy(x_dense, ys)
-    elif backend in ("auto", "scipy"):
-        if _scipy_kendall_dis is None:
-            raise CortexmapError("backend='scipy' needs scipy.stats._stats._kendall_dis.")
-        dis = _discordant_scipy(x_dense, ys, n_threads)
-    else:
+    if backend not in ("auto", "scipy", "numpy"):
         raise CortexmapError(f"Unknown backend {backend!r}; use 'auto', 'scipy' or 'numpy'.")
-    tau = (tot - x_ties - y_ties + joint - 2 * dis) / tot
-    return np.clip(tau, -1.0, 1.0)
+    if backend == "scipy" and _scipy_kendall_dis is None:
+        raise CortexmapError("backend='scipy' needs scipy.stats._stats._kendall_dis.")
+    if backend == "auto":
+        backend = "numpy" if _scipy_kendall_dis is None else "scipy"
+    vectors = np.atleast_2d(vectors)
+    n = vectors.shape[1]
+    ref_order = np.argsort(reference, kind="stable")
+    ref_sorted = reference[ref_order][None, :]
+    y_ties = int(_tie_pairs_sorted(ref_sorted)[0])
+    y_rank = np.empty(n, dtype=np.intp)
+    y_rank[ref_order] = _dense_ranks_sorted(ref_sorted)[0]  # 1-based dense ranks
+    n_levels = int(y_rank.max())
+    parts = _map_row_chunks(
+        lambda sl: _tau_a_chunk(vectors[sl], y_rank, y_ties, n_levels, backend),
+        len(vectors), n_threads)
+    return np.clip(np.concatenate(parts), -1.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,7 +346,9 @@ def _cosine_matrix(va: np.ndarray, vb: np.ndarray) -> np.ndarray:
     nb = np.sqrt(np.einsum("ij,ij->i", vb, vb))
     # rsatoolbox convention: a zero-length vector has similarity 0 with everything
     na_safe, nb_safe = np.where(na > 0, na, 1.0), np.where(nb > 0, nb, 1.0)
-    sim = (va @ vb.T) / na_safe[:, None] / nb_safe[None, :]
+    # a few reference vectors: einsum avoids waking the BLAS thread pool for a mat-vec
+    dots = np.einsum("ij,kj->ik", va, vb) if len(vb) <= 4 else va @ vb.T
+    sim = dots / na_safe[:, None] / nb_safe[None, :]
     sim[na == 0, :] = 0.0
     sim[:, nb == 0] = 0.0
     return sim
@@ -282,13 +380,20 @@ def compare(
     if method == "pearson":
         return _cosine_matrix(va - va.mean(1, keepdims=True), vb - vb.mean(1, keepdims=True))
     if method in ("spearman", "rho_a"):
-        ra, rb = rank_rows(va), rank_rows(vb)
-        ra -= ra.mean(1, keepdims=True)
+        if len(vb) > len(va):  # rank the smaller side once, stream over the larger one
+            return compare(vb, va, method, n_threads).T
+        n = va.shape[1]
+        rb = rank_rows(vb)
         rb -= rb.mean(1, keepdims=True)
-        if method == "spearman":
-            return _cosine_matrix(ra, rb)
-        n = ra.shape[1]
-        return ra @ rb.T * (12.0 / (n**3 - n))
+
+        def one(sl: slice) -> np.ndarray:
+            ra = rank_rows(va[sl])
+            ra -= ra.mean(1, keepdims=True)
+            if method == "spearman":
+                return _cosine_matrix(ra, rb)
+            return ra @ rb.T * (12.0 / (n**3 - n))
+
+        return np.concatenate(_map_row_chunks(one, len(va), n_threads), axis=0)
     # Kendall tau-a: loop over the smaller side as the shared reference (tau-a is symmetric).
     if len(vb) <= len(va):
         return np.stack([tau_a_one_reference(va, ref, n_threads=n_threads) for ref in vb], axis=1)
