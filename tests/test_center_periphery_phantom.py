@@ -59,6 +59,10 @@ def test_planted_crossover_recovered(crossover_run):
     assert cells.loc[("conv3", "peripheral", "background"), "r"] > cells.loc[
         ("conv3", "peripheral", "central"), "r"]
     assert res.findings[0].reproduced
+    grp = res.tables["groups"].set_index(["layer", "group"])
+    for layer in ("conv1", "conv3"):  # central RFs see more of the object (conv5 RFs: whole image)
+        assert grp.loc[(layer, "central"), "mean_object_coverage"] > grp.loc[
+            (layer, "background"), "mean_object_coverage"]
     # outputs: tables (parquet + csv), RDMs, figures, report, provenance, the phantom itself
     for name in ("crossover", "interaction", "groups", "receptive_fields"):
         df = pd.read_parquet(out / f"{name}.parquet")

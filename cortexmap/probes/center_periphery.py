@@ -56,6 +56,7 @@ from cortexmap.models import Extractor, load
 from cortexmap.probes.receptive_field import (
     ReceptiveFields,
     default_spatial_layers,
+    project_mask,
     receptive_fields,
     spatial_layers,
 )
@@ -70,7 +71,7 @@ from cortexmap.rsa import (
     permutation_test,
 )
 from cortexmap.rsa.rdm import n_conditions_from_pairs
-from cortexmap.stimuli import load_bundled, load_folder
+from cortexmap.stimuli import load_bundled, load_folder, resize_masks
 from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
@@ -176,6 +177,13 @@ def background_selectivity(resp_object: np.ndarray, resp_background: np.ndarray)
     return bsi
 
 
+def object_coverage(rf: ReceptiveFields, masks: np.ndarray) -> np.ndarray:
+    """(h, w) mean over images of the fraction of each position's receptive field that the
+    object covers. masks: bool (n, H, W) at any size (resized to the model input)."""
+    m = resize_masks(np.asarray(masks, dtype=bool), tuple(rf.input_size))
+    return np.mean([project_mask(rf, mk) for mk in m], axis=0)
+
+
 # ============================================================================================
 # Unit groups
 
@@ -193,6 +201,8 @@ class UnitGroups:
     selectivity: (C, h, w) background selectivity index, or None when not measured.
     rf: the layer's ReceptiveFields.
     criteria: group name -> how it was selected (for tables and reports).
+    object_coverage: (h, w) mean fraction of each position's receptive field covered by the
+        object (foreground mask), over images; None without masks (see :func:`object_coverage`).
     """
 
     layer: str
@@ -202,6 +212,7 @@ class UnitGroups:
     selectivity: np.ndarray | None
     rf: ReceptiveFields | None = None
     criteria: dict[str, str] = field(default_factory=dict)
+    object_coverage: np.ndarray | None = None
 
     @property
     def names(self) -> list[str]:
@@ -229,8 +240,11 @@ class UnitGroups:
         return act.reshape(len(act), -1)[:, self.indices(name)]
 
     def summary(self) -> pd.DataFrame:
-        """One row per group: size, mean eccentricity of its units, mean BSI, criterion."""
+        """One row per group: size, mean eccentricity, mean BSI, mean object coverage of its
+        units' receptive fields, and the selection criterion."""
         ecc = np.broadcast_to(self.eccentricity, self.shape)
+        cov = (np.broadcast_to(self.object_coverage, self.shape)
+               if self.object_coverage is not None else None)
         rows = []
         for g, m in self.masks.items():
             bsi = float(np.nanmean(self.selectivity[m])) if self.selectivity is not None else np.nan
@@ -238,6 +252,7 @@ class UnitGroups:
                 "layer": self.layer, "group": g, "n_units": int(m.sum()),
                 "fraction_of_layer": float(m.mean()),
                 "mean_eccentricity": float(ecc[m].mean()), "mean_bsi": bsi,
+                "mean_object_coverage": float(cov[m].mean()) if cov is not None else np.nan,
                 "criterion": self.criteria.get(g, ""),
             })
         return pd.DataFrame(rows)
@@ -874,6 +889,8 @@ def run_center_periphery(
             cfg.selection, cfg.threshold, cfg.top_fraction, cfg.exclusive, cfg.equal_sizes,
             cfg.seed,
         )
+        if masks is not None:
+            groups[layer].object_coverage = object_coverage(rf, masks)
         rf_tables.append(rf.to_frame())
 
     if region_rdms is not None:
