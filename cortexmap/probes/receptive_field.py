@@ -140,7 +140,7 @@ def spatial_layers(model: nn.Module, input_size: int | tuple[int, int] | None = 
         handles.append(mod.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            _forward(model, torch.zeros(1, 3, *size))
+            _forward(model, torch.zeros(1, 3, *size, device=_device(model)))
     finally:
         for h in handles:
             h.remove()
@@ -161,6 +161,12 @@ def default_spatial_layers(
     if len(blocks) >= 2:
         return blocks
     return [n for n in spatial if isinstance(modules[n], nn.Conv2d)]
+
+
+def _device(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (CPU for a parameter-free module)."""
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def _forward(model: nn.Module, x: torch.Tensor) -> None:
@@ -244,7 +250,7 @@ def _trace(model: nn.Module, layer: str, size: tuple[int, int]):
         handles.append(target.register_forward_hook(stop_hook))
     try:
         with torch.no_grad():
-            _forward(model, torch.zeros(1, 3, *size))
+            _forward(model, torch.zeros(1, 3, *size, device=_device(model)))
     finally:
         for h in handles:
             h.remove()
@@ -343,18 +349,18 @@ def _gradient_profiles(
     try:
         with torch.enable_grad():
             for _ in range(n_probes):
-                base = torch.randn(1, 3, *size, generator=gen)
+                base = torch.randn(1, 3, *size, generator=gen).to(_device(model))
                 for b0 in range(0, len(positions), batch_size):
                     pos = positions[b0:b0 + batch_size]
                     x = base.repeat(len(pos), 1, 1, 1).requires_grad_(True)
                     out = fn(x)
-                    rows = torch.tensor([p[0] for p in pos])
-                    cols = torch.tensor([p[1] for p in pos])
+                    rows = torch.tensor([p[0] for p in pos], device=x.device)
+                    cols = torch.tensor([p[1] for p in pos], device=x.device)
                     # Each batch item is independent (eval mode), so one backward of the sum
                     # gives every position's own input gradient.
-                    sel = out[torch.arange(len(pos)), :, rows, cols]
+                    sel = out[torch.arange(len(pos), device=x.device), :, rows, cols]
                     (grad,) = torch.autograd.grad(sel.sum(), x)
-                    maps[b0:b0 + len(pos)] += grad.abs().sum(1).double().numpy()
+                    maps[b0:b0 + len(pos)] += grad.abs().sum(1).double().cpu().numpy()
     finally:
         model.train(was_training)
     return maps
