@@ -39,7 +39,6 @@ from torch import nn
 from cortexmap.errors import CortexmapError
 from cortexmap.probes.contrast import (
     _logits,
-    accuracy_table,
     check_contrasts,
     model_input,
     stack_contrasts,
@@ -113,6 +112,80 @@ def apply_lesions(
     return out.reshape((b * acts.shape[0],) + tuple(acts.shape[1:]))
 
 
+@dataclass
+class LinearStage:
+    """The tail's first operation when it is a convolution: ``tail(a) == rest(conv(a))``.
+
+    A lesion only changes a few input channels of ``conv``, and convolution is linear, so the
+    lesioned pre-activation is ``z - conv_nobias(a_removed - fill)`` with ``z = conv(a)`` cached
+    once. For single-kernel lesions that correction costs 1/C_in of the convolution (one grouped
+    convolution over the removed channels), so the first layer after the lesion is never rerun.
+    """
+
+    conv: nn.Conv2d
+    rest: nn.Module
+
+    @torch.inference_mode()
+    def lesioned(
+        self, z: torch.Tensor, acts: torch.Tensor, masks: torch.Tensor,
+        fill: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Pre-activations after each lesion: z (m, C_out, h, w) -> (B * m, C_out, h, w)."""
+        conv = self.conv
+        diff = acts if fill is None else acts - fill  # what each removed channel contributed
+        b, m = len(masks), len(acts)
+        single = bool((masks.sum(1) == 1).all())
+        if single:
+            # im2col of only the removed channels + one batched matmul: oneDNN handles
+            # single-input-channel convolutions poorly, a (C_out x k) @ (k x L) product does not.
+            ks = masks.to(torch.int64).argmax(1)
+            kh, kw = conv.weight.shape[2:]
+            cols = nn.functional.unfold(diff[:, ks], (kh, kw), conv.dilation, conv.padding,
+                                        conv.stride).view(m, b, kh * kw, -1).transpose(0, 1)
+            w = conv.weight[:, ks].transpose(0, 1).reshape(b, 1, -1, kh * kw)
+            # (b, m, L, C_out): positions-major, i.e. the channels-last layout of z
+            d = torch.matmul(cols.transpose(-1, -2), w.transpose(-1, -2))
+            zl = z.permute(0, 2, 3, 1)  # (m, h, w, C_out), contiguous when z is channels-last
+            out = zl.unsqueeze(0) - d.view(b, m, *zl.shape[1:])
+            return out.view(b * m, *zl.shape[1:]).permute(0, 3, 1, 2)
+        keep = masks.to(acts.dtype).view(b, 1, -1, *([1] * (acts.ndim - 2)))
+        x = (diff.unsqueeze(0) * keep).reshape(b * m, *acts.shape[1:])
+        d = nn.functional.conv2d(x, conv.weight, None, conv.stride, conv.padding,
+                                 conv.dilation).view(b, m, *z.shape[1:])
+        return (z.unsqueeze(0) - d).reshape(b * m, *z.shape[1:])
+
+
+def _same_layout(t: torch.Tensor) -> torch.Tensor:
+    """Feature maps in channels-last layout (see ``model_input``), other tensors contiguous."""
+    if t.ndim == 4:
+        return t.contiguous(memory_format=torch.channels_last)
+    return t.contiguous()
+
+
+def linear_stage(tail: nn.Module) -> LinearStage | None:
+    """:class:`LinearStage` of ``tail`` when its input feeds only a plain Conv2d, else None."""
+    from cortexmap.models.split import split_at
+
+    graph = getattr(tail, "graph", None)
+    if graph is None:
+        return None
+    inputs = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(inputs) != 1 or len(inputs[0].users) != 1:
+        return None
+    user = next(iter(inputs[0].users))
+    if user.op != "call_module" or user.args[0] is not inputs[0] or len(user.args) != 1:
+        return None
+    conv = tail.get_submodule(user.target)
+    if (type(conv) is not nn.Conv2d or conv.groups != 1 or conv.padding_mode != "zeros"
+            or isinstance(conv.padding, str)):
+        return None
+    try:
+        _, rest = split_at(tail, user.target)
+    except CortexmapError:
+        return None
+    return LinearStage(conv, rest)
+
+
 @torch.inference_mode()
 def lesion_correct(
     tail: nn.Module,
@@ -120,17 +193,25 @@ def lesion_correct(
     labels: torch.Tensor,
     masks: np.ndarray | torch.Tensor,
     fill: torch.Tensor | None = None,
-    batch_lesions: int = 16,
-    max_batch: int = 2048,
+    batch_lesions: int | None = None,
+    max_batch: int = 512,
+    stage: LinearStage | None = None,
+    z: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Correctness of ``tail`` on lesioned cached activations: (n_lesions, n_obs) bool.
 
     acts (n_obs, C, ...) cached layer output; labels (n_obs,); masks (n_lesions, C) bool; fill as
     in :func:`apply_lesions`. ``batch_lesions`` lesions share one forward pass of up to
-    ``max_batch`` rows (images are chunked so the stacked batch stays below it).
+    ``max_batch`` rows (images are chunked so the stacked batch stays below it); the default
+    stacks as many lesions as fill ``max_batch`` rows (several when the test set is small, one
+    when it alone fills a batch: on CPUs larger stacks only add memory traffic). With ``stage``
+    (see :func:`linear_stage`) and its cached output ``z = stage.conv(acts)``, only
+    ``stage.rest`` runs per lesion.
     """
     masks_t = torch.as_tensor(np.asarray(masks), dtype=torch.bool)
     n_les, n_obs = len(masks_t), len(acts)
+    if batch_lesions is None:
+        batch_lesions = max(1, int(max_batch) // max(n_obs, 1))
     b = max(1, min(int(batch_lesions), n_les))
     m = max(1, min(n_obs, int(max_batch) // b))
     out = torch.empty((n_les, n_obs), dtype=torch.bool)
@@ -139,15 +220,28 @@ def lesion_correct(
         for i0 in range(0, n_obs, m):
             a = acts[i0 : i0 + m]
             f = None if fill is None else fill[i0 : i0 + m]
-            pred = _logits(tail(apply_lesions(a, mb, f))).argmax(1).view(len(mb), len(a))
+            if stage is not None and z is not None:
+                logits = stage.rest(stage.lesioned(z[i0 : i0 + m], a, mb, f))
+            else:
+                logits = tail(apply_lesions(a, mb, f))
+            pred = _logits(logits).argmax(1).view(len(mb), len(a))
             out[l0 : l0 + len(mb), i0 : i0 + len(a)] = pred.cpu() == labels[i0 : i0 + m]
     return out.numpy()
 
 
-def _chunk_task(tail, acts, labels, masks, fill, batch_lesions, max_batch):
+def _chunk_task(tail, acts, labels, masks, fill, batch_lesions, max_batch, stage, z):
     """Dask task: evaluate one chunk of lesions on a worker (one torch thread per worker)."""
     torch.set_num_threads(1)
-    return lesion_correct(tail, acts, labels, masks, fill, batch_lesions, max_batch)
+    return lesion_correct(tail, acts, labels, masks, fill, batch_lesions, max_batch, stage, z)
+
+
+def noop_lesions(acts: torch.Tensor, masks: np.ndarray, fill: torch.Tensor | None) -> np.ndarray:
+    """(n_lesions,) bool: lesions that change nothing (every removed channel already equals its
+    replacement on every observation, e.g. a dead ReLU channel under a zero lesion)."""
+    flat = acts.reshape(len(acts), acts.shape[1], -1)
+    ref = torch.zeros_like(flat) if fill is None else fill.reshape(flat.shape)
+    same = (flat == ref).all(dim=2).all(dim=0).numpy()  # (C,) channel identical to replacement
+    return ~(np.asarray(masks) & ~same[None, :]).any(axis=1)
 
 
 @torch.inference_mode()
@@ -256,30 +350,42 @@ def _summarise(
     kernel_lists: list[list[int]], kind: str, contrast: np.ndarray, labels: np.ndarray,
     per_class: bool, class_names: Sequence[str] | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Correctness matrices -> the long lesion table and the baseline table of one layer."""
-    lab = labels if per_class else None
-    base = accuracy_table(base_correct, contrast, lab, class_names)
-    if "class" not in base:
-        base["class"] = "all"
-    base.insert(0, "layer", layer)
-    key = ["contrast", "class"]
-    base_acc = base.set_index(key)["accuracy"]
-    frames = []
-    for i, name in enumerate(names):
-        t = accuracy_table(correct[i], contrast, lab, class_names)
-        if "class" not in t:
-            t["class"] = "all"
-        pairs = list(zip(t["contrast"], t["class"], strict=True))
-        t["baseline_accuracy"] = base_acc.loc[pairs].to_numpy()
-        t["drop"] = t["baseline_accuracy"] - t["accuracy"]
-        t.insert(0, "n_removed", len(kernel_lists[i]))
-        t.insert(0, "kind", kind)
-        t.insert(0, "kernels", name)
-        t.insert(0, "lesion", name)
-        t.insert(0, "layer", layer)
-        frames.append(t.drop(columns=["n_correct"]))
-    table = pd.concat(frames, ignore_index=True)
-    return table, base.drop(columns=["n_correct"])
+    """Correctness matrices -> the long lesion table and the baseline table of one layer.
+
+    Accuracies of every lesion in every (contrast, class) cell come from one matrix product
+    correct (n_lesions, n_obs) @ indicator (n_obs, n_cells), not a pandas group-by per lesion.
+    """
+    cells: list[tuple[float, str, np.ndarray]] = []
+    classes = np.unique(labels) if per_class else []
+    for c in sorted(np.unique(contrast), reverse=True):
+        at_c = contrast == c
+        cells.append((float(c), "all", at_c))
+        for lab in classes:
+            name = class_names[int(lab)] if class_names is not None else str(lab)
+            cells.append((float(c), name, at_c & (labels == lab)))
+    indicator = np.stack([sel for *_, sel in cells], axis=1).astype(np.float64)
+    counts = indicator.sum(0)
+    acc = correct.astype(np.float64) @ indicator / counts  # (n_lesions, n_cells)
+    base_acc = base_correct.astype(np.float64) @ indicator / counts  # (n_cells,)
+    cell_c = np.array([c for c, _, _ in cells])
+    cell_k = [k for _, k, _ in cells]
+    base = pd.DataFrame({"layer": layer, "contrast": cell_c, "accuracy": base_acc,
+                         "n_images": counts.astype(int), "class": cell_k})
+    n_les, n_cells = acc.shape
+    table = pd.DataFrame({
+        "layer": layer,
+        "lesion": np.repeat(names, n_cells),
+        "kernels": np.repeat(names, n_cells),
+        "kind": kind,
+        "n_removed": np.repeat([len(k) for k in kernel_lists], n_cells),
+        "contrast": np.tile(cell_c, n_les),
+        "accuracy": acc.ravel(),
+        "n_images": np.tile(counts.astype(int), n_les),
+        "class": np.tile(cell_k, n_les),
+        "baseline_accuracy": np.tile(base_acc, n_les),
+    })
+    table["drop"] = table["baseline_accuracy"] - table["accuracy"]
+    return table, base
 
 
 def lesion_sweep(
@@ -292,8 +398,8 @@ def lesion_sweep(
     mode: str = "zero",
     per_class: bool = False,
     class_names: Sequence[str] | None = None,
-    batch_lesions: int = 16,
-    max_batch: int = 2048,
+    batch_lesions: int | None = None,
+    max_batch: int = 512,
     client=None,
     resume_dir: str | Path | None = None,
     progress: bool = True,
@@ -329,7 +435,7 @@ def lesion_sweep(
     for layer in track(list(layers), "kernel lesions (layers)", enabled=progress):
         head, tail = split_at(model, layer)
         with torch.inference_mode():
-            acts = layer_output(head, x, batch_size=256)
+            acts = _same_layout(layer_output(head, x, batch_size=256))
         if acts.ndim < 2:
             raise CortexmapError(f"Layer {layer!r} output has no channel axis; choose another.")
         n_ch = int(acts.shape[1])
@@ -354,13 +460,13 @@ def lesion_sweep(
             continue
 
         fill = fill_values(acts, con, mode)
-        with torch.inference_mode():
+        with torch.inference_mode():  # clone: a tail starting in-place must not edit the cache
             base_correct = (
-                torch.cat([_logits(tail(acts[i : i + max_batch])).argmax(1)
+                torch.cat([_logits(tail(acts[i : i + max_batch].clone())).argmax(1)
                            for i in range(0, len(acts), max_batch)]) == lab_t
             ).numpy()
         correct = _evaluate(tail, acts, lab_t, masks, fill, batch_lesions, max_batch, client,
-                            progress and client is None, layer)
+                            progress and client is None, layer, base_correct)
         names = [lesion_name(k) for k in kernel_lists]
         frames, bases = [], []
         for kind in ("kernel", "set"):
@@ -392,27 +498,46 @@ def _resumable(stem: Path, fp: str) -> bool:
 
 
 def _evaluate(tail, acts, labels, masks, fill, batch_lesions, max_batch, client, progress,
-              layer) -> np.ndarray:
-    """Run :func:`lesion_correct` in-process (in chunks, with progress) or over Dask workers."""
-    n_les = len(masks)
+              layer, base_correct) -> np.ndarray:
+    """Run :func:`lesion_correct` in-process (in chunks, with progress) or over Dask workers.
+
+    Lesions that change nothing (:func:`noop_lesions`) take the intact network's correctness.
+    """
+    out = np.repeat(base_correct[None, :], len(masks), axis=0)
+    active = np.flatnonzero(~noop_lesions(acts, masks, fill))
+    if not len(active):
+        return out
+    todo = masks[active]
+    stage = linear_stage(tail)
+    z = None
+    if stage is not None:
+        from cortexmap.models.split import layer_output
+
+        with torch.inference_mode():
+            z = _same_layout(layer_output(stage.conv, acts, batch_size=max_batch))
+    n_les = len(todo)
     if client is None:
-        step = max(batch_lesions, 1) * 4
-        chunks = [masks[i : i + step] for i in range(0, n_les, step)]
-        parts = [lesion_correct(tail, acts, labels, c, fill, batch_lesions, max_batch)
+        step = max(batch_lesions or 1, 1) * 8
+        chunks = [todo[i : i + step] for i in range(0, n_les, step)]
+        parts = [lesion_correct(tail, acts, labels, c, fill, batch_lesions, max_batch, stage, z)
                  for c in track(chunks, f"{layer}: lesions", enabled=progress)]
-        return np.concatenate(parts)
-    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-    n_chunks = min(n_les, n_workers * 2)  # two chunks per worker balances uneven speeds
-    bounds = np.linspace(0, n_les, n_chunks + 1).astype(int)
-    # Plain tensors travel to the workers once (scatter), not once per task.
-    acts_f, labels_f, tail_f = client.scatter([acts.clone(), labels, tail], broadcast=True)
-    fill_f = None if fill is None else client.scatter(fill.clone(), broadcast=True)
-    futures = [
-        client.submit(_chunk_task, tail_f, acts_f, labels_f, masks[a:b], fill_f, batch_lesions,
-                      max_batch, pure=False)
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a
-    ]
-    return np.concatenate(client.gather(futures))
+    else:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        n_chunks = min(n_les, n_workers * 2)  # two chunks per worker balances uneven speeds
+        bounds = np.linspace(0, n_les, n_chunks + 1).astype(int)
+        # Tensors and modules travel to the workers once (scatter), not once per task.
+        shared = client.scatter([tail, acts.clone(), labels, None if fill is None else
+                                 fill.clone(), stage, None if z is None else z.clone()],
+                                broadcast=True)
+        tail_f, acts_f, labels_f, fill_f, stage_f, z_f = shared
+        futures = [
+            client.submit(_chunk_task, tail_f, acts_f, labels_f, todo[a:b], fill_f,
+                          batch_lesions, max_batch, stage_f, z_f, pure=False)
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a
+        ]
+        parts = client.gather(futures)
+    out[active] = np.concatenate(parts)
+    return out
 
 
 # --------------------------------------------------------------------------- which kernels matter

@@ -46,15 +46,19 @@ def _load_model(spec: str, model: nn.Module | None) -> nn.Module:
     return load(spec).eval()
 
 
-def _test_set(n_images: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Full-contrast procedural test images (n, S, S, 3), labels (n,) and the class names."""
-    from cortexmap.stimuli.procedural import CLASSES, ProceduralObjects
-
-    if n_images < 1:
+def _check_n_images(n_images: int, images: np.ndarray | None) -> None:
+    if images is None and n_images < 1:
         raise CortexmapError(
             f"The test set is empty (n_images={n_images}); use at least one image per class, "
             "e.g. n_images=200."
         )
+
+
+def _test_set(n_images: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Full-contrast procedural test images (n, S, S, 3), labels (n,) and the class names."""
+    from cortexmap.stimuli.procedural import CLASSES, ProceduralObjects
+
+    _check_n_images(n_images, None)
     ds = ProceduralObjects("test", n_images, seed, size=size)
     return ds.images, ds.labels, list(CLASSES)
 
@@ -102,7 +106,8 @@ class LesionConfig(BaseModel):
     n_top: int = 5
     low_contrast_max: float = 0.1
     n_random_sets: int = 20
-    batch_lesions: int = 16
+    batch_lesions: int | None = None
+    max_batch: int = 512
     n_workers: int = 0
     scheduler: str | None = None
     resume: bool = True
@@ -181,7 +186,8 @@ def run_lesion(
 
     Outputs (each atomically): ``lesion_drops``, ``lesion_baseline``, ``top_kernels``,
     ``lesion_sets``, ``kernel_appearance`` [, ``lesion_per_class``] as Parquet + CSV,
-    ``heatmap_<layer>.png``, ``top_kernels_<layer>.png``, ``provenance.json``, and the per-layer
+    ``heatmap_<layer>.png``, ``top_kernels_<layer>.png``, ``report.html``, ``provenance.json``,
+    and the per-layer
     partial results under ``sweep/`` that let an interrupted run resume.
 
     Keyword overrides for API users: ``model`` (an nn.Module instead of ``config.model``),
@@ -191,6 +197,7 @@ def run_lesion(
     ct.check_contrasts(config.contrasts)
     if config.n_top < 1:
         raise CortexmapError(f"n_top must be >= 1; got {config.n_top}.")
+    _check_n_images(config.n_images, images)
     net = _load_model(config.model, model)
     if images is None:
         images, labels, class_names = _test_set(config.n_images, config.seed,
@@ -205,7 +212,8 @@ def run_lesion(
         client = get_client(config.scheduler, n_workers=config.n_workers or None)
     try:
         common = dict(mode=config.mode, per_class=config.per_class, class_names=class_names,
-                      batch_lesions=config.batch_lesions, client=client, progress=progress)
+                      batch_lesions=config.batch_lesions, max_batch=config.max_batch,
+                      client=client, progress=progress)
         sweep = ls.lesion_sweep(net, config.layers, ibc, labels,
                                 resume_dir=out / "sweep" / "kernels" if config.resume else None,
                                 **common)
@@ -242,9 +250,18 @@ def run_lesion(
             imgs, titles, what = kernel_images[layer]
             _savefig(ls.plot_images(imgs, titles, f"{layer}: {what}"),
                      out / f"top_kernels_{layer}.png")
+    _write_report(result, f"Kernel lesions and contrast: {config.model}", out)
     write_provenance(out, config=config, seed=config.seed,
                      inputs={"test_images": np.asarray(images), "labels": np.asarray(labels)})
     return result
+
+
+def _write_report(result, title: str, out: Path) -> None:
+    from cortexmap.report import Report
+
+    report = Report(title)
+    result.add_to_report(report)
+    report.write(out / "report.html")
 
 
 def _lesion_sets(config: LesionConfig, n_channels: dict[str, int], top: pd.DataFrame):
@@ -430,12 +447,14 @@ def run_contrast(
     """Accuracy-vs-contrast, contrast encoding per layer, divisive normalisation baseline.
 
     Outputs: ``contrast_accuracy``, ``contrast_curves``, ``contrast_decoding``, ``contrast_rsa``
-    (Parquet + CSV), ``accuracy_vs_contrast.png``, ``contrast_by_layer.png``, provenance.json.
+    (Parquet + CSV), ``accuracy_vs_contrast.png``, ``contrast_by_layer.png``, ``report.html``,
+    ``provenance.json``.
     Keyword overrides as in :func:`run_lesion`.
     """
     from cortexmap.utils.progress import track
 
     levels = ct.check_contrasts(config.contrasts)
+    _check_n_images(config.n_images, images)
     net = _load_model(config.model, model)
     if images is None:
         images, labels, class_names = _test_set(config.n_images, config.seed,
@@ -478,6 +497,7 @@ def run_contrast(
         write_table(df, out / stems[key])
     for name, fig in result.figures().items():
         _savefig(fig, out / f"{name}.png")
+    _write_report(result, f"Image contrast: {config.model}", out)
     write_provenance(out, config=config, seed=config.seed,
                      inputs={"test_images": images, "labels": np.asarray(labels)})
     return result

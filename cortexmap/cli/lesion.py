@@ -1,0 +1,165 @@
+"""CLI for analysis 5: ``cortexmap run lesion`` and ``cortexmap run contrast``
+(kernel lesions and image contrast, Akbarinia & Gil-Rodríguez, Vision Research 2020)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from cortexmap.errors import CortexmapError
+
+console = Console()
+
+LESION_HELP = """Analysis 5a: remove each kernel of each layer in turn and measure accuracy on \
+procedural test images at contrasts 100..1 %; find the kernels whose removal hurts low \
+contrast most, show them (first-layer weights as RGB, preferred gratings deeper), and test that \
+removing them together hurts more than removing as many random kernels. Re-running into the \
+same folder resumes the per-layer sweep.
+
+Examples:
+
+  cortexmap run lesion --out runs/lesion
+
+  cortexmap run lesion --layers conv1,conv2 --mode mean --per-class --n-images 500 \\
+      --sets "conv1:3+7+9;conv2:1+2" --workers 2 --out runs/lesion_mean
+"""
+
+CONTRAST_HELP = """Analysis 5b: accuracy versus contrast with a Naka-Rushton fit (contrast at \
+half maximum), where contrast is encoded (cross-validated linear decoding and RSA with a \
+contrast model RDM, per layer), and divisive normalisation of the input or after a layer as a \
+baseline mechanism.
+
+Examples:
+
+  cortexmap run contrast --out runs/contrast
+
+  cortexmap run contrast --model zoo:vgg_sup_s0 --layers block1,block2,block3,fc6 \\
+      --norm-layer block1 --out runs/contrast_vgg
+"""
+
+
+def _split(text: str | None, cast=str) -> list | None:
+    """'a,b,c' -> [a, b, c] (None when the flag was not given)."""
+    if text is None:
+        return None
+    try:
+        return [cast(s.strip()) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise CortexmapError(f"Cannot read the list {text!r}: {exc}.") from exc
+
+
+def _contrasts(text: str | None) -> list[float] | None:
+    """Contrast levels as fractions; '100,50,1%' style percentages are accepted with a '%'."""
+    if text is None:
+        return None
+    if "%" in text:
+        return [float(s.strip().rstrip("%")) / 100 for s in text.split(",") if s.strip()]
+    return _split(text, float)
+
+
+def _sets(text: str | None) -> dict[str, list[list[int]]] | None:
+    """'conv1:3+7+9;conv2:1+2' -> {'conv1': [[3, 7, 9]], 'conv2': [[1, 2]]}."""
+    if text is None:
+        return None
+    out: dict[str, list[list[int]]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        layer, sep, kernels = part.partition(":")
+        try:
+            ks = [int(k) for k in kernels.split("+") if k.strip()]
+        except ValueError:
+            ks = []
+        if not sep or not ks:
+            raise CortexmapError(
+                f"Cannot read the lesion set {part!r}; write LAYER:K1+K2+..., sets separated by "
+                "';', e.g. 'conv1:3+7+9;conv2:1+2'."
+            )
+        out.setdefault(layer.strip(), []).append(ks)
+    return out
+
+
+def _make(cls, **flags):
+    from pydantic import ValidationError
+
+    try:
+        return cls(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CortexmapError(f"Bad setting {where!r}: {first['msg']}.") from exc
+
+
+def _print_findings(findings) -> None:
+    for f in findings:
+        mark = "[green]reproduced[/]" if f.reproduced else "[red]not reproduced[/]"
+        console.print(f"{mark}: {f.claim}\n  {f.numbers}")
+
+
+def register(app: typer.Typer, run_app: typer.Typer) -> None:
+    @run_app.command("lesion", help=LESION_HELP)
+    def lesion_cmd(
+        out: Path = typer.Option(..., "--out", "-o", help="output folder"),
+        model: str = typer.Option(None, help="model spec (default zoo:alexnet_sup_s0)"),
+        layers: str = typer.Option(None, help="comma-separated layers (default conv1..conv5)"),
+        contrasts: str = typer.Option(None, help="contrast levels, fractions or percentages "
+                                                 "(default 1,0.5,0.3,0.1,0.05,0.03,0.01)"),
+        n_images: int = typer.Option(None, help="procedural test images (default 200)"),
+        mode: str = typer.Option(None, help="zero (default) or mean replacement"),
+        per_class: bool = typer.Option(None, "--per-class/--no-per-class",
+                                       help="also accuracy per class"),
+        sets: str = typer.Option(None, help="multi-kernel lesions 'conv1:3+7+9;conv2:1+2'"),
+        n_top: int = typer.Option(None, help="kernels reported per layer (default 5)"),
+        n_random_sets: int = typer.Option(None, help="random control sets (default 20)"),
+        workers: int = typer.Option(None, help="Dask worker processes (default 0: in-process)"),
+        scheduler: str = typer.Option(None, help="Dask scheduler address, slurm, pbs or sge"),
+        seed: int = typer.Option(None, help="random seed (default 0)"),
+        overwrite: bool = typer.Option(False, help="replace results in a non-empty OUT"),
+        resume: bool = typer.Option(None, "--resume/--no-resume",
+                                    help="reuse finished layers of a partial sweep (default yes)"),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        from cortexmap.probes.lesion_analysis import LesionConfig, run_lesion
+
+        cfg = _make(
+            LesionConfig, model=model, layers=_split(layers), contrasts=_contrasts(contrasts),
+            n_images=n_images, mode=mode, per_class=per_class, lesion_sets=_sets(sets),
+            n_top=n_top, n_random_sets=n_random_sets, n_workers=workers, scheduler=scheduler,
+            seed=seed, resume=resume,
+        )
+        res = run_lesion(cfg, out, overwrite=overwrite, progress=progress)
+        console.print(res.tables["top_kernels"].to_string(index=False))
+        _print_findings(res.findings)
+        console.print(f"lesion results in {out} (report: {out / 'report.html'})")
+
+    @run_app.command("contrast", help=CONTRAST_HELP)
+    def contrast_cmd(
+        out: Path = typer.Option(..., "--out", "-o", help="output folder"),
+        model: str = typer.Option(None, help="model spec (default zoo:alexnet_sup_s0)"),
+        layers: str = typer.Option(None, help="layers for decoding/RSA (default conv1..fc7)"),
+        contrasts: str = typer.Option(None, help="contrast levels, fractions or percentages"),
+        n_images: int = typer.Option(None, help="procedural test images (default 200)"),
+        per_class: bool = typer.Option(None, "--per-class/--no-per-class",
+                                       help="also accuracy per class"),
+        norm_layer: str = typer.Option(None, help="layer followed by divisive normalisation "
+                                                  "(default conv1; 'none' to skip)"),
+        norm_sigma: float = typer.Option(None, help="semi-saturation constant, a fraction of "
+                                                    "the typical full-contrast energy (0.1)"),
+        seed: int = typer.Option(None, help="random seed (default 0)"),
+        overwrite: bool = typer.Option(False, help="replace results in a non-empty OUT"),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        from cortexmap.probes.lesion_analysis import ContrastConfig, run_contrast
+
+        flags = dict(model=model, layers=_split(layers), contrasts=_contrasts(contrasts),
+                     n_images=n_images, per_class=per_class, norm_sigma=norm_sigma, seed=seed)
+        cfg = _make(ContrastConfig, **flags)
+        if norm_layer is not None:
+            cfg = cfg.model_copy(update={
+                "norm_layer": None if norm_layer.lower() == "none" else norm_layer})
+        res = run_contrast(cfg, out, overwrite=overwrite, progress=progress)
+        console.print(res.tables["curves"].to_string(index=False))
+        console.print(res.tables["decoding"].merge(res.tables["rsa"], on="layer")
+                      .to_string(index=False))
+        _print_findings(res.findings)
+        console.print(f"contrast results in {out} (report: {out / 'report.html'})")
