@@ -77,6 +77,21 @@ def test_roi_rsa_ranks_planted_layer_first(phantom):
     assert all(hits)
 
 
+def test_models_with_condition_labels_are_aligned(phantom):
+    ds, models = phantom
+    subs = ds.load()
+    labelled = RDMs(models.vectors, models.n_conditions, models.names, models.metric,
+                    ds.conditions)
+    shuffled = labelled.subset_conditions(np.random.default_rng(0).permutation(len(ds.conditions)))
+    a = roi_rsa(subs, ds.atlas(), models)["summary"]["mean_r"].to_numpy()
+    b = roi_rsa(subs, ds.atlas(), shuffled)["summary"]["mean_r"].to_numpy()
+    np.testing.assert_allclose(a, b, atol=1e-12)
+    renamed = RDMs(models.vectors, models.n_conditions, models.names, models.metric,
+                   [f"x{i}" for i in range(models.n_conditions)])
+    with pytest.raises(CortexmapError, match="same stimulus ids"):
+        roi_rsa(subs, ds.atlas(), renamed)
+
+
 def test_bad_inputs(tmp_path, phantom):
     ds, models = phantom
     with pytest.raises(CortexmapError, match="No default location"):

@@ -62,6 +62,22 @@ def as_model_rdms(models: Any, n_conditions: int | None = None, metric: str = "u
     return models
 
 
+def align_conditions(order: Sequence[str], models: RDMs) -> list[str]:
+    """The condition order to use with ``models``: the models' own order when they carry
+    condition labels (the brain data are reordered to match), else the data's order.
+    Labels that differ between the two are an error naming them."""
+    if models.conditions is None:
+        return list(order)
+    missing = [c for c in models.conditions if c not in set(order)]
+    extra = [c for c in order if c not in set(models.conditions)]
+    if missing or extra:
+        raise CortexmapError(
+            f"The model RDMs' conditions {missing[:5]} are not in the brain data, and the "
+            f"data's {extra[:5]} are not in the models; label both with the same stimulus ids."
+        )
+    return list(models.conditions)
+
+
 def roi_rdms(
     subjects: Sequence[BrainData],
     atlas: Atlas,
@@ -147,6 +163,7 @@ def roi_rsa(
     """
     order = check_conditions_match(list(subjects))
     models = as_model_rdms(models, len(order))
+    order = align_conditions(order, models)
     by_roi = roi_rdms(subjects, atlas, metric=metric, rois=rois, conditions=order)
     ceil = roi_noise_ceilings(by_roi, method=method).set_index("roi")
     rows = []

@@ -419,7 +419,8 @@ def searchlight(
 
     data: a :class:`BrainData` (conditions averaged over runs) or a (n_conditions, n_voxels)
       pattern array with ``mask``. models: :class:`RDMs`, dict name -> RDM or an .npz path
-      (see :func:`cortexmap.brain.roi.as_model_rdms`); its condition count must match.
+      (see :func:`cortexmap.brain.roi.as_model_rdms`); its condition count must match, and
+      when the RDMs carry condition labels the subject's conditions are put in their order.
     radius_mm: sphere radius; method: "spearman" or "pearson"; metric: "correlation",
       "sqeuclidean" (= rsatoolbox "euclidean"), "euclidean", "cosine".
     scheduler: None -> a dask LocalCluster; "serial" -> in this process; an address
@@ -429,7 +430,7 @@ def searchlight(
     device: torch device of each chunk ("cpu" or "cuda"; on a GPU chunks run in this process
     unless a scheduler or client is given).
     """
-    from cortexmap.brain.roi import as_model_rdms
+    from cortexmap.brain.roi import align_conditions, as_model_rdms
 
     t0 = time.perf_counter()
     method = canonical_method(method)
@@ -441,6 +442,9 @@ def searchlight(
                              f"{metric!r}.")
     if dtype not in ("float32", "float64"):
         raise CortexmapError(f"dtype must be 'float32' or 'float64'; got {dtype!r}.")
+    if isinstance(data, BrainData) and conditions is None:
+        models = as_model_rdms(models, len(data.condition_names))
+        conditions = align_conditions(data.condition_names, models)
     pats, masker, subject = _as_patterns(data, mask, conditions)
     if pats.shape[0] < 3:
         raise CortexmapError(f"{pats.shape[0]} conditions; an RSA searchlight needs >= 3.")
