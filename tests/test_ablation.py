@@ -19,7 +19,7 @@ from cortexmap.probes.ablation import (
 
 
 def _block(i, o, pool=True):
-    layers = [nn.Conv2d(i, o, 3, padding=1), nn.ReLU()]
+    layers = [nn.Conv2d(i, o, 3, padding=1), nn.ReLU(inplace=True)]  # in place, as in the zoo
     if pool:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
@@ -33,7 +33,7 @@ class TinyAlex(nn.Module):
         self.conv1 = _block(3, 8)
         self.conv2 = _block(8, 12)
         self.conv3 = _block(12, 12, pool=False)
-        self.fc6 = nn.Sequential(nn.Flatten(), nn.Linear(12 * 4 * 4, 16), nn.ReLU())
+        self.fc6 = nn.Sequential(nn.Flatten(), nn.Linear(12 * 4 * 4, 16), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(16, 5)
 
     def forward(self, x):
@@ -51,21 +51,29 @@ def images():
     return torch.rand(10, 3, 16, 16, generator=torch.Generator().manual_seed(1))
 
 
-def test_cached_ablation_equals_hooked_full_forward(net, images):
-    sets = make_unit_sets(np.arange(12)[::-1], ks=[1, 3], n_random=3, seed=0, layer="conv2")
+@pytest.mark.parametrize(
+    ("layer", "n_units", "shortcut"),
+    [("conv2", 12, True), ("conv2.0", 12, False), ("fc6", 16, True), ("conv1", 8, True)],
+)
+def test_cached_ablation_equals_hooked_full_forward(net, images, layer, n_units, shortcut):
+    sets = make_unit_sets(np.arange(n_units)[::-1], ks=[1, 3], n_random=3, seed=0, layer=layer)
     # small batch forces several ablations per stacked batch and partial last chunks
-    ab = LayerAblator(net, "conv2", batch_size=25)
+    ab = LayerAblator(net, layer, batch_size=25)
+    assert (ab._first is not None) == shortcut  # linear first tail layer -> rank-k correction
     feats = ab.cache(images)
     out = ab.outputs(feats, sets)
     assert out.shape == (len(sets), 10, 5)
     with torch.no_grad():
         for i, s in enumerate(sets):
-            with ablate_units(net, "conv2", list(s.units)):
+            with ablate_units(net, layer, list(s.units)):
                 ref = net(images)
             torch.testing.assert_close(out[i], ref, rtol=1e-5, atol=1e-5)
-    # the big-image-set path (one ablation at a time, images chunked) agrees too
-    ab_small = LayerAblator(net, "conv2", batch_size=4)
+    # the big-image-set path (one ablation at a time, images chunked) and the plain masked
+    # path without the shortcut agree too
+    ab_small = LayerAblator(net, layer, batch_size=4)
     torch.testing.assert_close(ab_small.outputs(ab_small.cache(images), sets), out)
+    ab_plain = LayerAblator(net, layer, batch_size=25, linear_shortcut=False)
+    torch.testing.assert_close(ab_plain.outputs(feats, sets), out, rtol=1e-5, atol=1e-5)
 
 
 def test_unit_sets_and_bad_k(net, images):

@@ -19,12 +19,14 @@ a sweep of hundreds of ablations costs a few tail passes instead of hundreds of 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.fx
 from torch import nn
 
 from cortexmap.errors import CortexmapError
@@ -171,6 +173,34 @@ def pattern_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # The cached ablator
 # --------------------------------------------------------------------------------------------
 
+def _split_first_linear(tail: torch.fx.GraphModule) -> tuple[nn.Module, nn.Module] | None:
+    """If the tail starts with a Conv2d (zero padding, groups=1) or Linear that alone reads the
+    ablated activation, return (that layer, the rest of the tail after it); else None.
+
+    Zeroing k input channels of a linear layer changes its output by the contribution of those
+    channels only, so each ablation costs k/C of that layer instead of all of it.
+    """
+    graph = copy.deepcopy(tail.graph)
+    inputs = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(inputs) != 1 or len(inputs[0].users) != 1:
+        return None
+    first = next(iter(inputs[0].users))
+    if first.op != "call_module" or first.args != (inputs[0],) or first.kwargs:
+        return None
+    module = tail.get_submodule(first.target)
+    conv_ok = (isinstance(module, nn.Conv2d) and module.groups == 1
+               and module.padding_mode == "zeros" and isinstance(module.padding, tuple))
+    if not (conv_ok or isinstance(module, nn.Linear)):
+        return None
+    with graph.inserting_before(inputs[0]):
+        pre = graph.placeholder("pre_activation")
+    first.replace_all_uses_with(pre)
+    graph.erase_node(first)
+    graph.erase_node(inputs[0])
+    rest = torch.fx.GraphModule(tail, graph)
+    return module, rest.eval()
+
+
 class LayerAblator:
     """Evaluate many channel ablations of ``layer`` from one cached forward pass.
 
@@ -184,7 +214,9 @@ class LayerAblator:
         correct = ab.correct(feats, labels, sets) # (n_sets, n) bool, batched over sets
     """
 
-    def __init__(self, model: nn.Module, layer: str, batch_size: int = 512) -> None:
+    def __init__(
+        self, model: nn.Module, layer: str, batch_size: int = 512, linear_shortcut: bool = True
+    ) -> None:
         from cortexmap.models.split import split_at
 
         self.model = model
@@ -194,6 +226,12 @@ class LayerAblator:
         self.tail.eval()
         self.batch_size = int(batch_size)
         self._taps: dict[tuple[str, ...], nn.Module] = {}
+        self._first: nn.Module | None = None
+        self._rest: nn.Module | None = None
+        if linear_shortcut:
+            split = _split_first_linear(self.tail)
+            if split is not None:
+                self._first, self._rest = split
 
     @torch.inference_mode()
     def cache(self, x: torch.Tensor) -> torch.Tensor:
@@ -205,28 +243,55 @@ class LayerAblator:
     def n_units(self, feats: torch.Tensor) -> int:
         return int(feats.shape[1])
 
-    def _batches(
-        self, feats: torch.Tensor, unit_sets: Sequence[UnitSet]
-    ) -> Iterator[tuple[slice, slice, torch.Tensor]]:
-        """Yield (set slice, image slice, stacked masked features (n_s * n_i, C, ...)).
+    def _ablated_pre(self, f: torch.Tensor, y0: torch.Tensor, units: tuple[int, ...]):
+        """Output of the tail's first (linear) layer with ``units`` zeroed: the intact output
+        minus the contribution of the ablated input channels (k/C of the layer's cost)."""
+        if not units:  # a copy: the rest of the tail may start with an in-place ReLU
+            return y0.clone()
+        first, idx = self._first, list(units)
+        w = first.weight[:, idx]
+        if isinstance(first, nn.Conv2d):
+            corr = torch.nn.functional.conv2d(f[:, idx], w, None, first.stride, first.padding,
+                                              first.dilation)
+        else:
+            corr = f[:, idx] @ w.T
+        return y0 - corr
 
-        Several ablations are stacked into one batch of about ``batch_size`` rows, so small
-        tails run as a few large matrix products instead of many small ones.
+    def _batches(
+        self, feats: torch.Tensor, unit_sets: Sequence[UnitSet], shortcut: bool = False
+    ) -> Iterator[tuple[slice, slice, torch.Tensor]]:
+        """Yield (set slice, image slice, stacked inputs (n_s * n_i, ...)) for the tail.
+
+        Inputs are the masked layer output, or with ``shortcut`` the ablated output of the
+        tail's first linear layer (to be fed to ``self._rest``). Several ablations are stacked
+        into one batch of about ``batch_size`` rows, so small tails run as a few large matrix
+        products instead of many small ones.
         """
         n = len(feats)
         masks = _unit_masks(unit_sets, feats.shape[1]).to(feats.dtype)
-        view = (1, 1, -1) + (1,) * (feats.ndim - 2)
+        y0 = (torch.cat([self._first(feats[i:i + self.batch_size])
+                         for i in range(0, n, self.batch_size)]) if shortcut else None)
+
+        def piece(s: int, i0: int, i1: int) -> torch.Tensor:
+            if shortcut:
+                return self._ablated_pre(feats[i0:i1], y0[i0:i1], unit_sets[s].units)
+            return _apply_mask(feats[i0:i1], masks[s])
+
         if n >= self.batch_size:  # one ablation at a time, images in chunks
             for s in range(len(unit_sets)):
                 for i in range(0, n, self.batch_size):
-                    chunk = feats[i:i + self.batch_size]
-                    yield slice(s, s + 1), slice(i, i + len(chunk)), _apply_mask(chunk, masks[s])
+                    i1 = min(n, i + self.batch_size)
+                    yield slice(s, s + 1), slice(i, i1), piece(s, i, i1)
             return
         per = max(1, self.batch_size // n)
         for s in range(0, len(unit_sets), per):
-            m = masks[s:s + per]
-            stacked = (feats.unsqueeze(0) * m.view(len(m), *view[1:])).flatten(0, 1)
-            yield slice(s, s + len(m)), slice(0, n), stacked
+            s1 = min(len(unit_sets), s + per)
+            yield slice(s, s1), slice(0, n), torch.cat([piece(j, 0, n) for j in range(s, s1)])
+
+    def _n_batches(self, n: int, n_sets: int) -> int:
+        if n >= self.batch_size:
+            return n_sets * -(-n // self.batch_size)
+        return -(-n_sets // max(1, self.batch_size // n))
 
     @torch.inference_mode()
     def outputs(
@@ -236,9 +301,14 @@ class LayerAblator:
         """Network outputs for every ablation -> (n_sets, n, ...), optionally ``reduce``d."""
         n = len(feats)
         out: torch.Tensor | None = None
-        batches = list(self._batches(feats, unit_sets))
-        for sset, iset, stacked in track(batches, f"ablating {self.layer}", enabled=progress):
-            y = self.tail(stacked)
+        # a generator, so only one stacked batch is in memory at a time
+        shortcut = self._first is not None
+        run = self._rest if shortcut else self.tail
+        batches = self._batches(feats, unit_sets, shortcut)
+        total = self._n_batches(n, len(unit_sets))
+        for sset, iset, stacked in track(batches, f"ablating {self.layer}", total=total,
+                                         enabled=progress):
+            y = run(stacked)
             y = reduce(y) if reduce is not None else y
             y = y.reshape(sset.stop - sset.start, iset.stop - iset.start, *y.shape[1:])
             if out is None:
