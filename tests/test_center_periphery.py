@@ -252,3 +252,15 @@ def test_run_with_given_region_rdms_and_spatial_groups(tmp_path, bundled):
     with pytest.raises(CortexmapError, match="already exists"):
         run_center_periphery(cfg, tmp_path / "out", model=tiny_alexnet(), stimuli=stim,
                              region_rdms=regions, progress=False)
+
+
+@pytest.mark.slow
+def test_crossover_rsa_false_positive_rate():
+    """Calibration: with the same geometry in both regions the interaction is rarely called."""
+    sig, perm = [], []
+    for seed in range(20):
+        groups, regions = _planted(np.random.default_rng(seed), n=16, crossed=False)
+        st = crossover_rsa(groups, regions, n_perm=200, n_boot=200, seed=seed)
+        sig.append(st.interaction["significant"])
+        perm.append(st.interaction["p_perm"] < 0.05)
+    assert np.mean(sig) <= 0.1 and np.mean(perm) <= 0.15
