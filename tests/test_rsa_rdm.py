@@ -94,6 +94,7 @@ def test_rdms_container_roundtrip(tmp_path, rng):
     np.testing.assert_array_equal(back.vectors, rdms.vectors)
     assert rdms.subset(["l2"]).names == ["l2"] and len(rdms) == 2
     assert rdms["l1"].vectors.shape == (1, 10)
+    assert rdms[np.array([False, True])].names == ["l2"] and rdms[1:].names == ["l2"]
     both = RDMs.concat([rdms, rdms.subset(["l1"])])
     assert len(both) == 3 and both.names == ["l1", "l2", "l1"]
     path = rdms.save(tmp_path / "x.npz")

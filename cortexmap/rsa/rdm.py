@@ -128,6 +128,12 @@ class RDMs:
             idx = list(range(len(self)))[key]
         elif isinstance(key, (int, np.integer)):
             idx = [int(key)]
+        elif isinstance(key, np.ndarray) and key.dtype == bool:
+            if key.shape != (len(self),):
+                raise CortexmapError(
+                    f"Boolean index has shape {key.shape}; expected ({len(self)},)."
+                )
+            idx = np.flatnonzero(key).tolist()
         else:
             key = list(key)
             if key and isinstance(key[0], str):
