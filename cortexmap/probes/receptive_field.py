@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models import list_layers, resolve_layers
 
 _METHODS = ("auto", "analytic", "gradient")
 
@@ -114,37 +115,14 @@ def _input_size(model: nn.Module, input_size: int | tuple[int, int] | None) -> t
 
 
 def _module(model: nn.Module, layer: str) -> nn.Module:
-    modules = dict(model.named_modules())
-    if layer not in modules or layer == "":
-        valid = [n for n in modules if n]
-        raise CortexmapError(
-            f"Unknown layer {layer!r} for receptive fields; use a module name of the model, "
-            f"one of: {', '.join(valid[:60])}{' ...' if len(valid) > 60 else ''}."
-        )
-    return modules[layer]
+    resolve_layers(model, [layer])  # unknown name: error with close matches and valid names
+    return dict(model.named_modules())[layer]
 
 
 def spatial_layers(model: nn.Module, input_size: int | tuple[int, int] | None = None) -> list[str]:
-    """Names of modules whose output is a (C, h, w) feature map, in the order they run."""
+    """Names of modules whose output is a (C, h, w) feature map, in definition order."""
     size = _input_size(model, input_size)
-    shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-    for name, mod in model.named_modules():
-        if not name:
-            continue
-
-        def hook(_m, _i, out, name=name):
-            if isinstance(out, torch.Tensor):
-                shapes.setdefault(name, tuple(out.shape))
-
-        handles.append(mod.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            _forward(model, torch.zeros(1, 3, *size, device=_device(model)))
-    finally:
-        for h in handles:
-            h.remove()
-    return [n for n, s in shapes.items() if len(s) == 4]
+    return [info.name for info in list_layers(model, size[0]) if info.spatial]
 
 
 def default_spatial_layers(
