@@ -69,6 +69,14 @@ def test_stack_list_and_names(rng):
     assert ragged.names == ["rdm0", "rdm1"]
 
 
+def test_dict_of_layers_is_flattened(rng):
+    acts = {"conv1": rng.normal(size=(6, 2, 3, 3)), "fc": rng.normal(size=(6, 4))}
+    got = compute_rdms(acts)
+    assert got.names == ["conv1", "fc"]
+    np.testing.assert_allclose(got.vectors[0], pdist(acts["conv1"].reshape(6, -1), "correlation"),
+                               atol=TOL)
+
+
 def test_float32_and_blocking_match_float64(rng, monkeypatch):
     import cortexmap.rsa.rdm as rdm_mod
 
@@ -138,6 +146,9 @@ def test_constant_pattern_named(rng):
     x[2] = 4.0
     with pytest.raises(CortexmapError, match=r"condition\(s\) \[2\] have a constant pattern"):
         compute_rdms(x, metric="correlation")
+    x[:] = 7.3  # all constant, including rounding of the mean
+    with pytest.raises(CortexmapError, match=r"condition\(s\) \[0, 1, 2, 3, 4\]"):
+        compute_rdms(x + np.arange(5)[:, None], metric="correlation")
     compute_rdms(x, metric="euclidean")  # fine for distances that do not normalize
 
 

@@ -353,10 +353,14 @@ def _sq_dists_from_gram(gram: np.ndarray) -> np.ndarray:
 
 
 def _rdm_correlation(x: np.ndarray, name: str, single: bool = False) -> np.ndarray:
-    gram, _ = _gram(x, "rows", name, single)
+    gram, mean = _gram(x, "rows", name, single)
     var = np.diag(gram).copy()
     scale = np.sqrt(np.abs(var))
-    flat = np.flatnonzero(scale <= 1e-12 * max(float(scale.max(initial=0.0)), 1e-300))
+    sd = scale / np.sqrt(x.shape[1])
+    # constant up to rounding: no spread relative to the pattern's own level, or relative to
+    # the most variable pattern
+    flat = np.flatnonzero((sd <= 1e-10 * np.abs(mean))
+                          | (scale <= 1e-12 * max(float(scale.max(initial=0.0)), 1e-300)))
     if flat.size:
         raise CortexmapError(
             f"{name}: condition(s) {flat.tolist()} have a constant pattern (zero variance over "
@@ -459,7 +463,7 @@ def _rdm_crossnobis(
 
 
 def compute_rdms(
-    patterns: np.ndarray | Sequence[np.ndarray],
+    patterns: np.ndarray | Sequence[np.ndarray] | dict[str, np.ndarray],
     metric: str = "correlation",
     names: Sequence[str] | None = None,
     runs: Sequence | np.ndarray | None = None,
@@ -470,9 +474,11 @@ def compute_rdms(
     """Compute RDMs from activation or voxel patterns.
 
     Args:
-        patterns: (n_conditions, n_units), a stack (n_sets, n_conditions, n_units), or a list of
-            2-D arrays with the same number of rows (e.g. layers with different unit counts).
-            Higher-dimensional units (e.g. conv maps (n, C, H, W)) must be flattened first.
+        patterns: (n_conditions, n_units), a stack (n_sets, n_conditions, n_units), a list of
+            2-D arrays with the same number of rows (e.g. layers with different unit counts),
+            or a dict {name: (n_conditions, ...)} such as ``Extractor.extract()`` returns (names
+            from the keys, unit dimensions flattened). Arrays in a list must be 2-D: flatten
+            conv maps (n, C, H, W) first.
             For "crossnobis" the rows are measurements (n_obs, n_units) labelled by
             ``conditions`` and ``runs``.
         metric: "correlation" (1 - Pearson r between patterns), "euclidean" (plain Euclidean
@@ -500,6 +506,10 @@ def compute_rdms(
         raise CortexmapError(
             f"precision must be 'auto', 'single' or 'double'; got {precision!r}."
         )
+    if isinstance(patterns, dict):  # e.g. Extractor.extract(): {layer: (n, ...)}
+        if names is None:
+            names = list(patterns)
+        patterns = [np.asarray(a).reshape(len(a), -1) for a in patterns.values()]
     if isinstance(patterns, (list, tuple)):
         sets = list(patterns)
         if not sets:
