@@ -31,7 +31,7 @@ def test_shapes_ranges_and_classes(base):
     assert list(meta["category"]) == [CLASSES[i] for i in labels]
     assert len(meta) == 300 and meta["index"].tolist() == list(range(300))
     # varied nuisance parameters
-    assert meta["scale"].std() > 0.02 and meta["rotation_deg"].std() > 50
+    assert meta["scale"].std() > 0.02 and meta["rotation_deg"].std() > 20
     assert meta["texture"].nunique() == 4 and meta["background"].nunique() >= 8
 
 
@@ -65,8 +65,8 @@ def test_splits_are_independent(base):
     assert not np.allclose(val[0], base[0]) and not np.allclose(test[0], val[0])
 
 
-@settings(max_examples=6, deadline=None)
-@given(start=st.integers(0, 2 * CHUNK), n=st.integers(0, 40))
+@settings(max_examples=4, deadline=None)
+@given(start=st.integers(CHUNK - 30, CHUNK + 10), n=st.integers(0, 40))
 def test_any_slice_of_the_stream_renders_alone(start, n):
     sub = generate("test", n, seed=1, size=32, start=start)
     full = generate("test", start + n, seed=1, size=32)
