@@ -1,9 +1,11 @@
 """Comparing RDMs: Pearson, Spearman, Kendall tau-a, cosine (and rho-a), all-pairs matrices.
 
 Every method returns the full (n_a, n_b) matrix and equals ``rsatoolbox.rdm.compare`` on the same
-vectors. Speed comes from working on whole stacks at once: ranks of all vectors are computed
-with one vectorized sort, Pearson/Spearman/cosine are one matrix product, and Kendall tau-a sorts
-the reference once and counts discordant pairs per vector with an O(n log n) Fenwick-tree count.
+vectors. Speed comes from working on whole stacks at once: the vectors are sorted in chunks of
+rows with a radix sort (exact, see :func:`_sort_rows`), Pearson/Spearman/cosine are then one
+matrix product, and Kendall tau-a sorts the reference once and counts discordant pairs per
+vector exactly, with scipy's O(n log n) Fenwick-tree counter or, for categorical references,
+with running counts per level.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ _ALIASES = {
     "corr": "pearson", "correlation": "pearson", "pearson": "pearson",
     "spearman": "spearman", "rho": "spearman",
     "kendall_tau_a": "kendall_tau_a", "tau-a": "kendall_tau_a", "tau_a": "kendall_tau_a",
-    "kendall": "kendall_tau_a",
     "cosine": "cosine", "rho_a": "rho_a", "rho-a": "rho_a",
 }
 
@@ -36,8 +37,11 @@ def canonical_method(method: str) -> str:
     try:
         return _ALIASES[method]
     except KeyError:
+        hint = (" (rsatoolbox's 'kendall' is tau-b, which is not offered: use kendall_tau_a, "
+                "the recommended variant for RDMs with ties)") if method in ("kendall", "tau-b") \
+            else ""
         raise CortexmapError(
-            f"Unknown comparison method {method!r}; choose one of {', '.join(METHODS)}."
+            f"Unknown comparison method {method!r}; choose one of {', '.join(METHODS)}{hint}."
         ) from None
 
 
