@@ -151,3 +151,35 @@ def test_run_ablation_with_shift_invariance(net, images):
     # larger shifts cannot make the intact network more invariant on average
     by_shift = intact.groupby("shift_px").invariance.mean()
     assert by_shift.loc[1] >= by_shift.loc[2] - 0.05
+
+
+class TinyTokens(nn.Module):
+    """Patch tokens (n, 16, 8) -> token MLP -> Linear on the last axis -> mean -> classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 4, 4)
+        self.mlp = nn.Sequential(nn.Linear(8, 8), nn.GELU())
+        self.proj = nn.Linear(8, 8)
+        self.norm = nn.LayerNorm(8)
+        self.classifier = nn.Linear(8, 5)
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)  # (n, 16, 8)
+        return self.classifier(self.norm(self.proj(self.mlp(t))).mean(1))
+
+
+@pytest.mark.parametrize(("layer", "shortcut"), [("embed", False), ("mlp", True),
+                                                 ("mlp.0", False), ("norm", False)])
+def test_token_units_are_embedding_dims(images, layer, shortcut):
+    torch.manual_seed(0)
+    net = TinyTokens().eval()
+    sets = make_unit_sets(np.arange(8), ks=[2], n_random=2, seed=1, layer=layer)
+    ab = LayerAblator(net, layer, batch_size=16)
+    feats = ab.cache(images)
+    assert ab.n_units(feats) == 8 and (ab._first is not None) == shortcut
+    out = ab.outputs(feats, sets)
+    with torch.no_grad():
+        for i, s in enumerate(sets):
+            with ablate_units(net, layer, list(s.units)):
+                torch.testing.assert_close(out[i], net(images), rtol=1e-5, atol=1e-5)

@@ -3,6 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from torch import nn
 
 from cortexmap.errors import CortexmapError
@@ -202,3 +205,37 @@ def test_measure_tuning_bad_layers(gabor_cnn):
     tuning = measure_tuning(gabor_cnn, ["fc"], orientations=ORI[::4], spatial_freqs=[8.0],
                             phases=[0, 180], unit="flat", n_shuffles=0, progress=False)
     assert tuning["fc"].n_units == 10
+
+
+def test_null_false_positive_rate_is_near_alpha():
+    """Responses independent of orientation: about alpha of the units pass (the test is exact)."""
+    rng = np.random.default_rng(1)
+    resp = rng.gamma(2.0, 1.0, size=(12, 2, 4, 400))  # 12 orientations, 2 SFs, 4 phases
+    lt = tuning_from_responses(resp, ORI[::2], n_shuffles=199, alpha=0.05, seed=3)
+    assert 0.02 <= lt.fraction_selective <= 0.09
+    # p-values of null units are roughly uniform
+    assert 0.4 < np.median(lt.p_value) < 0.6
+
+
+@given(
+    curve=arrays(np.float64, 24, elements=st.one_of(st.just(0.0), st.floats(1e-3, 10.0))),
+    shift=st.integers(0, 23),
+    scale=st.floats(0.1, 100.0),
+)
+@settings(max_examples=60, deadline=None)
+def test_tuning_statistics_properties(curve, shift, scale):
+    c = curve[None]
+    o, cv = osi(c, ORI)[0], circular_variance(c, ORI)[0]
+    if curve.sum() == 0:
+        assert np.isnan(o) and np.isnan(cv)
+        return
+    assert 0 <= o <= 1 + 1e-12 and -1e-12 <= cv <= 1 + 1e-12
+    # invariant to the response scale (firing-rate units)
+    assert osi(c * scale, ORI)[0] == pytest.approx(o, abs=1e-9)
+    assert circular_variance(c * scale, ORI)[0] == pytest.approx(cv, abs=1e-9)
+    # rotating the stimulus rotates the tuning: CV unchanged, preference moves with it
+    rolled = np.roll(curve, shift)[None]
+    assert circular_variance(rolled, ORI)[0] == pytest.approx(cv, abs=1e-9)
+    if np.sum(curve == curve.max()) == 1:
+        moved = (preferred_orientation(c, ORI)[0] + 7.5 * shift) % 180
+        assert preferred_orientation(rolled, ORI)[0] == pytest.approx(moved)

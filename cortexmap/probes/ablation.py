@@ -103,14 +103,22 @@ def _unit_masks(unit_sets: Sequence[UnitSet], n_units: int) -> torch.Tensor:
     return masks
 
 
+def unit_axis(t: torch.Tensor) -> int:
+    """Axis of the units of a layer output: channels of (n, C, H, W) and features of (n, D)
+    are axis 1; transformer tokens (n, T, D) have their units (embedding dims) last."""
+    return -1 if t.ndim == 3 else 1
+
+
 def _apply_mask(feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """feats (n, C, ...) * mask (C,) broadcast over trailing (spatial) dims."""
+    """feats (n, C, ...) or tokens (n, T, C) * mask (C,), broadcast over the other dims."""
+    if unit_axis(feats) == -1:
+        return feats * mask
     return feats * mask.view(1, -1, *([1] * (feats.ndim - 2)))
 
 
 @contextlib.contextmanager
 def ablate_units(model: nn.Module, layer: str, units: Sequence[int]) -> Iterator[nn.Module]:
-    """Temporarily zero channels ``units`` of module ``layer``'s output with a forward hook.
+    """Temporarily zero units (channels; token dims of a transformer) of ``layer``'s output.
 
     The simple full-forward alternative to :class:`LayerAblator` (and its reference in tests)::
 
@@ -128,7 +136,7 @@ def ablate_units(model: nn.Module, layer: str, units: Sequence[int]) -> Iterator
 
     def hook(_m, _inp, out):
         out = out.clone()
-        out[:, idx] = 0.0
+        out.index_fill_(unit_axis(out) % out.ndim, torch.tensor(idx, dtype=torch.long), 0.0)
         return out
 
     handle = module.register_forward_hook(hook)
@@ -241,7 +249,8 @@ class LayerAblator:
         return layer_output(self.head, x, self.batch_size)
 
     def n_units(self, feats: torch.Tensor) -> int:
-        return int(feats.shape[1])
+        """Units of the layer: channels (n, C, H, W), features (n, D) or token dims (n, T, D)."""
+        return int(feats.shape[unit_axis(feats)])
 
     def _ablated_pre(self, f: torch.Tensor, y0: torch.Tensor, units: tuple[int, ...]):
         """Output of the tail's first (linear) layer with ``units`` zeroed: the intact output
@@ -253,8 +262,8 @@ class LayerAblator:
         if isinstance(first, nn.Conv2d):
             corr = torch.nn.functional.conv2d(f[:, idx], w, None, first.stride, first.padding,
                                               first.dilation)
-        else:
-            corr = f[:, idx] @ w.T
+        else:  # Linear acts on the last axis: features (n, D) or token dims (n, T, D)
+            corr = f[..., idx] @ w.T
         return y0 - corr
 
     def _batches(
@@ -268,7 +277,7 @@ class LayerAblator:
         products instead of many small ones.
         """
         n = len(feats)
-        masks = _unit_masks(unit_sets, feats.shape[1]).to(feats.dtype)
+        masks = _unit_masks(unit_sets, self.n_units(feats)).to(feats.dtype)
         y0 = (torch.cat([self._first(feats[i:i + self.batch_size])
                          for i in range(0, n, self.batch_size)]) if shortcut else None)
 
