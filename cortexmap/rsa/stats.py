@@ -119,9 +119,11 @@ def permutation_test(
     mats = b.matrices()  # (n_data, n, n)
     i, j = triu_indices(n)
     null = np.empty((n_perm, len(a), len(b)))
-    chunks = range(0, n_perm, _CHUNK)
+    # permuted vectors of a chunk stay below ~200 MB whatever the condition count
+    chunk = int(max(1, min(_CHUNK, 2.5e7 // (len(i) * len(b)))))
+    chunks = range(0, n_perm, chunk)
     for start in track(chunks, "permutations", total=len(chunks), enabled=progress):
-        stop = min(start + _CHUNK, n_perm)
+        stop = min(start + chunk, n_perm)
         perms = rng.permuted(np.broadcast_to(np.arange(n), (stop - start, n)), axis=1)
         # permuted vectors of every data RDM: (n_data, chunk, n_pairs)
         vec = mats[:, perms[:, i], perms[:, j]]
