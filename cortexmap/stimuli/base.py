@@ -205,8 +205,8 @@ def to_rgb_float(img: np.ndarray) -> np.ndarray:
             arr = (arr - lo) / (hi - lo if hi > lo else 1.0)
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=-1)
-    elif arr.ndim == 3 and arr.shape[-1] == 4:
-        arr = arr[..., :3]
+    elif arr.ndim == 3 and arr.shape[-1] == 4:  # RGBA: composite over white
+        arr = arr[..., :3] * arr[..., 3:] + (1 - arr[..., 3:])
     elif arr.ndim == 3 and arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     if arr.ndim != 3 or arr.shape[-1] != 3:

@@ -8,7 +8,7 @@ image                 category    foreground mask (recipe)
 ====================  ==========  =====================================================
 astronaut             person      hand-drawn polygon: the astronaut and her helmet
 camera                person      dark pixels (Otsu), largest component: man + camera
-chelsea               animal      hand-drawn polygon: the cat (blurred corners = background)
+chelsea               animal      hand-drawn polygon: the cat; grey letterbox = background
 horse                 animal      the silhouette itself
 coffee                object      hand-drawn ellipses: cup and saucer
 clock                 object      bright pixels (Otsu), largest component: the clock face
@@ -24,9 +24,10 @@ immunohistochemistry  biology     DAB stain (rgb2hed, Otsu): the stained tissue
 cell                  biology     bright pixels (Otsu), largest component: the cell
 ====================  ==========  =====================================================
 
-Each photograph is cropped to a square (centred, or at the documented horizontal position
-that keeps the object in view) and resized with antialiasing; its mask goes through the same
-crop and an area-fraction >= 0.5 resize.
+Each photograph is cropped to its central square (chelsea, whose cat fills the frame, is
+instead letterboxed: the whole photo padded with mid grey, so the cat has a background); the
+mask recipe runs on the shown part, with polygon/ellipse coordinates as (x, y) fractions of it.
+Images are resized with antialiasing, masks by area fraction >= 0.5.
 """
 
 from __future__ import annotations
@@ -38,7 +39,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from cortexmap.errors import CortexmapError
-from cortexmap.stimuli.base import StimulusSet, resize_images, resize_masks, to_rgb_float
+from cortexmap.stimuli.base import (
+    StimulusSet,
+    center_crop_square,
+    resize_images,
+    resize_masks,
+    to_rgb_float,
+)
 from cortexmap.stimuli.masks import clean_mask, ellipse_mask, polygon_mask, threshold_mask
 
 
@@ -47,7 +54,7 @@ class _Photo:
     loader: str  # skimage.data function name
     category: str
     mask: Callable[[np.ndarray], np.ndarray]  # raw image -> bool (H, W)
-    crop_x: float = 0.5  # horizontal centre of the square crop, fraction of width
+    square: str = "crop"  # "crop": central square; "letterbox": whole photo padded with grey
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
@@ -123,10 +130,11 @@ PHOTOS: dict[str, _Photo] = {
             (1.0, 0.5),
             (1.0, 1.0),
         ),
+        square="letterbox",
     ),
     "horse": _Photo("horse", "animal", lambda img: ~np.asarray(img, bool)),
     "coffee": _Photo(
-        "coffee", "object", _ellipses(((0.45, 0.42), (0.25, 0.28)), ((0.45, 0.6), (0.4, 0.3)))
+        "coffee", "object", _ellipses(((0.47, 0.3), (0.3, 0.27)), ((0.48, 0.62), (0.48, 0.36)))
     ),
     "clock": _Photo("clock", "object", _thresh("bright", closing=2)),
     "coins": _Photo("coins", "object", _thresh("bright", largest=False, min_frac=0.002)),
@@ -134,36 +142,48 @@ PHOTOS: dict[str, _Photo] = {
         "rocket",
         "vehicle",
         _poly(
-            (0.54, 0.2),
-            (0.575, 0.17),
-            (0.6, 0.2),
-            (0.61, 0.9),
-            (0.66, 0.95),
-            (0.48, 0.95),
-            (0.53, 0.9),
+            (0.485, 0.3),
+            (0.5, 0.29),
+            (0.515, 0.3),
+            (0.53, 0.36),
+            (0.535, 0.9),
+            (0.6, 0.93),
+            (0.6, 0.99),
+            (0.38, 0.99),
+            (0.38, 0.93),
+            (0.465, 0.9),
+            (0.47, 0.36),
         ),
     ),
     "motorcycle": _Photo(
         "stereo_motorcycle",
         "vehicle",
         _poly(
-            (0.07, 0.7),
-            (0.05, 0.85),
-            (0.12, 0.98),
-            (0.3, 0.97),
-            (0.4, 0.85),
-            (0.65, 0.85),
-            (0.75, 0.97),
-            (0.9, 0.97),
-            (0.95, 0.8),
-            (0.88, 0.62),
-            (0.75, 0.55),
-            (0.72, 0.38),
-            (0.62, 0.4),
-            (0.55, 0.45),
-            (0.35, 0.45),
-            (0.2, 0.5),
-            (0.1, 0.55),
+            (0.0, 0.38),
+            (0.08, 0.33),
+            (0.3, 0.33),
+            (0.42, 0.36),
+            (0.5, 0.32),
+            (0.62, 0.32),
+            (0.75, 0.3),
+            (0.8, 0.22),
+            (0.88, 0.24),
+            (0.95, 0.2),
+            (0.97, 0.3),
+            (0.92, 0.45),
+            (1.0, 0.55),
+            (1.0, 0.88),
+            (0.93, 0.93),
+            (0.82, 0.93),
+            (0.74, 0.85),
+            (0.7, 0.75),
+            (0.6, 0.73),
+            (0.45, 0.76),
+            (0.35, 0.78),
+            (0.3, 0.88),
+            (0.2, 0.94),
+            (0.08, 0.93),
+            (0.0, 0.88),
         ),
     ),
     "page": _Photo(
@@ -172,7 +192,11 @@ PHOTOS: dict[str, _Photo] = {
     "text": _Photo(
         "text", "text", _thresh("dark", largest=False, fill_holes=False, opening=0, closing=0)
     ),
-    "logo": _Photo("logo", "symbol", lambda img: clean_mask(_gray(img) < 0.9)),
+    "logo": _Photo(
+        "logo",
+        "symbol",
+        lambda img: clean_mask(_gray(img) < 0.9, largest=False, min_frac=0.01, closing=3),
+    ),
     "colorwheel": _Photo(
         "colorwheel", "symbol", lambda img: clean_mask(to_rgb_float(img).max(-1) > 0.03)
     ),
@@ -192,22 +216,33 @@ _MAX_SIDE = 300
 
 @functools.lru_cache(maxsize=32)
 def _load_raw(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Square-cropped full-resolution image (H, H, 3) float32 and its mask (H, H) bool."""
+    """Square full-resolution image (S, S, 3) float32 in [0, 1] and its mask (S, S) bool."""
     import skimage.data
 
     spec = PHOTOS[name]
     raw = getattr(skimage.data, spec.loader)()
     if isinstance(raw, tuple):  # stereo pair: keep the left view
         raw = raw[0]
+    if spec.square == "crop":
+        raw = center_crop_square(raw)
+    # Masks of large photos are computed at <= ~2x the largest size we serve, then resized.
     step = max(1, min(raw.shape[:2]) // _MAX_SIDE)
-    raw = raw[::step, ::step]  # masks of large photos are computed at <= ~2x the largest use
-    mask = spec.mask(raw)
+    mask = np.asarray(spec.mask(raw[::step, ::step]), bool)
+    if step > 1:
+        mask = resize_masks(mask[None], raw.shape[:2])[0]
     img = to_rgb_float(raw)
-    h, w = img.shape[:2]
-    s = min(h, w)
-    top = (h - s) // 2
-    left = int(round(np.clip(spec.crop_x * w - s / 2, 0, w - s)))
-    return img[top : top + s, left : left + s], mask[top : top + s, left : left + s]
+    if spec.square == "letterbox":  # keep the whole photo, pad with mid grey
+        img, mask = _letterbox(img, 0.5), _letterbox(mask, False)
+    return img, mask
+
+
+def _letterbox(arr: np.ndarray, fill) -> np.ndarray:
+    h, w = arr.shape[:2]
+    s = max(h, w)
+    out = np.full((s, s, *arr.shape[2:]), fill, dtype=arr.dtype)
+    top, left = (s - h) // 2, (s - w) // 2
+    out[top : top + h, left : left + w] = arr
+    return out
 
 
 def load_bundled(size: int = 128, names: Sequence[str] | None = None) -> StimulusSet:
