@@ -173,3 +173,14 @@ def test_cli_run_orientation(zoo_env, tmp_path):
     assert (out / "report.html").exists() and "orientation" in r.output.lower()
     r = CliRunner().invoke(app, ["run", "orientation", "--help"])
     assert r.exit_code == 0 and "--no-dynamics" in r.output
+
+
+@pytest.mark.slow
+def test_network_sweep_on_a_dask_cluster_matches_serial(zoo_env, tmp_path):
+    cfg = small_config(dynamics=False, ablation=False, report=False, n_shuffles=10,
+                       networks=["zoo:toy", "zoo:other"])
+    serial = run_orientation(cfg, tmp_path / "serial", progress=False)
+    cfg_dask = cfg.model_copy(update={"scheduler": "local"})
+    dask = run_orientation(cfg_dask, tmp_path / "dask", progress=False)
+    cols = ["model", "layer", "fraction_selective", "osi_mean", "test_accuracy"]
+    pd.testing.assert_frame_equal(serial.tables["networks"][cols], dask.tables["networks"][cols])
