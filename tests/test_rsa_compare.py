@@ -23,7 +23,8 @@ def _with_ties(rng, shape, n_levels=None):
     return v
 
 
-@pytest.mark.parametrize("ours, theirs", PAIRS)
+@pytest.mark.parametrize("ours, theirs", PAIRS + [("whitened_cosine", "cosine_cov"),
+                                                  ("whitened_pearson", "corr_cov")])
 def test_matches_rsatoolbox(rng, ours, theirs):
     a = np.concatenate([_with_ties(rng, (3, 66)), _with_ties(rng, (2, 66), n_levels=3)])
     b = np.concatenate([_with_ties(rng, (2, 66)), _with_ties(rng, (2, 66), n_levels=2)])
@@ -43,6 +44,8 @@ def test_nan_pairs_dropped_like_rsatoolbox(rng):
     for ours, theirs in PAIRS:
         ref = rsatoolbox.rdm.compare(rsatoolbox.rdm.RDMs(a), rsatoolbox.rdm.RDMs(b), theirs)
         np.testing.assert_allclose(compare(a, b, ours), ref, atol=TOL)
+    with pytest.raises(CortexmapError, match="complete RDMs"):
+        compare(a, b, "whitened_cosine")
     b[0, 4] = np.nan
     with pytest.raises(CortexmapError, match="different pairs"):
         compare(a, b)
@@ -100,6 +103,8 @@ def test_mismatched_condition_counts(rng):
 def test_unknown_method(rng):
     with pytest.raises(CortexmapError, match="Unknown comparison method"):
         compare(rng.normal(size=10), rng.normal(size=10), "bures")
+    with pytest.raises(CortexmapError, match="tau-b"):
+        compare(rng.normal(size=10), rng.normal(size=10), "kendall")
 
 
 @pytest.mark.parametrize("ours, theirs", PAIRS[:4])
@@ -122,6 +127,8 @@ def test_noise_ceiling_behaviour(rng):
     assert quiet.lower > noisy.lower and quiet.upper > 0.95
     with pytest.raises(CortexmapError, match="at least 2 subjects"):
         noise_ceiling(truth[None])
+    with pytest.raises(CortexmapError, match="noise_ceiling supports"):
+        noise_ceiling(truth + rng.normal(size=(3, 45)), method="whitened_cosine")
     assert pool_rdms(truth[None] + np.zeros((3, 1)), "spearman").shape == (45,)
 
 

@@ -194,7 +194,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
         method: str = typer.Option(
             "spearman", "--method", "-m",
-            help="pearson | spearman | kendall_tau_a | cosine | rho_a."),
+            help="pearson | spearman | kendall_tau_a | cosine | rho_a | whitened_cosine | "
+                 "whitened_pearson."),
         n_perm: int = typer.Option(
             0, "--n-perm", help="Condition-label permutations for p-values (0: none)."),
         seed: int = typer.Option(0, "--seed", help="Random seed for permutations."),

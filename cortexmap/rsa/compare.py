@@ -18,12 +18,15 @@ import numpy as np
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa.rdm import RDMs
 
-METHODS = ("pearson", "spearman", "kendall_tau_a", "cosine", "rho_a")
+METHODS = ("pearson", "spearman", "kendall_tau_a", "cosine", "rho_a", "whitened_cosine",
+           "whitened_pearson")
 _ALIASES = {
     "corr": "pearson", "correlation": "pearson", "pearson": "pearson",
     "spearman": "spearman", "rho": "spearman",
     "kendall_tau_a": "kendall_tau_a", "tau-a": "kendall_tau_a", "tau_a": "kendall_tau_a",
     "cosine": "cosine", "rho_a": "rho_a", "rho-a": "rho_a",
+    "whitened_cosine": "whitened_cosine", "cosine_cov": "whitened_cosine",
+    "whitened_pearson": "whitened_pearson", "corr_cov": "whitened_pearson",
 }
 
 try:  # scipy's compiled discordant-pair counter (the one scipy.stats.kendalltau and rsatoolbox use)
@@ -358,6 +361,32 @@ def _cosine_matrix(va: np.ndarray, vb: np.ndarray) -> np.ndarray:
     return sim
 
 
+def _whiten(v: np.ndarray) -> np.ndarray:
+    """RDM vectors -> vectorized double-centred second-moment matrices [G_i<j, G_ii].
+
+    G = -1/2 H D H (H the centring matrix) is the pattern second moment implied by a
+    (squared-distance) RDM; comparing G instead of D removes the dependence between the
+    dissimilarities that share a condition under i.i.d. pattern noise (Diedrichsen et al. 2021;
+    rsatoolbox's "cosine_cov" / "corr_cov" without a pattern covariance). (k, n_pairs) ->
+    (k, n_pairs + n).
+    """
+    from scipy import sparse
+
+    from cortexmap.rsa.rdm import n_conditions_from_pairs, triu_indices
+
+    n = n_conditions_from_pairs(v.shape[1])
+    i, j = triu_indices(n)
+    pairs = np.arange(len(i))
+    incidence = sparse.csr_matrix(
+        (np.ones(2 * len(i)), (np.r_[pairs, pairs], np.r_[i, j])), shape=(len(i), n))
+    row_mean = np.asarray((incidence.T @ v.T).T) / n  # (k, n): mean of each RDM row
+    grand = row_mean.mean(axis=1, keepdims=True)
+    # off-diagonal entries appear twice in G: weight sqrt(2) so the dot product is Frobenius
+    off = -0.5 * np.sqrt(2.0) * (v - row_mean[:, i] - row_mean[:, j] + grand)
+    diag = row_mean - 0.5 * grand
+    return np.concatenate([off, diag], axis=1)
+
+
 def compare(
     rdms_a: RDMs | np.ndarray,
     rdms_b: RDMs | np.ndarray,
@@ -371,7 +400,10 @@ def compare(
             (n_pairs,) / (n_sets, n_pairs). NaN entries (missing pairs) are dropped when both
             sides miss the same pairs, as in rsatoolbox.
         method: "pearson" (rsatoolbox "corr"), "spearman", "kendall_tau_a" ("tau-a"),
-            "cosine", or "rho_a" (Spearman without tie correction, rsatoolbox "rho-a").
+            "cosine", "rho_a" (Spearman without tie correction, rsatoolbox "rho-a"), or the
+            whitened "whitened_cosine" / "whitened_pearson" (rsatoolbox "cosine_cov" /
+            "corr_cov": comparison of the implied second-moment matrices, recommended for
+            crossnobis / Euclidean RDMs).
         n_threads: threads for Kendall tau-a counting.
 
     Returns:
@@ -381,6 +413,15 @@ def compare(
     va, vb = _parse_pair(rdms_a, rdms_b)
     if method == "cosine":
         return _cosine_matrix(va, vb)
+    if method in ("whitened_cosine", "whitened_pearson"):
+        if va.shape[1] != as_vectors(rdms_a).shape[1]:
+            raise CortexmapError(
+                f"method={method!r} needs complete RDMs; these have missing (NaN) pairs. Use "
+                "cosine/pearson, or drop the conditions with missing pairs."
+            )
+        if method == "whitened_pearson":
+            va, vb = va - va.mean(1, keepdims=True), vb - vb.mean(1, keepdims=True)
+        return _cosine_matrix(_whiten(va), _whiten(vb))
     if method == "pearson":
         return _cosine_matrix(va - va.mean(1, keepdims=True), vb - vb.mean(1, keepdims=True))
     if method in ("spearman", "rho_a"):

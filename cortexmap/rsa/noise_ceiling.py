@@ -46,7 +46,10 @@ def _transform_for_pooling(vectors: np.ndarray, method: str) -> np.ndarray:
     if method == "cosine":
         rms = np.sqrt((vectors**2).mean(1, keepdims=True))
         return vectors / np.where(rms > 0, rms, 1.0)
-    raise CortexmapError(f"No pooling rule for method {method!r}.")  # pragma: no cover
+    raise CortexmapError(
+        f"noise_ceiling supports pearson, spearman, kendall_tau_a, cosine and rho_a; got "
+        f"{method!r}. Use one of those (e.g. pearson for whitened_pearson)."
+    )
 
 
 def pool_rdms(rdms: RDMs | np.ndarray, method: str = "spearman") -> np.ndarray:
@@ -73,6 +76,7 @@ def noise_ceiling(subject_rdms: RDMs | np.ndarray, method: str = "spearman") -> 
     """
     method = canonical_method(method)
     v = as_vectors(subject_rdms, "subject_rdms")
+    _transform_for_pooling(v[:1, :2], method)  # fail early for methods without a pooling rule
     n = len(v)
     if n < 2:
         raise CortexmapError(
