@@ -120,7 +120,10 @@ def test_eval_mode_no_grad_and_deterministic(net, stim):
     c = ex.extract(stim)
     np.testing.assert_array_equal(a["head.1"], c["head.1"])  # same batches: bit-identical
     np.testing.assert_allclose(a["head.1"], b["head.1"], rtol=1e-5, atol=1e-6)  # any batch size
-    assert not net.training
+    assert net.training  # the caller's train/eval state is restored
+    # dropout was off during extraction: equal to a manual eval-mode forward
+    net.eval()
+    np.testing.assert_allclose(a["head.1"], manual(net, stim)["head.1"], rtol=1e-5, atol=1e-6)
     assert all(p.grad is None for p in net.parameters())
 
 
@@ -353,3 +356,30 @@ def test_alexnet_style_torchvision_layers():
     acts = Extractor(m, ["features.0", "features.3", "classifier.4"], pooling="mean").extract(x)
     assert acts["features.0"].shape == (2, 64) and acts["classifier.4"].shape == (2, 4096)
     assert (acts["features.0"] < 0).any()  # conv before in-place ReLU
+
+
+class _CountingSource:
+    """Lazy image source that records which slices the extractor asks for."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.requests = n, []
+        self.ids = [f"img{i:03d}" for i in range(n)]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, idx: slice) -> np.ndarray:
+        self.requests.append((idx.start, idx.stop))
+        rng = np.random.default_rng(idx.start)
+        return rng.random((idx.stop - idx.start, 16, 16, 3), dtype=np.float32)
+
+
+def test_streaming_reads_one_batch_at_a_time(net, tmp_path):
+    src = _CountingSource(23)
+    store = Extractor(net, ["conv2"], batch_size=5).to_store(
+        src, tmp_path / "st.zarr", progress=False
+    )
+    assert src.requests == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
+    assert store.ids == src.ids and store.array("conv2").nchunks == 5
+    direct = Extractor(net, ["conv2"], batch_size=5).extract(_CountingSource(23))
+    np.testing.assert_array_equal(store.load("conv2"), direct["conv2"])

@@ -77,7 +77,9 @@ class Extractor:
         over the selected positions (C,).
     batch_size : stimuli per forward pass (and per zarr chunk).
     preprocessing : default ``model.cortexmap_preprocessing``.
-    device : default the model's device.
+    device : run on this device (the model is moved there); default the model's device.
+    The model runs in eval mode under ``torch.no_grad``; its train/eval state is restored
+    after each batch.
     early_stop : stop each forward pass once the last requested layer has run.
     """
 
@@ -96,7 +98,7 @@ class Extractor:
             raise CortexmapError(f"Unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}.")
         if int(batch_size) != batch_size or batch_size < 1:
             raise CortexmapError(f"batch_size must be a positive integer; got {batch_size}.")
-        self.model = model.eval()
+        self.model = model
         self.layers = resolve_layers(model, layers)
         self.pooling = pooling
         self.unit_masks = as_unit_masks(unit_masks)
@@ -109,12 +111,12 @@ class Extractor:
         self.preprocessing = (
             preprocessing or getattr(model, "cortexmap_preprocessing", None) or Preprocessing()
         )
-        p = next(iter(model.parameters()), None)
-        self.device = (
-            torch.device(device)
-            if device is not None
-            else (p.device if p is not None else torch.device("cpu"))
-        )
+        if device is not None:  # an explicit device moves the model there
+            self.device = torch.device(device)
+            model.to(self.device)
+        else:
+            p = next(iter(model.parameters()), None)
+            self.device = p.device if p is not None else torch.device("cpu")
         self.early_stop = early_stop
         self._info: dict[str, LayerInfo] | None = None
         self._grids: dict[tuple[str, str], torch.Tensor] = {}
@@ -230,6 +232,8 @@ class Extractor:
             return hook
 
         handles = [modules[n].register_forward_hook(make_hook(n)) for n in self.layers]
+        was_training = self.model.training  # e.g. a network in the middle of training
+        self.model.eval()
         try:
             with torch.no_grad():
                 self.model(x)
@@ -238,6 +242,7 @@ class Extractor:
         finally:
             for h in handles:
                 h.remove()
+            self.model.train(was_training)
         missing = [n for n in self.output_shapes() if n not in captured]
         if missing:
             raise CortexmapError(f"Layers {missing} produced no output for this batch.")
