@@ -464,7 +464,9 @@ def plot_similarity(
     if annotate:
         for i in range(n_a):
             for j in range(n_b):
-                ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7)
+                strong = abs(sim[i, j]) > 0.6 * lim  # white text on saturated cells
+                ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if strong else "black")
     fig.colorbar(im, ax=ax, label=method)
     ax.set_title(f"RDM similarity ({method})", fontsize=10)
     fig.tight_layout()
