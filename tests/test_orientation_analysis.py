@@ -184,3 +184,16 @@ def test_network_sweep_on_a_dask_cluster_matches_serial(zoo_env, tmp_path):
     dask = run_orientation(cfg_dask, tmp_path / "dask", progress=False)
     cols = ["model", "layer", "fraction_selective", "osi_mean", "test_accuracy"]
     pd.testing.assert_frame_equal(serial.tables["networks"][cols], dask.tables["networks"][cols])
+
+
+def test_overwrite_drops_partial_results_of_other_settings(zoo_env, tmp_path):
+    out = tmp_path / "run"
+    cfg = small_config(ablation=False, networks=[], n_shuffles=0, report=False)
+    run_orientation(cfg, out, progress=False)
+    part = out / "partial" / "zoo_toy@ep2.parquet"
+    df = pd.read_parquet(part)
+    df["test_accuracy"] = 0.123
+    df.to_parquet(part, index=False)
+    other = small_config(ablation=False, networks=[], n_shuffles=5, report=False)
+    res = run_orientation(other, out, overwrite=True, progress=False)
+    assert not (res.tables["dynamics"].test_accuracy == 0.123).any()

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,7 +225,6 @@ def _model_row(spec: str, layers: Sequence[str] | None, n_lower: int,
     """Per-layer tuning summary + test accuracy of one model (a dynamics / network sweep item)."""
     from cortexmap.models import load
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     model = load(spec)
     names = list(layers) if layers else spatial_layers(model)[:n_lower]
     tuning = measure_tuning(model, names, progress=False, **_tuning_kwargs(config))
@@ -322,6 +322,8 @@ def run_orientation(
     resuming = stamp.exists() and json.loads(stamp.read_text()).get("fp") == config.fingerprint()
     if not resuming:
         prepare_output_dir(out, overwrite)
+        if partial.dir.exists():  # results of other settings (allowed by overwrite): drop them
+            shutil.rmtree(partial.dir)
         write_json(stamp, {"fp": config.fingerprint()})
     torch.manual_seed(config.seed)
 
