@@ -167,6 +167,41 @@ def test_fast_engine_matches_naive_full_forward(rng):
                                        atol=1e-12)
 
 
+def test_linear_stage_shortcut_matches_rerunning_the_tail(rng):
+    from cortexmap.models.split import layer_output, split_at
+
+    net = random_net()
+    head, tail = split_at(net, "conv1")
+    stage = ls.linear_stage(tail)
+    assert stage is not None and stage.conv is net.conv2[0]
+    acts = layer_output(head, torch.from_numpy(rng.random((10, 3, 16, 16)).astype(np.float32)))
+    z = stage.conv(acts)
+    fill = ls.fill_values(acts, np.repeat([1.0, 0.5], 5), "mean")
+    for masks in (ls.kernel_masks(6), ls.set_masks(6, [[0, 1], [2, 3, 5]])):
+        m = torch.from_numpy(masks)
+        for f in (None, fill):
+            with torch.inference_mode():
+                plain = tail(ls.apply_lesions(acts, m, f))
+                fast = stage.rest(stage.lesioned(z, acts, m, f))
+            torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-4)
+    # a pooling layer after conv1 is not linear in the channel sense used here: no shortcut
+    assert ls.linear_stage(split_at(planted_net(), "conv1")[1]) is None
+
+
+def test_dead_channels_are_noop_lesions(rng):
+    net = random_net()
+    with torch.no_grad():  # kernel 2 of conv1 can never fire
+        net.conv1[0].weight[2] = 0.0
+        net.conv1[0].bias[2] = -1.0
+    imgs = rng.random((6, 16, 16, 3)).astype(np.float32)
+    acts = torch.relu(net.conv1[0](model_input(net, imgs)))
+    noop = ls.noop_lesions(acts, ls.kernel_masks(6), None)
+    assert noop.tolist() == [False, False, True, False, False, False]
+    sweep = ls.lesion_sweep(net, ["conv1"], series(imgs, [1.0, 0.3]), rng.integers(0, 5, 6),
+                            progress=False)
+    np.testing.assert_allclose(sweep.matrix("conv1").loc["2"], 0.0)
+
+
 def test_resume_reuses_finished_layers_and_refuses_stale_ones(tmp_path, monkeypatch):
     imgs, labels = planted_images()
     first = ls.lesion_sweep(planted_net(), ["conv1"], series(imgs), labels,
@@ -204,7 +239,7 @@ def test_dask_client_gives_the_same_table(rng):
     from dask.distributed import Client, LocalCluster
 
     _dask_sweep(rng, lambda: Client(LocalCluster(n_workers=2, threads_per_worker=1,
-                                                 processes=False, dashboard_address=None)))
+                                                 processes=False, dashboard_address=":0")))
 
 
 @pytest.mark.slow

@@ -197,6 +197,8 @@ def lesion_correct(
     max_batch: int = 512,
     stage: LinearStage | None = None,
     z: torch.Tensor | None = None,
+    changed: np.ndarray | None = None,
+    base_correct: np.ndarray | None = None,
 ) -> np.ndarray:
     """Correctness of ``tail`` on lesioned cached activations: (n_lesions, n_obs) bool.
 
@@ -206,42 +208,69 @@ def lesion_correct(
     stacks as many lesions as fill ``max_batch`` rows (several when the test set is small, one
     when it alone fills a batch: on CPUs larger stacks only add memory traffic). With ``stage``
     (see :func:`linear_stage`) and its cached output ``z = stage.conv(acts)``, only
-    ``stage.rest`` runs per lesion.
+    ``stage.rest`` runs per lesion. With ``changed`` (n_lesions, n_obs) from
+    :func:`changed_observations` and the intact network's ``base_correct`` (n_obs,), inputs a
+    lesion leaves unchanged are not run again.
     """
     masks_t = torch.as_tensor(np.asarray(masks), dtype=torch.bool)
     n_les, n_obs = len(masks_t), len(acts)
     if batch_lesions is None:
         batch_lesions = max(1, int(max_batch) // max(n_obs, 1))
     b = max(1, min(int(batch_lesions), n_les))
-    m = max(1, min(n_obs, int(max_batch) // b))
     out = torch.empty((n_les, n_obs), dtype=torch.bool)
     for l0 in range(0, n_les, b):
         mb = masks_t[l0 : l0 + b]
-        for i0 in range(0, n_obs, m):
-            a = acts[i0 : i0 + m]
-            f = None if fill is None else fill[i0 : i0 + m]
-            if stage is not None and z is not None:
-                logits = stage.rest(stage.lesioned(z[i0 : i0 + m], a, mb, f))
+        idx = None
+        if changed is not None and base_correct is not None:
+            need = changed[l0 : l0 + b].any(0)
+            out[l0 : l0 + len(mb)] = torch.from_numpy(np.asarray(base_correct, dtype=bool))
+            if need.mean() < 0.9:  # gathering rows costs more than it saves when few are skipped
+                idx = torch.from_numpy(np.flatnonzero(need))
+        a_all = acts if idx is None else acts[idx]
+        z_all = None if z is None else (z if idx is None else z[idx])
+        f_all = None if fill is None else (fill if idx is None else fill[idx])
+        lab_all = labels if idx is None else labels[idx]
+        cols = torch.arange(n_obs) if idx is None else idx
+        m = max(1, int(max_batch) // len(mb))
+        for i0 in range(0, len(a_all), m):
+            a = a_all[i0 : i0 + m]
+            f = None if f_all is None else f_all[i0 : i0 + m]
+            if stage is not None and z_all is not None:
+                logits = stage.rest(stage.lesioned(z_all[i0 : i0 + m], a, mb, f))
             else:
                 logits = tail(apply_lesions(a, mb, f))
             pred = _logits(logits).argmax(1).view(len(mb), len(a))
-            out[l0 : l0 + len(mb), i0 : i0 + len(a)] = pred.cpu() == labels[i0 : i0 + m]
+            out[l0 : l0 + len(mb), cols[i0 : i0 + m]] = pred.cpu() == lab_all[i0 : i0 + m]
     return out.numpy()
 
 
-def _chunk_task(tail, acts, labels, masks, fill, batch_lesions, max_batch, stage, z):
+def _chunk_task(tail, acts, labels, masks, fill, batch_lesions, max_batch, stage, z, changed,
+                base_correct):
     """Dask task: evaluate one chunk of lesions on a worker (one torch thread per worker)."""
     torch.set_num_threads(1)
-    return lesion_correct(tail, acts, labels, masks, fill, batch_lesions, max_batch, stage, z)
+    return lesion_correct(tail, acts, labels, masks, fill, batch_lesions, max_batch, stage, z,
+                          changed, base_correct)
+
+
+@torch.inference_mode()
+def changed_observations(
+    acts: torch.Tensor, masks: np.ndarray, fill: torch.Tensor | None
+) -> np.ndarray:
+    """(n_lesions, n_obs) bool: does lesion l change the layer output for observation i?
+
+    It does not when every removed channel already equals its replacement on that input (a
+    channel silent for that image under a zero lesion, e.g. a ReLU below threshold at low
+    contrast); such inputs keep the intact network's answer without another forward pass.
+    """
+    flat = acts.reshape(len(acts), acts.shape[1], -1)
+    ref = torch.zeros_like(flat) if fill is None else fill.reshape(flat.shape)
+    differs = (flat != ref).any(dim=2).numpy()  # (n_obs, C)
+    return (np.asarray(masks, dtype=np.int64) @ differs.T.astype(np.int64)) > 0
 
 
 def noop_lesions(acts: torch.Tensor, masks: np.ndarray, fill: torch.Tensor | None) -> np.ndarray:
-    """(n_lesions,) bool: lesions that change nothing (every removed channel already equals its
-    replacement on every observation, e.g. a dead ReLU channel under a zero lesion)."""
-    flat = acts.reshape(len(acts), acts.shape[1], -1)
-    ref = torch.zeros_like(flat) if fill is None else fill.reshape(flat.shape)
-    same = (flat == ref).all(dim=2).all(dim=0).numpy()  # (C,) channel identical to replacement
-    return ~(np.asarray(masks) & ~same[None, :]).any(axis=1)
+    """(n_lesions,) bool: lesions that change nothing on any input (e.g. a dead channel)."""
+    return ~changed_observations(acts, masks, fill).any(axis=1)
 
 
 @torch.inference_mode()
@@ -452,8 +481,9 @@ def lesion_sweep(
             kernel_lists.append([int(k) for k in _check_kernels(s, n_ch)])
             kinds.append("set")
         masks = set_masks(n_ch, kernel_lists)
-        fp = _fingerprint(model, x, lab, con, layer, masks, mode, per_class)
         stem = _layer_file(resume, layer) if resume is not None else None
+        fp = "" if stem is None else _fingerprint(model, x, lab, con, layer, masks, mode,
+                                                  per_class)
         if stem is not None and _resumable(stem, fp):
             tables.append(pd.read_parquet(stem.with_suffix(".parquet")))
             baselines.append(pd.read_parquet(Path(f"{stem}_baseline.parquet")))
@@ -501,13 +531,15 @@ def _evaluate(tail, acts, labels, masks, fill, batch_lesions, max_batch, client,
               layer, base_correct) -> np.ndarray:
     """Run :func:`lesion_correct` in-process (in chunks, with progress) or over Dask workers.
 
-    Lesions that change nothing (:func:`noop_lesions`) take the intact network's correctness.
+    Inputs a lesion does not change (:func:`changed_observations`) keep the intact network's
+    correctness without a forward pass.
     """
     out = np.repeat(base_correct[None, :], len(masks), axis=0)
-    active = np.flatnonzero(~noop_lesions(acts, masks, fill))
+    changed = changed_observations(acts, masks, fill)
+    active = np.flatnonzero(changed.any(axis=1))
     if not len(active):
         return out
-    todo = masks[active]
+    todo, changed = masks[active], changed[active]
     stage = linear_stage(tail)
     z = None
     if stage is not None:
@@ -518,9 +550,10 @@ def _evaluate(tail, acts, labels, masks, fill, batch_lesions, max_batch, client,
     n_les = len(todo)
     if client is None:
         step = max(batch_lesions or 1, 1) * 8
-        chunks = [todo[i : i + step] for i in range(0, n_les, step)]
-        parts = [lesion_correct(tail, acts, labels, c, fill, batch_lesions, max_batch, stage, z)
-                 for c in track(chunks, f"{layer}: lesions", enabled=progress)]
+        starts = list(range(0, n_les, step))
+        parts = [lesion_correct(tail, acts, labels, todo[i : i + step], fill, batch_lesions,
+                                max_batch, stage, z, changed[i : i + step], base_correct)
+                 for i in track(starts, f"{layer}: lesions", enabled=progress)]
     else:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         n_chunks = min(n_les, n_workers * 2)  # two chunks per worker balances uneven speeds
@@ -532,7 +565,8 @@ def _evaluate(tail, acts, labels, masks, fill, batch_lesions, max_batch, client,
         tail_f, acts_f, labels_f, fill_f, stage_f, z_f = shared
         futures = [
             client.submit(_chunk_task, tail_f, acts_f, labels_f, todo[a:b], fill_f,
-                          batch_lesions, max_batch, stage_f, z_f, pure=False)
+                          batch_lesions, max_batch, stage_f, z_f, changed[a:b], base_correct,
+                          pure=False)
             for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a
         ]
         parts = client.gather(futures)
