@@ -27,7 +27,7 @@ Examples:
   cortexmap synthesize zoo:alexnet_sup_s0 --out runs/synth
 
   cortexmap synthesize googlenet --layers inception3a,inception4a,inception4e,inception5b \\
-      --n-images 16 --size 128 --steps 500 --out runs/synth_googlenet
+      --n-images 16 --size 128 --steps 500 --calibrate-bn --out runs/synth_googlenet
 
   cortexmap synthesize my_net.pt --arch resnet18 --layers layer1,layer2,layer3,layer4 \\
       --param pixel --tv 0.05 --out runs/synth_mine --mapping
@@ -109,10 +109,12 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         device: str | None,
         natural: str | None,
         resume: bool | None,
+        calibrate_bn: bool | None,
     ) -> dict:
         return dict(layers=layers, n_images=n_images, image_size=size, input_size=input_size,
                     steps=steps, lr=lr, parameterization=param, jitter=jitter, tv_weight=tv,
-                    seed=seed, device=device, natural=natural, resume=resume)
+                    seed=seed, device=device, natural=natural, resume=resume,
+                    calibrate_batchnorm=calibrate_bn)
 
     @app.command("synthesize", help=SYNTHESIZE_HELP)
     def synthesize_cmd(
@@ -136,6 +138,9 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                                      help="also map layers on the phantom brain"),
         resume: bool = typer.Option(None, "--resume/--no-resume",
                                     help="continue from OUT/checkpoint.pt (default yes)"),
+        calibrate_bn: bool = typer.Option(
+            None, "--calibrate-bn/--no-calibrate-bn",
+            help="recompute BatchNorm statistics on the natural images (random-init nets)"),
         overwrite: bool = typer.Option(False, help="replace results in a non-empty OUT"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
@@ -143,7 +148,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
             {}, model=model, weights=str(weights) if weights else None, arch=arch,
             mapping=mapping,
             **common(layers, n_images, size, input_size, steps, lr, param, jitter, tv,
-                     seed, device, natural, resume),
+                     seed, device, natural, resume, calibrate_bn),
         )
         _run(cfg, out, overwrite, progress)
 
@@ -170,6 +175,9 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         scheduler: str = typer.Option(None, help="dask scheduler address for the searchlight"),
         resume: bool = typer.Option(None, "--resume/--no-resume",
                                     help="continue from OUT/checkpoint.pt (default yes)"),
+        calibrate_bn: bool = typer.Option(
+            None, "--calibrate-bn/--no-calibrate-bn",
+            help="recompute BatchNorm statistics on the natural images (random-init nets)"),
         overwrite: bool = typer.Option(False, help="replace results in a non-empty OUT"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
@@ -177,6 +185,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         cfg = _config(
             base, model=model, mapping=mapping, phantom_snr=snr, scheduler=scheduler,
             **common(layers, n_images, size, input_size, steps, lr, param, jitter, tv,
-                     seed, device, natural, resume),
+                     seed, device, natural, resume, calibrate_bn),
         )
         _run(cfg, out, overwrite, progress)

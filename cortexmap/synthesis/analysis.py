@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -46,7 +47,9 @@ DEFAULT_LAYERS: dict[str, list[str]] = {
     "googlenet": ["inception3a", "inception3b", "inception4a", "inception4c", "inception4e",
                   "inception5b"],
     "zoo:alexnet": ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6"],
-    "zoo:vgg": ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6"],
+    "zoo:vgg": ["block1", "block2", "block3", "fc6"],
+    "zoo:resnet": ["stem", "layer1", "layer2", "layer3"],
+    "zoo:vit": ["block1", "block2", "block3", "block4"],
     "alexnet": ["features.1", "features.4", "features.7", "features.9", "features.11",
                 "classifier.2"],
 }
@@ -80,6 +83,9 @@ class SynthesisConfig(BaseModel):
     checkpoint_every: int = Field(50, ge=0)
     resume: bool = True
     device: str = Field("cpu", description="'cpu', 'cuda', or 'auto'")
+    calibrate_batchnorm: bool = Field(
+        False, description="recompute BatchNorm running statistics on the natural images first "
+        "(for randomly initialized networks, whose default statistics let deep layers vanish)")
     natural: str = Field("bundled", description="'bundled' or a folder of natural images")
     mapping: bool = Field(True, description="phantom-brain mapping of natural/synth/residual")
     phantom_snr: float = Field(2.0, gt=0, description="phantom signal SD / noise SD per voxel")
@@ -173,6 +179,28 @@ def _natural_images(config: SynthesisConfig, size: int) -> tuple[torch.Tensor, l
     return torch.from_numpy(np.ascontiguousarray(st.images)).permute(0, 3, 1, 2), list(st.ids)
 
 
+@torch.no_grad()
+def calibrate_batchnorm(objective: LayerRDMObjective, images: torch.Tensor) -> int:
+    """Set every BatchNorm's running mean/var to its statistics over ``images`` (one batch).
+
+    A randomly initialized torchvision network in eval mode normalizes with mean 0 / var 1,
+    so activations shrink layer after layer until deep layers are numerically constant; with
+    statistics measured on real images every layer stays well scaled. Returns the number of
+    BatchNorm layers recalibrated.
+    """
+    bn_types = torch.nn.modules.batchnorm._BatchNorm
+    bns = [m for m in objective.model.modules() if isinstance(m, bn_types)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: one batch gives exactly its statistics
+    objective.model.train()
+    try:
+        objective.model(objective._prepare(images.to(objective.mean.device)))
+    finally:
+        objective.model.eval()
+    return len(bns)
+
+
 def _png(image: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -242,18 +270,22 @@ def run_synthesis(
                                   input_size=config.input_size).to(device)
     size = config.image_size or native_size(net)
     objective.check_input(size)
+    nat_images, nat_ids = _natural_images(config, size)
+    if config.calibrate_batchnorm:
+        calibrate_batchnorm(objective, nat_images)
 
     param = make_parameterization(config.parameterization, config.n_images, size,
                                   seed=config.seed, decay_power=config.decay_power,
                                   squash=config.squash)
     priors = PriorConfig(jitter=config.jitter, tv_weight=config.tv_weight,
                          range_weight=config.range_weight)
+    t0 = time.perf_counter()
     opt = synthesize(objective, param, steps=config.steps, lr=config.lr, priors=priors,
                      seed=config.seed, checkpoint=ckpt, checkpoint_every=config.checkpoint_every,
                      resume=config.resume, fingerprint=config.fingerprint(), progress=progress)
+    t_synth = time.perf_counter() - t0
 
     synth_ids = [f"synth_{k:02d}" for k in range(config.n_images)]
-    nat_images, nat_ids = _natural_images(config, size)
     rdms = {
         "synthesized": _layer_rdms(objective, opt.images, synth_ids),
         "natural": _layer_rdms(objective, nat_images, nat_ids),
@@ -287,7 +319,8 @@ def run_synthesis(
     result = SynthesisResult(config=config, outdir=out, layers=layers, images=images, rdms=rdms,
                              correlations=corrs, history=opt.history, tables=tables,
                              findings=[], mapping=mapping,
-                             extras={"resumed_from": opt.resumed_from, "image_size": size})
+                             extras={"resumed_from": opt.resumed_from, "image_size": size,
+                                     "synthesis_seconds": t_synth})
     result.findings = _findings(result)
 
     for k in range(config.n_images):
