@@ -135,7 +135,8 @@ class LayerTuning:
     """Orientation tuning of every unit of one layer.
 
     Arrays are indexed by unit (n_units,) except ``curves`` (n_units, n_orientations).
-    ``selective`` = responsive and ``p_value < alpha`` under the shuffled-orientation null.
+    ``selective`` = responsive, ``p_value < alpha`` under the shuffled-orientation null and
+    ``osi >= min_osi``.
     """
 
     layer: str
@@ -149,6 +150,7 @@ class LayerTuning:
     best_sf: np.ndarray
     alpha: float
     unit_mode: str = "center"
+    min_osi: float = 0.0
 
     @property
     def n_units(self) -> int:
@@ -192,9 +194,11 @@ class LayerTuning:
         }
 
     def ranking(self) -> np.ndarray:
-        """Unit indices from most to least orientation-selective (OSI; unresponsive last)."""
+        """Unit indices from most to least orientation-selective: by OSI, ties (rectified units
+        often reach OSI = 1) broken by circular variance (lower = sharper); unresponsive last."""
         key = np.where(np.isfinite(self.osi), self.osi, -1.0)
-        return np.argsort(-key, kind="stable")
+        cv = np.where(np.isfinite(self.circular_variance), self.circular_variance, 2.0)
+        return np.lexsort((cv, -key))
 
 
 def _statistic(curves: np.ndarray, orientations: np.ndarray, statistic: str) -> np.ndarray:
@@ -247,6 +251,7 @@ def tuning_from_responses(
     layer: str = "layer",
     n_shuffles: int = 200,
     alpha: float = 0.05,
+    min_osi: float = 1 / 3,
     seed: int = 0,
     phase_reduce: Literal["max", "mean"] = "mean",
     sf_reduce: Literal["best", "mean"] = "best",
@@ -273,6 +278,8 @@ def tuning_from_responses(
         raise CortexmapError("phase_reduce must be 'max' or 'mean'; sf_reduce 'best' or 'mean'.")
     if not 0 < alpha < 1:
         raise CortexmapError(f"alpha must be in (0, 1); got {alpha}.")
+    if not 0 <= min_osi < 1:
+        raise CortexmapError(f"min_osi must be in [0, 1); got {min_osi}.")
     curves, best = _reduce_to_curves(responses, phase_reduce, sf_reduce)
     o = osi(curves, ori)
     if statistic not in ("vector_strength", "osi"):
@@ -285,11 +292,11 @@ def tuning_from_responses(
         p = np.where(np.isfinite(o), p, 1.0)  # unresponsive units are never selective
     else:
         p = np.full(len(o), np.nan)
-    selective = np.isfinite(o) & (p < alpha)
+    selective = np.isfinite(o) & (p < alpha) & (np.nan_to_num(o) >= min_osi)
     return LayerTuning(
         layer=layer, orientations=ori, curves=curves, preferred=preferred_orientation(curves, ori),
         osi=o, circular_variance=circular_variance(curves, ori), p_value=p, selective=selective,
-        best_sf=best, alpha=alpha, unit_mode=unit_mode,
+        best_sf=best, alpha=alpha, unit_mode=unit_mode, min_osi=min_osi,
     )
 
 
@@ -355,6 +362,7 @@ def measure_tuning(
     size: int | None = None,
     n_shuffles: int = 200,
     alpha: float = 0.05,
+    min_osi: float = 1 / 3,
     phase_reduce: Literal["max", "mean"] = "mean",
     sf_reduce: Literal["best", "mean"] = "best",
     statistic: Literal["vector_strength", "osi"] = "vector_strength",
@@ -401,7 +409,7 @@ def measure_tuning(
         a = np.asarray(acts[name], dtype=np.float64).reshape(len(stim), -1)
         resp = grating_responses(stim, a, ori, sfs, phs)
         result[name] = tuning_from_responses(
-            resp, ori, layer=name, n_shuffles=n_shuffles, alpha=alpha, seed=seed,
+            resp, ori, layer=name, n_shuffles=n_shuffles, alpha=alpha, min_osi=min_osi, seed=seed,
             phase_reduce=phase_reduce, sf_reduce=sf_reduce, statistic=statistic, unit_mode=unit,
         )
     return OrientationTuning(

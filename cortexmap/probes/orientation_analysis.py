@@ -68,7 +68,8 @@ class OrientationConfig(BaseModel):
     Tuning: ``layers`` (default: every spatial top-level layer), ``unit`` ("center" channel at
     the centre of the map, or "mean" over positions), orientations every ``orientation_step``
     deg over 180, ``spatial_freqs`` (cycles/image), ``phases`` (deg), ``n_shuffles`` of the
-    shuffled-orientation null and its ``alpha``.
+    shuffled-orientation null and its ``alpha``, ``min_osi`` (a selective unit also needs
+    OSI >= min_osi, default 1/3 = R_pref >= 2 R_orth).
     Dynamics: ``dynamics`` on/off, ``dynamics_model`` (default ``model``; must be a zoo network
     with epoch checkpoints). Networks: ``networks`` (default: the whole zoo; [] skips),
     ``n_lower`` lower layers per network. Ablation: ``ablation_layer`` (default the second tuned
@@ -89,6 +90,7 @@ class OrientationConfig(BaseModel):
     contrast: float = Field(1.0, gt=0, le=1)
     n_shuffles: int = Field(200, ge=0)
     alpha: float = Field(0.05, gt=0, lt=1)
+    min_osi: float = Field(1 / 3, ge=0, lt=1)
     statistic: Literal["vector_strength", "osi"] = "vector_strength"
     phase_reduce: Literal["mean", "max"] = "mean"
     n_examples: int = Field(8, ge=1)
@@ -214,7 +216,8 @@ def _tuning_kwargs(config: OrientationConfig) -> dict[str, Any]:
     return dict(
         orientations=config.orientations(), spatial_freqs=config.spatial_freqs,
         phases=config.phases, unit=config.unit, contrast=config.contrast,
-        n_shuffles=config.n_shuffles, alpha=config.alpha, statistic=config.statistic,
+        n_shuffles=config.n_shuffles, alpha=config.alpha, min_osi=config.min_osi,
+        statistic=config.statistic,
         phase_reduce=config.phase_reduce, seed=config.seed, batch_size=config.batch_size,
     )
 
@@ -467,28 +470,34 @@ def _findings(res: OrientationResult) -> list[Finding]:
     if "dynamics" in t:
         d = t["dynamics"]
         lo = d[d["layer_rank"] < cfg.n_lower].groupby("epoch").agg(
-            frac=("fraction_selective", "mean"), acc=("test_accuracy", "first"))
-        rho_e, _ = _spearman(lo.index.to_numpy(float), lo["frac"].to_numpy())
-        rho_a, p_a = _spearman(lo["frac"].to_numpy(), lo["acc"].to_numpy())
+            osi=("osi_mean", "mean"), frac=("fraction_selective", "mean"),
+            acc=("test_accuracy", "first"))
+        rho_e, _ = _spearman(lo.index.to_numpy(float), lo["osi"].to_numpy())
+        rho_a, p_a = _spearman(lo["osi"].to_numpy(), lo["acc"].to_numpy())
         first, last = lo.iloc[0], lo.iloc[-1]
         out.append(Finding(
             claim="Orientation selectivity of the lower layers grows during training, together "
                   "with test accuracy.",
-            reproduced=bool(last["frac"] > first["frac"] and rho_a > 0),
-            numbers=f"epochs {lo.index.min()}..{lo.index.max()} ({len(lo)} checkpoints): "
+            reproduced=bool(last["osi"] > first["osi"] and rho_a > 0),
+            numbers=f"{_zoo_base(cfg.dynamics_model or cfg.model)}, epochs "
+                    f"{lo.index.min()}..{lo.index.max()} ({len(lo)} checkpoints), first "
+                    f"{cfg.n_lower} layers: mean OSI {first['osi']:.2f} -> {last['osi']:.2f}, "
                     f"selective fraction {first['frac']:.2f} -> {last['frac']:.2f}, accuracy "
-                    f"{first['acc']:.2f} -> {last['acc']:.2f}; Spearman(epoch, selectivity) "
-                    f"{rho_e:.2f}, Spearman(selectivity, accuracy) {rho_a:.2f} (p {p_a:.3f}).",
+                    f"{first['acc']:.3f} -> {last['acc']:.3f}; Spearman(epoch, OSI) {rho_e:.2f}, "
+                    f"Spearman(OSI, accuracy) {rho_a:.2f} (p {p_a:.3f}).",
             analysis=ANALYSIS,
         ))
     if "network_correlation" in t:
-        c = t["network_correlation"].set_index("measure").loc["fraction_selective"]
+        c = t["network_correlation"].set_index("measure")
+        o, f = c.loc["osi_mean"], c.loc["fraction_selective"]
         out.append(Finding(
             claim="Across networks, lower-layer orientation selectivity correlates positively "
                   "with generalization (test accuracy).",
-            reproduced=bool(c.spearman_rho > 0 and c.spearman_p < 0.05),
-            numbers=f"{int(c.n_networks)} networks: Spearman rho {c.spearman_rho:.2f} "
-                    f"(p {c.spearman_p:.3f}), Pearson r {c.pearson_r:.2f} (p {c.pearson_p:.3f}).",
+            reproduced=bool(o.spearman_rho > 0 and o.spearman_p < 0.05),
+            numbers=f"{int(o.n_networks)} networks, mean OSI of the first {cfg.n_lower} layers "
+                    f"vs test accuracy: Spearman rho {o.spearman_rho:.2f} (p {o.spearman_p:.3f}), "
+                    f"Pearson r {o.pearson_r:.2f} (p {o.pearson_p:.3f}); selective fraction: "
+                    f"Spearman rho {f.spearman_rho:.2f} (p {f.spearman_p:.3f}).",
             analysis=ANALYSIS,
         ))
     if res.ablation is not None:
@@ -559,38 +568,41 @@ def plot_preferred_histograms(tuning: OrientationTuning):
 
 
 def plot_dynamics(dyn: pd.DataFrame):
-    """Fraction of selective units per layer over epochs, with test accuracy (right axis)."""
+    """Mean OSI (left) and fraction of selective units (right) per layer over epochs, with the
+    test accuracy of each checkpoint (dashed, right axes)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for layer, g in dyn.groupby("layer", sort=False):
-        ax.plot(g["epoch"], g["fraction_selective"], "o-", ms=3, label=layer)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("fraction selective")
-    ax.set_ylim(0, 1)
-    ax2 = ax.twinx()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     acc = dyn.groupby("epoch")["test_accuracy"].first()
-    ax2.plot(acc.index, acc.values, "k--", lw=1.5, label="test accuracy")
-    ax2.set_ylabel("test accuracy")
-    ax2.set_ylim(0, 1)
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower right")
+    for ax, col, label in ((axes[0], "osi_mean", "mean OSI"),
+                           (axes[1], "fraction_selective", "fraction selective")):
+        for layer, g in dyn.groupby("layer", sort=False):
+            ax.plot(g["epoch"], g[col], "o-", ms=3, label=layer)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_ylim(0, 1)
+        twin = ax.twinx()
+        twin.plot(acc.index, acc.values, "k--", lw=1.5, label="test accuracy")
+        twin.set_ylim(0, 1)
+        twin.set_ylabel("test accuracy", fontsize=8)
+    h1, l1 = axes[0].get_legend_handles_labels()
+    axes[0].legend(h1 + [plt.Line2D([], [], color="k", ls="--")], l1 + ["test accuracy"],
+                   fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 
 
 def plot_networks(nets: pd.DataFrame):
-    """Lower-layer fraction of selective units vs test accuracy, one point per network."""
+    """Lower-layer mean OSI vs test accuracy, one point per network."""
     import matplotlib.pyplot as plt
 
     low = _lower(nets, int(nets["layer_rank"].max()) + 1)
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    ax.scatter(low["fraction_selective"], low["test_accuracy"], color="C1")
+    ax.scatter(low["osi_mean"], low["test_accuracy"], color="C1")
     for r in low.itertuples():
-        ax.annotate(r.model.removeprefix("zoo:"), (r.fraction_selective, r.test_accuracy),
+        ax.annotate(r.model.removeprefix("zoo:"), (r.osi_mean, r.test_accuracy),
                     fontsize=6, xytext=(3, 2), textcoords="offset points")
-    ax.set_xlabel("lower-layer fraction selective")
+    ax.set_xlabel("lower-layer mean OSI")
     ax.set_ylabel("test accuracy")
     fig.tight_layout()
     return fig
@@ -606,7 +618,8 @@ def _add_to_report(res: OrientationResult, report) -> None:
         f"deg were shown to {cfg.model} (test accuracy {res.extras['test_accuracy']:.3f}). A unit "
         f"is one channel read at the {where}; it is selective when its "
         f"{cfg.statistic.replace('_', ' ')} beats {cfg.n_shuffles} "
-        f"orientation-shuffled controls (p < {cfg.alpha}).",
+        f"orientation-shuffled controls (p < {cfg.alpha}) and its OSI is at least "
+        f"{cfg.min_osi:.2f}.",
     )
     sec.figure(plot_osi_distributions(res.tuning),
                "OSI of responsive units per layer (left) and the fraction of units selective "
@@ -622,15 +635,16 @@ def _add_to_report(res: OrientationResult, report) -> None:
     if "dynamics" in res.tables:
         sub = sec.subsection("Training dynamics")
         sub.figure(plot_dynamics(res.tables["dynamics"]),
-                   "Fraction of orientation-selective units per layer across the epoch "
-                   "checkpoints (solid) and test accuracy of each checkpoint (dashed).")
+                   "Mean OSI (left) and fraction of orientation-selective units (right) per "
+                   "layer across the epoch checkpoints (solid) and the test accuracy of each "
+                   "checkpoint (dashed).")
         sub.table(res.tables["dynamics"][["epoch", "layer", "fraction_selective", "osi_mean",
                                           "test_accuracy"]], "Selectivity over training.")
     if "networks" in res.tables:
         sub = sec.subsection("Across networks")
         sub.figure(plot_networks(res.tables["networks"]),
-                   f"Mean fraction of selective units in each network's first {cfg.n_lower} "
-                   "spatial layers against its test accuracy.")
+                   f"Mean OSI of each network's first {cfg.n_lower} spatial layers against its "
+                   "test accuracy.")
         sub.table(res.tables["network_correlation"],
                   "Correlation of lower-layer selectivity with test accuracy across networks.")
     if res.ablation is not None:
