@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -265,6 +267,10 @@ def test_store_layout_and_attrs(net, stim, tmp_path):
     attrs = store.attrs
     assert attrs["model"] == "TinyNet" and attrs["preprocessing"]["size"] == 16
     assert attrs["pooling"] == "none" and attrs["n_stimuli"] == 11
+    prov = json.loads((tmp_path / "a.zarr" / "provenance.json").read_text())
+    assert (
+        prov["config"]["source_layers"] == ["conv2", "head.1"] and "stimulus_ids" in prov["inputs"]
+    )
     ref = ex.extract(stim)
     reopened = ActivationStore(tmp_path / "a.zarr")
     np.testing.assert_array_equal(reopened.load("conv2"), ref["conv2"])
@@ -383,3 +389,18 @@ def test_streaming_reads_one_batch_at_a_time(net, tmp_path):
     assert store.ids == src.ids and store.array("conv2").nchunks == 5
     direct = Extractor(net, ["conv2"], batch_size=5).extract(_CountingSource(23))
     np.testing.assert_array_equal(store.load("conv2"), direct["conv2"])
+
+
+@pytest.mark.slow
+def test_real_architectures_googlenet_and_vit():
+    """Named layers of bigger torchvision/timm models, incl. ViT token grids (1 + 14x14)."""
+    x = np.random.default_rng(0).random((2, 224, 224, 3), dtype=np.float32)
+    g = load("googlenet")
+    acts = Extractor(g, ["inception3a", "inception4e"], pooling="mean").extract(x)
+    assert acts["inception3a"].shape == (2, 256) and acts["inception4e"].shape == (2, 832)
+    v = load("timm:vit_tiny_patch16_224")
+    out = Extractor(v, ["blocks.5"], pooling="none", unit_masks=center_disk(0.2)).extract(x)
+    assert out["blocks.5@center"].shape == (2, 192 * 4)  # 2x2 central patches of 14x14
+    pooled = Extractor(v, ["blocks.5"], pooling="mean").extract(x)["blocks.5"]
+    full = Extractor(v, ["blocks.5"]).extract(x)["blocks.5"]  # (2, 197, 192)
+    np.testing.assert_allclose(pooled, full[:, 1:].mean(1), rtol=1e-4, atol=1e-5)

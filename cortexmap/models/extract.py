@@ -335,7 +335,7 @@ class Extractor:
                     grid = self._grids[(layer, mask)]
                     array_attrs[k]["unit_positions"] = self.unit_positions(k).tolist()
                     array_attrs[k]["grid"] = list(grid.shape)
-            from cortexmap.utils.provenance import package_versions
+            from cortexmap.utils.provenance import package_versions, write_provenance
 
             store = ActivationStore.create(
                 path,
@@ -350,6 +350,12 @@ class Extractor:
                 },
                 array_attrs=array_attrs,
                 compressor=compressor,
+            )
+            # provenance.json sits beside the zarr metadata (zarr ignores it)
+            write_provenance(
+                path,
+                config=attrs | {"batch_size": self.batch_size, "compressor": compressor},
+                inputs={"stimulus_ids": np.array(ids)},
             )
         # Writes (compression + disk) run in one background thread while the next batch is
         # computed; at most one batch waits, so memory stays bounded by two batches. Writes
