@@ -404,3 +404,24 @@ def test_real_architectures_googlenet_and_vit():
     pooled = Extractor(v, ["blocks.5"], pooling="mean").extract(x)["blocks.5"]
     full = Extractor(v, ["blocks.5"]).extract(x)["blocks.5"]  # (2, 197, 192)
     np.testing.assert_allclose(pooled, full[:, 1:].mean(1), rtol=1e-4, atol=1e-5)
+
+
+def test_resume_with_another_batch_size(net, stim, tmp_path, monkeypatch):
+    path = tmp_path / "b.zarr"
+    orig = ActivationStore.write_batch
+    calls = {"n": 0}
+
+    def flaky(self, start, batch):
+        if calls["n"] == 2:
+            raise _Boom("crash")
+        calls["n"] += 1
+        return orig(self, start, batch)
+
+    monkeypatch.setattr(ActivationStore, "write_batch", flaky)
+    with pytest.raises(_Boom):
+        Extractor(net, ["conv2"], batch_size=3).to_store(stim, path, progress=False)
+    monkeypatch.setattr(ActivationStore, "write_batch", orig)
+    done = Extractor(net, ["conv2"], batch_size=4).to_store(stim, path, progress=False)
+    ref = Extractor(net, ["conv2"], batch_size=4).extract(stim)
+    np.testing.assert_allclose(done.load("conv2"), ref["conv2"], rtol=1e-5, atol=1e-6)
+    assert not np.isnan(done.load("conv2")).any()

@@ -299,7 +299,7 @@ class Extractor:
         """Stream activations into a zarr store at ``path``, one chunk per batch.
 
         An incomplete store made by the same extraction (same model, layers, pooling, masks,
-        preprocessing, stimulus ids, batch size) is resumed from its ``done`` counters; a
+        preprocessing, stimulus ids; any batch size) is resumed from its ``done`` counters; a
         complete one is returned as it is. A different or foreign store at ``path`` is refused
         unless ``overwrite``.
         """
