@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from cortexmap.errors import CortexmapError
@@ -425,3 +427,15 @@ def test_resume_with_another_batch_size(net, stim, tmp_path, monkeypatch):
     ref = Extractor(net, ["conv2"], batch_size=4).extract(stim)
     np.testing.assert_allclose(done.load("conv2"), ref["conv2"], rtol=1e-5, atol=1e-6)
     assert not np.isnan(done.load("conv2")).any()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    h=st.sampled_from([1, 2, 4, 8, 16]),
+    w=st.sampled_from([1, 2, 4, 8, 16]),
+)
+def test_coverage_is_the_block_mean(seed, h, w):
+    m = np.random.default_rng(seed).random((16, 16)) > 0.5
+    blocks = m.reshape(h, 16 // h, w, 16 // w).mean(axis=(1, 3))
+    np.testing.assert_allclose(coverage(m, h, w), blocks, atol=1e-6)
