@@ -94,3 +94,18 @@ def test_missing_or_empty_folder(tmp_path):
         load_folder(tmp_path / "empty")
     with pytest.raises(CortexmapError, match="Cannot read image"):
         read_image(tmp_path / "missing.png")
+
+
+def test_save_folder_roundtrip(tmp_path):
+    from cortexmap.stimuli import load_bundled, save_folder
+
+    s = load_bundled(size=32, names=["coins", "horse", "cell"])
+    out = save_folder(s, tmp_path / "export")
+    back = load_folder(out, categories_csv=out / "categories.csv", masks_dir=out / "masks")
+    assert back.ids == sorted(s.ids) and (out / "provenance.json").exists()
+    order = [s.ids.index(i) for i in back.ids]
+    np.testing.assert_allclose(back.images, s.images[order], atol=0.5 / 255 + 1e-6)
+    np.testing.assert_array_equal(back.masks, s.masks[order])
+    assert back.categories == [s.categories[i] for i in order]
+    with pytest.raises(CortexmapError, match="overwrite"):
+        save_folder(s, out)

@@ -8,7 +8,13 @@ Public API::
 from cortexmap.stimuli.base import StimulusSet, resize_images, resize_masks
 from cortexmap.stimuli.bundled import bundled_names, load_bundled
 from cortexmap.stimuli.contrast import luminance, measure_contrast, set_contrast
-from cortexmap.stimuli.folder import FolderImages, list_images, load_folder, read_image
+from cortexmap.stimuli.folder import (
+    FolderImages,
+    list_images,
+    load_folder,
+    read_image,
+    save_folder,
+)
 from cortexmap.stimuli.gratings import aperture_weights, grating, gratings
 from cortexmap.stimuli.masks import (
     ellipse_mask,
@@ -48,6 +54,7 @@ __all__ = [
     "resize_images",
     "resize_mask",
     "resize_masks",
+    "save_folder",
     "set_contrast",
     "threshold_mask",
 ]

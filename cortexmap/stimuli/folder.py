@@ -175,3 +175,38 @@ class FolderImages:
     def __getitem__(self, idx: slice | int) -> np.ndarray:
         files = self.files[idx] if isinstance(idx, slice) else [self.files[idx]]
         return np.stack([_fit(read_image(f), self.size) for f in files])
+
+
+def save_folder(stimuli: StimulusSet, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a StimulusSet as a folder that :func:`load_folder` reads back.
+
+    Layout: ``<id>.png`` per image (8-bit RGB), ``categories.csv`` (id, category) when the set
+    has categories, ``masks/<id>.png`` when it has masks, ``metadata.csv`` when it has
+    metadata, and ``provenance.json``. Every file is written atomically. Ids containing '/'
+    become sub-folders (read them back with ``recursive=True``).
+    """
+    from PIL import Image
+
+    from cortexmap.utils.io import atomic_path, prepare_output_dir, write_table
+    from cortexmap.utils.provenance import write_provenance
+
+    out = prepare_output_dir(path, overwrite)
+
+    def save_png(arr: np.ndarray, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            Image.fromarray(arr).save(tmp, format="PNG")
+
+    for i, sid in enumerate(stimuli.ids):
+        save_png(np.round(stimuli.images[i] * 255).astype(np.uint8), out / f"{sid}.png")
+        if stimuli.masks is not None:
+            save_png(stimuli.masks[i].astype(np.uint8) * 255, out / "masks" / f"{sid}.png")
+    if stimuli.categories is not None:
+        cats = pd.DataFrame({"id": stimuli.ids, "category": stimuli.categories})
+        with atomic_path(out / "categories.csv") as tmp:
+            cats.to_csv(tmp, index=False)
+    if stimuli.metadata is not None:
+        write_table(stimuli.metadata, out / "metadata")
+        (out / "metadata.parquet").unlink()  # CSV is enough next to the images
+    write_provenance(out, config={"stimuli": stimuli.name, "n": len(stimuli)})
+    return out
