@@ -134,7 +134,7 @@ def test_noise_ceiling_behaviour(rng):
 
 def test_radix_sort_rows_exact_on_hard_rows(rng):
     """Rows long enough for the radix path: heavy tails, ties, values closer than the grid."""
-    from cortexmap.rsa.compare import _sort_rows
+    from cortexmap.rsa.compare import _sort_rows, _sort_rows_radix32
 
     n = 1500
     rows = np.concatenate([
@@ -144,9 +144,10 @@ def test_radix_sort_rows_exact_on_hard_rows(rng):
         np.full((1, n), 3.0), np.r_[[-0.0, 0.0] * (n // 2)][None],  # constant, signed zeros
         rng.normal(size=(4, n)),
     ])
-    order, s = _sort_rows(rows)
-    np.testing.assert_array_equal(s, np.sort(rows, axis=1))
-    np.testing.assert_array_equal(np.take_along_axis(rows, order, axis=1), s)
+    for sorter in (_sort_rows, _sort_rows_radix32):  # 16-bit cells + fixes; 32-bit fallback
+        order, s = sorter(rows)
+        np.testing.assert_array_equal(s, np.sort(rows, axis=1))
+        np.testing.assert_array_equal(np.take_along_axis(rows, order, axis=1), s)
 
 
 def test_long_vectors_match_rsatoolbox(rng):
