@@ -162,3 +162,22 @@ def test_long_vectors_match_rsatoolbox(rng):
         want = rsatoolbox.rdm.compare(rt_a, rt_b, theirs)
         np.testing.assert_allclose(compare(a, refs, ours, n_threads=2), want, atol=TOL)
         np.testing.assert_allclose(compare(refs, a, ours, n_threads=1), want.T, atol=TOL)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from(["normal", "few", "clustered", "spiky"]))
+def test_sort_rows_property(seed, kind):
+    from scipy.stats import rankdata
+
+    from cortexmap.rsa.compare import _sort_rows
+
+    r = np.random.default_rng(seed)
+    n = int(r.integers(512, 3000))
+    v = {"normal": lambda: r.normal(size=(3, n)),
+         "few": lambda: r.integers(0, 5, size=(3, n)).astype(float),
+         "clustered": lambda: 1.0 + r.normal(size=(3, n)) * 10.0 ** -r.integers(5, 14),
+         "spiky": lambda: np.where(r.random((3, n)) < 0.01, 1e9, r.normal(size=(3, n)))}[kind]()
+    order, s = _sort_rows(v)
+    np.testing.assert_array_equal(s, np.sort(v, axis=1))
+    np.testing.assert_array_equal(np.take_along_axis(v, order, axis=1), s)
+    np.testing.assert_array_equal(rank_rows(v), rankdata(v, axis=1))
