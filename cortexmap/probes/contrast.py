@@ -302,12 +302,13 @@ def contrast_decoding(
 
     activations: {layer: (n_obs, n_features)}; contrast: level per observation (n_obs,);
     groups: source-image index per observation (n_obs,). Folds are grouped by image so every test
-    image is unseen in training. Two probes: a logistic-regression classifier of the contrast level
+    image is unseen in training. Two linear probes: shrinkage LDA classifying the contrast level
     (``decoding_accuracy`` against ``chance`` = 1 / n_levels) and ridge regression of log10
     contrast (``log_contrast_r2``, out-of-fold R²).
     Returns one row per layer, in the given layer order.
     """
-    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.linear_model import RidgeCV
     from sklearn.metrics import r2_score
     from sklearn.model_selection import GroupKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -327,7 +328,11 @@ def contrast_decoding(
     rows = []
     for layer, x in activations.items():
         x = np.asarray(x, dtype=np.float64).reshape(len(contrast), -1)
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+        # Closed-form linear probes: shrinkage LDA (Ledoit-Wolf) for the level, ridge (alpha by
+        # leave-one-out inside each training fold) for log contrast; as linear as logistic
+        # regression and ~50x faster on hundreds of features.
+        clf = make_pipeline(StandardScaler(),
+                            LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"))
         reg = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
         with warnings.catch_warnings():  # convergence chatter on tiny folds is not informative
             warnings.simplefilter("ignore")

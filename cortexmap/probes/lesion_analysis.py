@@ -328,7 +328,7 @@ def _lesion_findings(config: LesionConfig, tables: dict[str, pd.DataFrame]) -> l
     p = float(wilcoxon(diff, alternative="greater").pvalue) if (diff != 0).any() else 1.0
     findings = [Finding(
         claim="Removing single kernels hurts low-contrast images more than full-contrast ones.",
-        reproduced=bool(diff.mean() > 0 and p < 0.05),
+        reproduced=bool(diff.mean() > 0 and per_kernel["low"].mean() > 0 and p < 0.05),
         numbers=(f"mean drop at <= {100 * config.low_contrast_max:g}% contrast "
                  f"{per_kernel['low'].mean():.4f} vs at {100 * drops['contrast'].max():g}% "
                  f"{per_kernel['high'].mean():.4f} over {len(per_kernel)} kernels "
