@@ -153,6 +153,8 @@ def test_bad_inputs(zoo_env, tmp_path):
     with pytest.raises(CortexmapError, match="k=64 units .* has 32 units"):
         run_orientation(small_config(dynamics=False, networks=[], ks=[64], n_shuffles=0),
                         tmp_path / "b", progress=False)
+    # both are caught before any output is written
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(CortexmapError, match="no spatial positions"):
         run_orientation(small_config(dynamics=False, networks=[], layers=["fc6"]),
                         tmp_path / "c", progress=False)

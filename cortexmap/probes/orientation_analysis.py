@@ -319,6 +319,21 @@ def run_orientation(
     from cortexmap.models import load, resolve_layers
 
     config = config or OrientationConfig()
+    torch.manual_seed(config.seed)
+    net = load(model if model is not None else config.model)
+    layers = resolve_layers(net, config.layers) if config.layers else spatial_layers(net)
+    if not layers:
+        raise CortexmapError(
+            f"Model {config.model!r} has no top-level layer with a spatial output; give conv "
+            "layers explicitly with layers=[...] (see `cortexmap layers MODEL`)."
+        )
+    # fail fast, before any output is written, on settings the later steps would reject
+    dyn_spec = config.dynamics_model or config.model
+    epochs = checkpoint_epochs(dyn_spec) if config.dynamics else []
+    abl_layer = config.ablation_layer or (layers[1] if len(layers) > 1 else layers[0])
+    if config.ablation:
+        _check_ablation(net, abl_layer, config.ks)
+
     out = Path(outdir)
     partial = _Partial(out, config.fingerprint())
     stamp = partial.dir / "fingerprint.json"
@@ -328,19 +343,6 @@ def run_orientation(
         if partial.dir.exists():  # results of other settings (allowed by overwrite): drop them
             shutil.rmtree(partial.dir)
         write_json(stamp, {"fp": config.fingerprint()})
-    torch.manual_seed(config.seed)
-
-    net = load(model if model is not None else config.model)
-    layers = resolve_layers(net, config.layers) if config.layers else spatial_layers(net)
-    if not layers:
-        raise CortexmapError(
-            f"Model {config.model!r} has no top-level layer with a spatial output; give conv "
-            "layers explicitly with layers=[...] (see `cortexmap layers MODEL`)."
-        )
-    # fail fast on settings the later steps would reject
-    dyn_spec = config.dynamics_model or config.model
-    epochs = checkpoint_epochs(dyn_spec) if config.dynamics else []
-    abl_layer = config.ablation_layer or (layers[1] if len(layers) > 1 else layers[0])
 
     tuning = measure_tuning(net, layers, progress=progress, **_tuning_kwargs(config))
     tables: dict[str, pd.DataFrame] = {
@@ -396,6 +398,18 @@ def run_orientation(
     write_provenance(out, config=config, seed=config.seed,
                      inputs={"test_images": x_test.numpy()[:16]})
     return result
+
+
+def _check_ablation(net: nn.Module, layer: str, ks: Sequence[int]) -> None:
+    """The ablation layer exists and has at least max(ks) units."""
+    from cortexmap.models import input_size_of, probe, resolve_layers
+    from cortexmap.probes.ablation import check_k
+
+    resolve_layers(net, [layer])
+    shape = probe(net, [layer], input_size=input_size_of(net, default=64))[layer].shape
+    n_units = shape[-1] if len(shape) == 2 else shape[0]  # tokens (T, D): D; (C, ...): C
+    for k in ks:
+        check_k(k, n_units, layer)
 
 
 def _curves_table(tuning: OrientationTuning) -> pd.DataFrame:
