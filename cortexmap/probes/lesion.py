@@ -25,6 +25,7 @@ is a boolean mask (n_lesions, C) with True = removed; correctness (n_lesions, n_
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
+from torch import fx, nn
 
 from cortexmap.errors import CortexmapError
 from cortexmap.probes.contrast import (
@@ -164,8 +165,6 @@ def _same_layout(t: torch.Tensor) -> torch.Tensor:
 
 def linear_stage(tail: nn.Module) -> LinearStage | None:
     """:class:`LinearStage` of ``tail`` when its input feeds only a plain Conv2d, else None."""
-    from cortexmap.models.split import split_at
-
     graph = getattr(tail, "graph", None)
     if graph is None:
         return None
@@ -179,11 +178,19 @@ def linear_stage(tail: nn.Module) -> LinearStage | None:
     if (type(conv) is not nn.Conv2d or conv.groups != 1 or conv.padding_mode != "zeros"
             or isinstance(conv.padding, str)):
         return None
-    try:
-        _, rest = split_at(tail, user.target)
-    except CortexmapError:
-        return None
-    return LinearStage(conv, rest)
+    # rest = tail with the convolution node turned into the input (graph surgery on a copy:
+    # cheaper than tracing the tail again)
+    rest = fx.GraphModule(tail, copy.deepcopy(graph))
+    g = rest.graph
+    old_input = next(n for n in g.nodes if n.op == "placeholder")
+    conv_node = next(iter(old_input.users))
+    with g.inserting_before(old_input):
+        preact = g.placeholder("preactivation")
+    conv_node.replace_all_uses_with(preact)
+    g.erase_node(conv_node)
+    g.erase_node(old_input)
+    rest.recompile()
+    return LinearStage(conv, rest.eval())
 
 
 @torch.inference_mode()
@@ -581,7 +588,8 @@ def top_low_contrast_kernels(
     """The ``n_top`` kernels per layer whose removal hurts low-contrast images most.
 
     drops: single-kernel rows of :class:`LesionSweep` (``sweep.drops()``). Low contrast = levels
-    <= ``low_contrast_max``; high contrast = the highest level. Returns per layer and rank:
+    <= ``low_contrast_max``; high contrast = the highest level. Ties break by the mean drop
+    over all levels, then by kernel index. Returns per layer and rank:
     kernel, low_contrast_drop (mean drop over the low levels), high_contrast_drop,
     specificity (= low - high), and the kernel's share of the layer's summed low-contrast drop.
     """
@@ -598,7 +606,12 @@ def top_low_contrast_kernels(
         lowd = d[d["contrast"].isin(low)].groupby("lesion")["drop"].mean()
         highd = d[d["contrast"] == high].set_index("lesion")["drop"]
         total = float(lowd.clip(lower=0).sum())
-        ranked = lowd.sort_values(ascending=False, kind="stable").head(n_top)
+        # ties (common: many kernels change nothing) break by the drop over all contrasts,
+        # then by kernel index
+        order = pd.DataFrame({"low": lowd, "all": d.groupby("lesion")["drop"].mean(),
+                              "k": [int(i) for i in lowd.index]}, index=lowd.index)
+        order = order.sort_values(["low", "all", "k"], ascending=[False, False, True])
+        ranked = order["low"].head(n_top)
         for rank, (lesion, val) in enumerate(ranked.items(), start=1):
             rows.append({
                 "layer": layer, "rank": rank, "kernel": int(lesion),
