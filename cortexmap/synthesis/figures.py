@@ -15,8 +15,9 @@ if TYPE_CHECKING:
     from cortexmap.synthesis.analysis import SynthesisResult
 
 SET_LABELS = {"natural": "natural images", "synthesized": "synthesized images",
-              "residual": "natural, residual RDMs"}
-SET_COLORS = {"natural": "#4c72b0", "synthesized": "#dd8452", "residual": "#55a868"}
+              "residual": "natural, residual RDMs", "partial": "natural, partial corr."}
+SET_COLORS = {"natural": "#4c72b0", "synthesized": "#dd8452", "residual": "#55a868",
+              "partial": "#8172b3"}
 
 
 def image_grid(images: np.ndarray, ncols: int = 8):
