@@ -101,7 +101,8 @@ def run() -> str:
     model, label = _zoo_model()
     layers = default_layers("zoo:alexnet_sup_s0")
     cfg = SynthesisConfig(model="zoo:alexnet_sup_s0", layers=layers, n_images=N_IMAGES,
-                          image_size=SIZE, input_size=64, steps=STEPS, mapping=True)
+                          image_size=SIZE, input_size=64, steps=STEPS, mapping=True,
+                          phantom_subjects=2, map_permutations=5)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         res = run_synthesis(cfg, f"{tmp}/synth", progress=False, model=model)
@@ -139,8 +140,9 @@ def run() -> str:
         f"**{syn:.3f}** vs natural **{nat:.3f}** (ratio {syn / nat:.2f}); residual RDMs "
         f"{orth.loc['residual', 'mean_abs_r']:.3f}.",
         "",
-        "Phantom brain (layer k planted in region k; 3 subjects, SNR 2, 9 mm searchlight, "
-        "family-wise permutation threshold):",
+        f"Phantom brain (layer k planted in region k; {cfg.phantom_subjects} subjects, SNR "
+        f"{cfg.phantom_snr:g}, {cfg.searchlight_radius_mm:g} mm searchlight, family-wise "
+        f"alpha {cfg.map_alpha:g} threshold from {cfg.map_permutations} permutations):",
         "",
         "| image set / method | recovery Dice with truth | overlap Dice between layer maps | "
         "mapped voxels shared by > 1 layer | correct layer->region |",
