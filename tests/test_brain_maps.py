@@ -92,3 +92,21 @@ def test_cli_end_to_end(tmp_path, monkeypatch):
     r = runner.invoke(app, ["roi-rsa", str(ph), "--out", str(tmp_path / "roi2"),
                             "--rdms", str(tmp_path / "bad.npz")])
     assert r.exit_code != 0 and "conditions" in str(r.exception)
+
+
+def test_report_and_figures(mapped, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from cortexmap.brain.figures import glass_brain, slices, winner_figure
+    from cortexmap.report import Report
+
+    ds, res = mapped
+    g = next(iter(res.group.values()))
+    for fig in (glass_brain(g.img("mean"), "mean r"), slices(g.img("t"), threshold=1.0),
+                winner_figure(res.subjects[0].winner_img(), res.subjects[0].model_names)):
+        assert isinstance(fig, plt.Figure)
+        plt.close(fig)
+    report = Report("brain")
+    res.add_to_report(report)
+    html = report.write(tmp_path / "r.html").read_text()
+    assert "Searchlight RSA" in html and html.count("data:image/png;base64") >= 5

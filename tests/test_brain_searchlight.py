@@ -48,6 +48,7 @@ def _rsatoolbox(mask, data, events, models, method, threshold, truncate):
     return centers, np.array([np.asarray(r.evaluations).ravel() for r in res])
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("method", ["spearman", "corr"])
 @pytest.mark.parametrize("truncate", [False, True])
 def test_equals_rsatoolbox(volume, method, truncate):
