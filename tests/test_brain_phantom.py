@@ -102,3 +102,19 @@ def test_bad_inputs(tmp_path, phantom):
         make_phantom({"V1": models[0], "EVC": models[1]}, tmp_path / "c", progress=False)
     with pytest.raises(CortexmapError, match="model RDMs cover 6 conditions"):
         roi_rsa(ds.load(), ds.atlas(), _layers(6))
+
+
+def test_parcel_region(tmp_path):
+    from cortexmap.brain.phantom import mni_mask
+
+    mask = mni_mask(3)
+    vol = np.zeros(mask.shape, bool)
+    vol[20:24, 10:14, 20:23] = True  # a box parcel
+    rng = np.random.default_rng(5)
+    ds = make_phantom({"box": rng.standard_normal((6, 20))}, tmp_path, regions={"box": vol},
+                      n_subjects=1, n_runs=1, compress=False, progress=False)
+    region = ds.truth["regions"][0]
+    assert region["shape"] == "parcel"
+    assert region["n_voxels"] == int((vol & np.asarray(mask.dataobj, bool)).sum())
+    np.testing.assert_array_equal(ds.atlas().region_mask("box"),
+                                  vol & np.asarray(mask.dataobj, bool))

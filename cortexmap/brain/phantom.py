@@ -261,7 +261,7 @@ def make_phantom(
     resolution_mm: int = 3,
     smoothness_mm: float = 6.0,
     radius_mm: float = 8.0,
-    regions: dict[str, list[tuple[float, float, float]]] | None = None,
+    regions: dict[str, Any] | None = None,
     conditions: list[str] | None = None,
     rdm_metric: str = "correlation",
     mask: Any = None,
@@ -276,8 +276,9 @@ def make_phantom(
       (its name is recorded as what was planted), an RDM vector (n_pairs,) or matrix (n, n) in
       ``rdm_metric``, or a (n_conditions, n_units) pattern array. Plain arrays are recorded
       under the region name; pass ``{"V1": rdms.subset(["conv1"])}`` to record layer names.
-    regions: region name -> list of sphere centres in MNI mm (default: bilateral spheres at
-      :data:`REGION_COORDS`, names or :data:`REGION_ALIASES`).
+    regions: region name -> list of sphere centres in MNI mm, or a parcel (bool volume or
+      image on the mask's grid, e.g. ``atlas.region_mask(name)``); default: bilateral spheres
+      at :data:`REGION_COORDS` (names or :data:`REGION_ALIASES`).
     snr: signal SD / noise SD per voxel and run (0 = null phantom). smoothness_mm: FWHM of the
       noise. radius_mm: sphere radius of each region.
     mask: brain mask (path or image in MNI space); default nilearn's MNI152 mask at
@@ -327,10 +328,23 @@ def make_phantom(
         raise CortexmapError(f"{len(conditions)} condition names for {n_cond} conditions.")
 
     # Regions -> label image.
-    centres = {}
+    centres, parcels = {}, {}
     for region in model_rdms:
         if regions and region in regions:
-            centres[region] = [tuple(map(float, c)) for c in regions[region]]
+            spec = regions[region]
+            if hasattr(spec, "shape") or hasattr(spec, "dataobj"):  # a parcel: bool volume
+                vol = np.asarray(getattr(spec, "dataobj", spec)).astype(bool)
+                if vol.shape != mask.shape:
+                    raise CortexmapError(
+                        f"Parcel {region!r} has shape {vol.shape} but the mask grid is "
+                        f"{mask.shape}; give it on the mask's grid."
+                    )
+                parcels[region] = vol & mask
+                ijk = np.argwhere(parcels[region])
+                centres[region] = ([tuple(nib.affines.apply_affine(affine, ijk.mean(0)))]
+                                   if len(ijk) else [])
+            else:
+                centres[region] = [tuple(map(float, c)) for c in spec]
             continue
         key = REGION_ALIASES.get(region, region)
         if key not in REGION_COORDS:
@@ -344,7 +358,9 @@ def make_phantom(
     labels = np.zeros(mask.shape, dtype=np.int16)
     region_info = []
     for idx, region in enumerate(model_rdms, start=1):
-        sph = _sphere_mask(mask, affine, centres[region], radius_mm)
+        sph = parcels.get(region)
+        if sph is None:
+            sph = _sphere_mask(mask, affine, centres[region], radius_mm)
         if (labels[sph] != 0).any():
             other = sorted({int(v) for v in labels[sph] if v})
             raise CortexmapError(
@@ -357,7 +373,9 @@ def make_phantom(
             geoms[region] = geoms[region][:, : max(n_vox - 1, 1)]
         region_info.append({
             "name": region, "label": idx, "planted": planted[region],
-            "centres_mm": centres[region], "radius_mm": radius_mm, "n_voxels": n_vox,
+            "centres_mm": centres[region], "n_voxels": n_vox,
+            "shape": "parcel" if region in parcels else "spheres",
+            "radius_mm": None if region in parcels else radius_mm,
             "embedding_dims": int(geoms[region].shape[1]),
         })
         if n_vox < 4:
