@@ -181,3 +181,16 @@ def test_sort_rows_property(seed, kind):
     np.testing.assert_array_equal(s, np.sort(v, axis=1))
     np.testing.assert_array_equal(np.take_along_axis(v, order, axis=1), s)
     np.testing.assert_array_equal(rank_rows(v), rankdata(v, axis=1))
+
+
+@pytest.mark.parametrize("ours, theirs", [("spearman", "spearman"), ("rho_a", "rho-a")])
+def test_untied_fast_path_matches_rsatoolbox(rng, ours, theirs):
+    a = rng.normal(size=(6, 300))  # no ties: ranks are gathered, not scattered
+    b = np.stack([rng.normal(size=300), np.round(rng.normal(size=300))])
+    ref = rsatoolbox.rdm.compare(rsatoolbox.rdm.RDMs(a), rsatoolbox.rdm.RDMs(b), theirs)
+    np.testing.assert_allclose(compare(a, b, ours), ref, atol=TOL)
+    # a constant RDM gets similarity 0 and leaves the other columns intact (rsatoolbox 0.3.2
+    # scrambles the whole matrix in that case: np.putmask cycles the values)
+    with_const = compare(a, np.insert(b, 1, 0.5, axis=0), ours)
+    np.testing.assert_allclose(with_const[:, [0, 2]], ref, atol=TOL)
+    np.testing.assert_array_equal(with_const[:, 1], 0.0)
