@@ -464,6 +464,10 @@ def searchlight(
     own_client = None
     if device != "cpu" and scheduler is None:
         scheduler = "serial"  # one GPU: no point in several worker processes
+    if device != "cpu" and client is None and scheduler == "serial":
+        import torch
+
+        patterns_t = torch.as_tensor(patterns_t, device=device)  # copied to the device once
     if client is None and scheduler != "serial" and len(starts) > 1:
         from cortexmap.utils.dask import get_client
 
