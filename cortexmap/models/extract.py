@@ -163,7 +163,8 @@ class Extractor:
 
     # --- reduction of one layer output ------------------------------------------------------
     def _reduce(self, layer: str, t: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One layer's output (b, ...) -> {output name: float32 CPU tensor (b, ...)}."""
+        """One layer's output (b, ...) -> {output name: tensor (b, ...)} (may be views of it;
+        the hook copies them at once)."""
         t = t.detach()
         if self.unit_masks:
             g = spatial_view(t)
@@ -182,8 +183,8 @@ class Extractor:
                     sel = sel.amax(-1)
                 else:
                     sel = sel.reshape(len(sel), -1)
-                out[f"{layer}@{mname}"] = sel.to("cpu", torch.float32, copy=True)
-            return {k: v.contiguous() for k, v in out.items()}
+                out[f"{layer}@{mname}"] = sel
+            return out
         if self.pooling == "none" or t.ndim <= 2:
             r = t
         else:
@@ -202,8 +203,7 @@ class Extractor:
                 r = g.amax((2, 3))
             else:
                 r = g[:, :, center_index(g.shape[2]), center_index(g.shape[3])].mean((2, 3))
-        # copy=True: the hooked tensor may be modified in place later in the forward pass
-        return {layer: r.to("cpu", torch.float32, copy=True).contiguous()}
+        return {layer: r}
 
     # --- running ------------------------------------------------------------------------
     def _batch_tensor(self, stimuli: Any, start: int, stop: int) -> torch.Tensor:
@@ -213,19 +213,30 @@ class Extractor:
             x = preprocess(stimuli[start:stop], self.preprocessing)
         return x.to(self.device)
 
-    def run_batch(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Activations for one preprocessed batch x (b, 3, S, S) -> {output name: (b, ...)}."""
+    def run_batch(
+        self, x: torch.Tensor, out: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Activations for one preprocessed batch x (b, 3, S, S) -> {output name: (b, ...)}.
+
+        ``out``: optional float32 CPU buffers (b, ...) per output name to write into (saves a
+        copy when the caller already holds the destination, e.g. a slice of the result).
+        """
         info = self.layer_info
         remaining = {n: info[n].calls for n in self.layers}
         captured: dict[str, torch.Tensor] = {}
         modules = dict(self.model.named_modules())
 
         def make_hook(name: str):
-            def hook(mod, inp, out):
-                t = first_tensor(out)
+            def hook(mod, inp, output):
+                t = first_tensor(output)
                 remaining[name] -= 1
                 if remaining[name] == 0 and t is not None:  # last call of this module
-                    captured.update(self._reduce(name, t))
+                    # Copy now: a later in-place op (e.g. ReLU(inplace=True)) would alter t.
+                    for k, v in self._reduce(name, t).items():
+                        if out is not None:
+                            captured[k] = out[k].copy_(v)
+                        else:
+                            captured[k] = v.to("cpu", torch.float32, copy=True).contiguous()
                     if self.early_stop and not any(v > 0 for v in remaining.values()):
                         raise _StopForward
 
@@ -249,14 +260,30 @@ class Extractor:
         return {k: captured[k] for k in self.output_shapes()}
 
     def batches(
-        self, stimuli: Any, start: int = 0, progress: bool = False, description: str = "extracting"
+        self,
+        stimuli: Any,
+        start: int = 0,
+        progress: bool = False,
+        description: str = "extracting",
+        into: dict[str, np.ndarray] | None = None,
     ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """Yield (start index, {output name: ndarray (b, ...)}) for consecutive batches."""
+        """Yield (start index, {output name: ndarray (b, ...)}) for consecutive batches.
+
+        ``into``: preallocated arrays (n, ...) per output; batches are then views into them.
+        Otherwise every batch gets fresh arrays (safe to hand to another thread).
+        """
         n = _length(stimuli)
+        shapes = self.output_shapes()
         starts = range(start, n, self.batch_size)
         for s in track(starts, description, total=len(starts), enabled=progress):
-            x = self._batch_tensor(stimuli, s, min(n, s + self.batch_size))
-            yield s, {k: v.numpy() for k, v in self.run_batch(x).items()}
+            stop = min(n, s + self.batch_size)
+            x = self._batch_tensor(stimuli, s, stop)
+            if into is None:
+                bufs = {k: np.empty((stop - s, *shape), np.float32) for k, shape in shapes.items()}
+            else:
+                bufs = {k: into[k][s:stop] for k in shapes}
+            self.run_batch(x, out={k: torch.from_numpy(v) for k, v in bufs.items()})
+            yield s, bufs
 
     def extract(self, stimuli: Any, progress: bool = False) -> dict[str, np.ndarray]:
         """All activations in memory: {output name: float32 ndarray (n, ...)}.
@@ -266,9 +293,8 @@ class Extractor:
         """
         n = _length(stimuli)
         out = {k: np.empty((n, *s), np.float32) for k, s in self.output_shapes().items()}
-        for s, batch in self.batches(stimuli, progress=progress):
-            for k, v in batch.items():
-                out[k][s : s + len(v)] = v
+        for _ in self.batches(stimuli, progress=progress, into=out):
+            pass
         return out
 
     def store_attrs(self) -> dict[str, Any]:
