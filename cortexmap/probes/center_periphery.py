@@ -698,8 +698,8 @@ class CenterPeripheryResult:
                   "ceiling) and the crossover interaction with its "
                   f"{100 * (1 - cfg.alpha):.0f}% bootstrap CI.")
         sec.image(pngs["figure_layout"], "Spatial layout: mean background selectivity index per "
-                  "feature-map position and the fraction of channels in each group; the circle "
-                  "marks the central eccentricity radius.")
+                  "feature-map position and the fraction of channels in each group; the dashed "
+                  "line is where the RF eccentricity equals the central radius.")
         sec.table(self.tables["interaction"], "Crossover interaction per layer.")
         sec.table(self.tables["crossover"], "Unit group x region RSA per layer.")
         sec.table(self.tables["groups"], "Unit groups per layer.")
@@ -1092,14 +1092,7 @@ def figure_layout(groups: dict[str, UnitGroups], config: CenterPeripheryConfig |
 
 
 def _draw_radius(ax, rf: ReceptiveFields, radius: float) -> None:
-    """Circle of the central eccentricity radius in feature-map coordinates (via RF centres)."""
-    import matplotlib.patches as mpatches
-
-    h, w = rf.grid
-    cy, cx = rf.image_center
-    ry = radius * min(rf.input_size) / 2 / max(rf.jump[0], 1e-9)
-    rx = radius * min(rf.input_size) / 2 / max(rf.jump[1], 1e-9)
-    # the position whose RF centre is the image centre, in grid coordinates
-    gy = np.interp(cy, rf.centers[:, 0, 0], np.arange(h)) if h > 1 else 0.0
-    gx = np.interp(cx, rf.centers[0, :, 1], np.arange(w)) if w > 1 else 0.0
-    ax.add_patch(mpatches.Ellipse((gx, gy), 2 * rx, 2 * ry, fill=False, ec="w", lw=1, ls="--"))
+    """Dashed contour where the receptive-field eccentricity equals ``radius`` (grid coords)."""
+    ecc = rf.eccentricity()
+    if ecc.min() < radius < ecc.max() and min(ecc.shape) > 1:
+        ax.contour(ecc, levels=[radius], colors="w", linewidths=1, linestyles="--")
