@@ -247,7 +247,7 @@ def test_dask_worker_processes_give_the_same_table(rng):
     """Worker processes: the tail module and cached activations travel by pickling."""
     from cortexmap.utils.dask import get_client
 
-    _dask_sweep(rng, lambda: get_client(n_workers=2))
+    _dask_sweep(rng, lambda: get_client(n_workers=1))
 
 
 # --------------------------------------------------------------------------- appearance
