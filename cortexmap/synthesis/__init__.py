@@ -12,7 +12,8 @@ Example::
 
 Building blocks: :class:`LayerRDMObjective` (layer RDMs + loss), :func:`synthesize` (the loop
 with checkpoints), :class:`FourierImages` / :class:`PixelImages` (parameterizations),
-:mod:`cortexmap.synthesis.priors`.
+:mod:`cortexmap.synthesis.priors`, :func:`compare_mappings` (natural vs synthesized vs residual
+layer maps on the phantom brain).
 """
 
 from cortexmap.synthesis.analysis import (
@@ -22,6 +23,7 @@ from cortexmap.synthesis.analysis import (
     default_layers,
     run_synthesis,
 )
+from cortexmap.synthesis.mapping import MappingResult, compare_mappings, partial_searchlight
 from cortexmap.synthesis.objective import LayerRDMObjective
 from cortexmap.synthesis.optimize import OptimizationResult, synthesize
 from cortexmap.synthesis.parameterization import (
@@ -34,7 +36,7 @@ from cortexmap.synthesis.priors import PriorConfig, jitter, range_penalty, total
 
 __all__ = [
     "DEFAULT_LAYERS", "FourierImages", "ImageParameterization", "LayerRDMObjective",
-    "OptimizationResult", "PixelImages", "PriorConfig", "SynthesisConfig", "SynthesisResult",
-    "default_layers", "jitter", "make_parameterization", "range_penalty", "run_synthesis",
-    "synthesize", "total_variation",
+    "MappingResult", "OptimizationResult", "PixelImages", "PriorConfig", "SynthesisConfig",
+    "SynthesisResult", "compare_mappings", "default_layers", "jitter", "make_parameterization",
+    "partial_searchlight", "range_penalty", "run_synthesis", "synthesize", "total_variation",
 ]
