@@ -192,15 +192,18 @@ def _sort_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return order, _take_rows(v, order)
     v = np.ascontiguousarray(v)
     lo, scale = _grid(v, 2.0**16)
-    order = np.argsort(_cells(v, lo, scale, np.uint16), axis=1, kind="stable")
+    cells = _cells(v, lo, scale, np.uint16)
+    order = np.argsort(cells, axis=1, kind="stable")
     order += (np.arange(k) * n)[:, None]
     s = np.take(v.ravel(), order)
-    # same-cell neighbours (the cells of the sorted values are non-decreasing along each row)
-    cell = _cells(s, lo, scale, np.uint16)
+    # same-cell neighbours (the cells of the sorted values are non-decreasing along each row);
+    # values in different cells are already in order, since the cell map is non-decreasing
+    cell = np.take(cells.ravel(), order)
     same = np.flatnonzero((cell[:, 1:] == cell[:, :-1]).ravel())
     pos = same + same // (n - 1)  # flat index of the left element of each pair in (k, n)
     sf, of = s.ravel(), order.ravel()
     by_parity = [pos[pos % n % 2 == par] for par in (0, 1)]
+    settled = False
     for _ in range(_FIX_ROUNDS):
         swapped = 0
         for p in by_parity:
@@ -209,12 +212,14 @@ def _sort_rows(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 swapped += p.size
                 sf[p], sf[p + 1] = sf[p + 1], sf[p].copy()
                 of[p], of[p + 1] = of[p + 1], of[p].copy()
-        if not swapped:
+        if not swapped:  # a clean round: every cell is in order, hence every row
+            settled = True
             break
     order -= (np.arange(k) * n)[:, None]
-    bad = np.flatnonzero((s[:, 1:] < s[:, :-1]).any(axis=1))  # cells too crowded to fix
-    if bad.size:
-        order[bad], s[bad] = _sort_rows_radix32(v[bad])
+    if not settled:
+        bad = np.flatnonzero((s[:, 1:] < s[:, :-1]).any(axis=1))  # cells too crowded to fix
+        if bad.size:
+            order[bad], s[bad] = _sort_rows_radix32(v[bad])
     return order, s
 
 
