@@ -82,3 +82,18 @@ def test_bad_input(layers):
         residual_rdms(bad)
     with pytest.raises(CortexmapError, match="n\\(n-1\\)/2"):
         residual_rdms(np.zeros((3, 7)))
+
+
+def test_residual_rdms_work_as_searchlight_models(rng, layers):
+    import nibabel as nib
+
+    from cortexmap.brain.searchlight import searchlight
+
+    mask = np.zeros((6, 6, 6), np.uint8)
+    mask[1:5, 1:5, 1:5] = 1
+    img = nib.Nifti1Image(mask, np.diag([3.0, 3.0, 3.0, 1.0]))
+    pats = rng.normal(size=(20, int(mask.sum())))
+    res = searchlight(pats, residual_rdms(layers, rank=True, suffix="|res"), radius_mm=5.0,
+                      mask=img, scheduler="serial", progress=False)
+    assert res.model_names == ["l1|res", "l2|res", "l3|res"]
+    assert np.isfinite(res.maps[:, ~np.isnan(res.maps[0])]).all()
