@@ -578,7 +578,8 @@ def plot_contrast_layers(decoding: pd.DataFrame, rsa: pd.DataFrame):
     x = np.arange(len(decoding))
     axes[0].plot(x, decoding["decoding_accuracy"], "o-", label="contrast level (accuracy)")
     axes[0].plot(x, decoding["chance"], ":", color="grey", label="chance")
-    axes[0].plot(x, decoding["log_contrast_r2"], "s--", label="log contrast (R²)")
+    axes[0].plot(x, decoding["log_contrast_r2"].clip(lower=0), "s--",
+                 label="log contrast (R², < 0 shown as 0)")
     axes[0].set_xticks(x, decoding["layer"], rotation=45)
     axes[0].set_ylabel("cross-validated read-out")
     axes[0].legend(fontsize=7)
