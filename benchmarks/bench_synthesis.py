@@ -78,16 +78,17 @@ def bench_rdm_loss() -> tuple[str, float]:
 
 
 def _zoo_model():
+    """zoo:alexnet_sup_s0, else the untrained zoo AlexNet, else the same architecture built here."""
     from cortexmap.models import load
 
-    try:
-        return load("zoo:alexnet_sup_s0"), "zoo:alexnet_sup_s0"
-    except Exception as exc:  # zoo not trained on this machine: the same architecture, untrained
-        from cortexmap.train.architectures import build
+    for name in ("zoo:alexnet_sup_s0", "zoo:alexnet_untrained_s0"):
+        try:
+            return load(name), name
+        except Exception as exc:  # zoo entry not trained on this machine
+            warnings.warn(f"{name} unavailable ({exc})", stacklevel=2)
+    from cortexmap.train.architectures import build
 
-        warnings.warn(f"zoo:alexnet_sup_s0 unavailable ({exc}); using untrained AlexNetSmall",
-                      stacklevel=2)
-        return load(build("alexnet", seed=0)), "AlexNetSmall (untrained; zoo missing)"
+    return load(build("alexnet", seed=0)), "AlexNetSmall (untrained; zoo missing)"
 
 
 def run() -> str:
