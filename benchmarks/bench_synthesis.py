@@ -101,7 +101,8 @@ def run() -> str:
 
     model, label = _zoo_model()
     layers = default_layers("zoo:alexnet_sup_s0")
-    cfg = SynthesisConfig(model="zoo:alexnet_sup_s0", layers=layers, n_images=N_IMAGES,
+    cfg = SynthesisConfig(model=label if label.startswith("zoo:") else "zoo:alexnet_sup_s0",
+                          layers=layers, n_images=N_IMAGES,
                           image_size=SIZE, input_size=64, steps=STEPS, mapping=True,
                           phantom_subjects=2, map_permutations=5)
     with tempfile.TemporaryDirectory() as tmp:
