@@ -317,6 +317,9 @@ def test_run_lesion_end_to_end_and_resume(tmp_path, monkeypatch):
                  "kernel_appearance", "lesion_per_class"):
         assert (out / f"{stem}.parquet").exists() and (out / f"{stem}.csv").exists()
     assert (out / "heatmap_conv1.png").exists() and (out / "top_kernels_conv1.png").exists()
+    wide = pd.read_csv(out / "lesion_matrix_conv1.csv")
+    assert list(wide.columns) == ["kernel", "drop_100%", "drop_50%", "drop_5%", "drop_1%"]
+    assert wide["drop_1%"].tolist() == [0.5, 0.0, 0.0, 0.5]
     assert (out / "provenance.json").exists()
     assert res.kernel_images["conv1"][2].startswith("first-layer weights")
     assert len(res.findings) == 2

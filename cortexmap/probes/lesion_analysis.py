@@ -185,7 +185,8 @@ def run_lesion(
     """Kernel-lesion sweep over ``config.layers`` at ``config.contrasts``; writes to ``outdir``.
 
     Outputs (each atomically): ``lesion_drops``, ``lesion_baseline``, ``top_kernels``,
-    ``lesion_sets``, ``kernel_appearance`` [, ``lesion_per_class``] as Parquet + CSV,
+    ``lesion_sets``, ``kernel_appearance`` [, ``lesion_per_class``] and one kernels x contrast
+    ``lesion_matrix_<layer>`` per layer as Parquet + CSV,
     ``heatmap_<layer>.png``, ``top_kernels_<layer>.png``, ``report.html``, ``provenance.json``,
     and the per-layer
     partial results under ``sweep/`` that let an interrupted run resume.
@@ -245,7 +246,10 @@ def run_lesion(
     for key, df in tables.items():
         write_table(df, out / stems[key])
     for layer in config.layers:
-        _savefig(ls.plot_drop_heatmap(result.matrix(layer), layer), out / f"heatmap_{layer}.png")
+        matrix = result.matrix(layer)  # kernels x contrast, the paper's table
+        wide = matrix.rename(columns=lambda c: f"drop_{100 * c:g}%").reset_index()
+        write_table(wide.rename(columns={"lesion": "kernel"}), out / f"lesion_matrix_{layer}")
+        _savefig(ls.plot_drop_heatmap(matrix, layer), out / f"heatmap_{layer}.png")
         if layer in kernel_images:
             imgs, titles, what = kernel_images[layer]
             _savefig(ls.plot_images(imgs, titles, f"{layer}: {what}"),
