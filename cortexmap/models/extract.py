@@ -361,7 +361,7 @@ class Extractor:
                     grid = self._grids[(layer, mask)]
                     array_attrs[k]["unit_positions"] = self.unit_positions(k).tolist()
                     array_attrs[k]["grid"] = list(grid.shape)
-            from cortexmap.utils.provenance import package_versions, write_provenance
+            from cortexmap.utils.provenance import write_provenance
 
             store = ActivationStore.create(
                 path,
@@ -371,7 +371,6 @@ class Extractor:
                 attrs
                 | {
                     "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "versions": package_versions(),
                     "stimuli": getattr(stimuli, "name", type(stimuli).__name__),
                 },
                 array_attrs=array_attrs,

@@ -6,8 +6,8 @@ Layout and guarantees
   one batch of stimuli per chunk, so each batch is one chunk write and memory stays bounded
   by one batch.
 - root attrs: ``ids``, ``layers`` (array names), ``source_layers``, ``shapes``, ``model``,
-  ``preprocessing``, ``pooling``, ``unit_masks``, ``batch_size``, ``n_stimuli``, ``versions``
-  and ``complete``.
+  ``preprocessing``, ``pooling``, ``unit_masks``, ``batch_size``, ``n_stimuli`` and
+  ``complete`` (versions and the full config are in ``provenance.json`` beside them).
 - array attrs: ``done`` = number of stimuli already written, updated after every batch (zarr
   writes metadata atomically), so an interrupted run resumes at ``min(done)``.
 - ``complete`` becomes True only after the last batch of every array; :class:`ActivationStore`
