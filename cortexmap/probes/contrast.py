@@ -469,8 +469,9 @@ def with_input_normalization(
 
     calibration_images: full-contrast images (n, H, W, 3) that set the stage's gain.
     """
-    norm = DivisiveNormalization(pool_size, sigma, centered=True)
-    norm.calibrate(model_input(model, calibration_images))
+    device = next(model.parameters()).device
+    norm = DivisiveNormalization(pool_size, sigma, centered=True).to(device)
+    norm.calibrate(model_input(model, calibration_images).to(device))
     return _copy_attrs(model, _Chain(nn.Identity(), norm, model))
 
 
@@ -486,8 +487,9 @@ def with_layer_normalization(
     from cortexmap.models.split import layer_output, split_at
 
     head, tail = split_at(model, layer)
-    norm = DivisiveNormalization(pool_size, sigma, centered=False)
+    device = next(model.parameters()).device
+    norm = DivisiveNormalization(pool_size, sigma, centered=False).to(device)
     with torch.inference_mode():
-        acts = layer_output(head, model_input(model, calibration_images))
+        acts = layer_output(head, model_input(model, calibration_images).to(device))
     norm.calibrate(acts)
     return _copy_attrs(model, _Chain(head, norm, tail))

@@ -219,7 +219,7 @@ def lesion_correct(
     :func:`changed_observations` and the intact network's ``base_correct`` (n_obs,), inputs a
     lesion leaves unchanged are not run again.
     """
-    masks_t = torch.as_tensor(np.asarray(masks), dtype=torch.bool)
+    masks_t = torch.as_tensor(np.asarray(masks), dtype=torch.bool).to(acts.device)
     n_les, n_obs = len(masks_t), len(acts)
     if batch_lesions is None:
         batch_lesions = max(1, int(max_batch) // max(n_obs, 1))
@@ -271,7 +271,7 @@ def changed_observations(
     """
     flat = acts.reshape(len(acts), acts.shape[1], -1)
     ref = torch.zeros_like(flat) if fill is None else fill.reshape(flat.shape)
-    differs = (flat != ref).any(dim=2).numpy()  # (n_obs, C)
+    differs = (flat != ref).any(dim=2).cpu().numpy()  # (n_obs, C)
     return (np.asarray(masks, dtype=np.int64) @ differs.T.astype(np.int64)) > 0
 
 
@@ -294,7 +294,7 @@ def fill_values(acts: torch.Tensor, contrast: np.ndarray, mode: str) -> torch.Te
     contrast = np.asarray(contrast)
     fill = torch.empty_like(acts)
     for c in np.unique(contrast):
-        sel = torch.from_numpy(contrast == c)
+        sel = torch.from_numpy(contrast == c).to(acts.device)
         fill[sel] = acts[sel].mean(0, keepdim=True)
     return fill
 
@@ -321,12 +321,12 @@ def naive_lesion_correct(
     try:
         rows = []
         for mask in np.asarray(masks):
-            current["mask"] = torch.from_numpy(mask)
+            current["mask"] = torch.from_numpy(mask).to(x.device)
             pred = torch.cat([
                 _logits(model(x[i : i + batch_size])).argmax(1)
                 for i in range(0, len(x), batch_size)
             ])
-            rows.append((pred == labels).numpy())
+            rows.append((pred.cpu() == labels.cpu()).numpy())
     finally:
         handle.remove()
     return np.stack(rows)
@@ -371,7 +371,7 @@ def _fingerprint(model: nn.Module, x: torch.Tensor, labels: np.ndarray, contrast
     h = hashlib.sha256()
     for t in model.state_dict().values():
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    for arr in (x.numpy(), labels, contrast, masks):
+    for arr in (x.cpu().numpy(), labels, contrast, masks):
         h.update(np.ascontiguousarray(arr).tobytes())
     h.update(json.dumps([layer, mode, per_class]).encode())
     return h.hexdigest()[:24]
@@ -461,7 +461,8 @@ def lesion_sweep(
         raise CortexmapError("No layers to lesion; name at least one, e.g. layers=['conv1'].")
     check_contrasts(list(images_by_contrast))
     images, lab, con, _ = stack_contrasts(images_by_contrast, labels)
-    x = model_input(model, images)
+    device = next(model.parameters()).device
+    x = model_input(model, images).to(device)
     lab_t = torch.as_tensor(lab, dtype=torch.long)
     model.eval()
     resume = Path(resume_dir) if resume_dir is not None else None
@@ -499,7 +500,7 @@ def lesion_sweep(
         fill = fill_values(acts, con, mode)
         with torch.inference_mode():  # clone: a tail starting in-place must not edit the cache
             base_correct = (
-                torch.cat([_logits(tail(acts[i : i + max_batch].clone())).argmax(1)
+                torch.cat([_logits(tail(acts[i : i + max_batch].clone())).argmax(1).cpu()
                            for i in range(0, len(acts), max_batch)]) == lab_t
             ).numpy()
         correct = _evaluate(tail, acts, lab_t, masks, fill, batch_lesions, max_batch, client,
