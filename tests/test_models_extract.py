@@ -439,3 +439,24 @@ def test_coverage_is_the_block_mean(seed, h, w):
     m = np.random.default_rng(seed).random((16, 16)) > 0.5
     blocks = m.reshape(h, 16 // h, w, 16 // w).mean(axis=(1, 3))
     np.testing.assert_allclose(coverage(m, h, w), blocks, atol=1e-6)
+
+
+def test_unit_mask_grids_edge_cases():
+    assert center_disk(0.1).grid(1, 1).tolist() == [[True]]  # 1x1 map: the only position
+    assert center_disk(0.1).grid(2, 2).all()  # no centre inside: the 4 nearest positions
+    ring = periphery_ring(0.5, 0.8).grid(8, 8)
+    assert not ring[0, 0] and not ring[0, 3] and ring[1, 3] and not ring[3, 3]  # 0.5..0.8
+    with pytest.raises(CortexmapError, match="selects no position"):
+        periphery_ring(1.3).grid(2, 2)
+    with pytest.raises(CortexmapError, match="outer_frac"):
+        periphery_ring(0.5, 0.4)
+    with pytest.raises(CortexmapError, match="radius_frac"):
+        center_disk(0)
+
+
+def test_reader_is_read_only(net, stim, tmp_path):
+    Extractor(net, ["conv2"], pooling="mean").to_store(stim, tmp_path / "ro.zarr", progress=False)
+    store = ActivationStore(tmp_path / "ro.zarr")
+    with pytest.raises(Exception):  # noqa: B017 - zarr's own read-only error type
+        store.array("conv2")[0] = 0
+    np.testing.assert_array_equal(store.load("conv2").shape, (11, 6))

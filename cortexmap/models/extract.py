@@ -341,7 +341,7 @@ class Extractor:
         start = 0
         store: ActivationStore | None = None
         if path.exists() and not overwrite:
-            store = ActivationStore(path, allow_incomplete=True)
+            store = ActivationStore(path, allow_incomplete=True, mode="r+")
             self._check_same(store, attrs, ids, shapes)
             if store.complete:
                 return store

@@ -34,19 +34,23 @@ STORE_FORMAT = "cortexmap.activations/1"
 class ActivationStore:
     """Read access to an activation store written by :meth:`Extractor.to_store`.
 
+    ``mode="r"`` (default) opens read-only; the Extractor opens with "r+" to write.
     Attributes: ``layers`` (array names), ``ids`` (stimulus ids), ``attrs`` (root attributes),
     ``complete``. ``array(layer)`` returns the zarr array, ``load(layer)`` a numpy array
     (n_stimuli, *unit_shape).
     """
 
-    def __init__(self, path: str | os.PathLike, allow_incomplete: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike, allow_incomplete: bool = False, mode: str = "r"
+    ) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise CortexmapError(
                 f"Activation store {self.path} does not exist; run extraction first."
             )
         try:
-            self._group = zarr.open_group(str(self.path), mode="r+")
+            # readers open read-only (shared / read-only stores work); writers pass "r+"
+            self._group = zarr.open_group(str(self.path), mode=mode)
         except Exception as exc:
             raise CortexmapError(
                 f"{self.path} is not a readable zarr store ({exc}); choose another path or "
@@ -105,7 +109,7 @@ class ActivationStore:
                     compressors=comp,
                     attributes={"done": 0, **(array_attrs or {}).get(name, {})},
                 )
-        return cls(p, allow_incomplete=True)
+        return cls(p, allow_incomplete=True, mode="r+")
 
     # --- reading ------------------------------------------------------------------------
     @property
