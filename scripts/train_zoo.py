@@ -18,9 +18,17 @@ def main() -> None:
     parser.add_argument("--workdir", default="runs/zoo_train")
     parser.add_argument("--zoo-dir", default=None, help="default: cortexmap/data/zoo")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--cards-only", action="store_true",
+                        help="only re-render the Markdown cards and index.json from the records")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    from cortexmap.train.recipes import build_zoo
+    from cortexmap.train.recipes import build_zoo, default_zoo_dir, refresh_cards, write_index
+
+    if args.cards_only:
+        zoo = args.zoo_dir or default_zoo_dir()
+        refresh_cards(zoo)
+        write_index(zoo)
+        return
 
     build_zoo(args.names or None, args.workdir, args.zoo_dir, progress=not args.no_progress)
 

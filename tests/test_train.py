@@ -203,3 +203,17 @@ def test_cli_train(tmp_path):
     assert (out / "checkpoints/ep1.pt").is_file() and "val accuracy" in res.output
     bad = CliRunner().invoke(app, args[:-1] + ["--checkpoint-epochs", "x,y"])
     assert isinstance(bad.exception, CortexmapError)
+
+
+def test_stop_after_then_resume(tmp_path):
+    cfg = TrainConfig(arch="alexnet", epochs=2, **TINY)
+    early = train(cfg, tmp_path, progress=False, stop_after=1)
+    assert early.history["epoch"].tolist() == [1]
+    assert load_checkpoint(tmp_path / "final.pt")["epoch"] == 1
+    with pytest.raises(CortexmapError, match="stop_after must be"):
+        train(cfg, tmp_path, progress=False, stop_after=-1)
+    seen = []
+    train(cfg, tmp_path, progress=False, callback=lambda e, r: seen.append(e))
+    assert seen == [2]
+    with pytest.raises(CortexmapError, match="past stop_after"):
+        train(cfg, tmp_path, progress=False, stop_after=1)

@@ -139,10 +139,11 @@ class TransformerBlock(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """Convolutional stem (two stride-2 convs) then 4x4 patches -> tokens (n, 16, dim) + position.
+    """Convolutional stem (three stride-2 convs) then 2x2 patches -> tokens (n, 16, dim) + position.
 
     A convolutional stem instead of one large linear patch projection makes small ViTs train
-    much faster on small data (Xiao et al., 2021, "Early convolutions help transformers see").
+    much faster on small data (Xiao et al., 2021, "Early convolutions help transformers see";
+    the "hybrid" ViT of Dosovitskiy et al., 2021).
     """
 
     def __init__(self, dim: int) -> None:
@@ -150,8 +151,9 @@ class PatchEmbed(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(3, 24, 3, 2, 1), nn.BatchNorm2d(24), nn.ReLU(inplace=True),
             nn.Conv2d(24, 48, 3, 2, 1), nn.BatchNorm2d(48), nn.ReLU(inplace=True),
+            nn.Conv2d(48, 96, 3, 2, 1), nn.BatchNorm2d(96), nn.ReLU(inplace=True),
         )
-        self.proj = nn.Conv2d(48, dim, 4, 4)
+        self.proj = nn.Conv2d(96, dim, 2, 2)
         self.pos = nn.Parameter(torch.zeros(1, 16, dim))
         nn.init.trunc_normal_(self.pos, std=0.02)
 

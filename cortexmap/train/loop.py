@@ -213,12 +213,15 @@ def train(
     progress: bool = True,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     name: str | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Train ``config.arch`` with ``config.objective``; return the trained model and history.
 
     ``resume``: continue from ``outdir/last.pt`` if it exists and was written with the same
     config (``epochs`` may grow); otherwise start afresh. ``callback(epoch, row)`` runs after each
-    finished epoch (and after its checkpoint is saved). Self-supervised and untrained networks
+    finished epoch (and after its checkpoint is saved). ``stop_after=E`` ends training after
+    epoch E of the planned ``config.epochs`` (the learning-rate schedule stays the planned one,
+    so a later call without it resumes exactly). Self-supervised and untrained networks
     get a linear probe (``classifier`` fitted on frozen penultimate features of
     ``probe_images`` training images) so accuracy is defined for every network.
     """
@@ -292,11 +295,19 @@ def train(
             history.append(row)
             _save(out / "checkpoints" / "ep0.pt", state(0, full=False))
 
+    if stop_after is not None and stop_after < 0:
+        raise CortexmapError(f"stop_after must be >= 0, got {stop_after}.")
+    last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
+    if start_epoch - 1 > last_epoch:
+        raise CortexmapError(
+            f"{last} is already at epoch {start_epoch - 1}, past stop_after={stop_after}; use "
+            "another output folder or resume=False to train afresh."
+        )
     bar = make_progress() if progress else None
     if bar is not None:
         bar.start()
     try:
-        for epoch in range(start_epoch, config.epochs + 1):
+        for epoch in range(start_epoch, last_epoch + 1):
             torch.manual_seed(config.seed * 100_003 + epoch)
             t0 = time.perf_counter()
             x, y = epoch_data(config, epoch)
@@ -356,12 +367,12 @@ def train(
         fit_linear_probe(model, normalize(imgs), torch.from_numpy(labels), len(CLASSES),
                          seed=config.seed)
         elapsed += time.perf_counter() - t0
-        history.append({"epoch": config.epochs, "train_loss": float("nan"),
+        history.append({"epoch": last_epoch, "train_loss": float("nan"),
                         "train_acc": float("nan"), "val_acc": evaluate(model, x_val, y_val),
                         "lr": 0.0, "seconds": elapsed,
-                        "images_seen": config.epochs * config.images_per_epoch,
+                        "images_seen": last_epoch * config.images_per_epoch,
                         "probe": 1.0})
-    final = state(config.epochs, full=False)
+    final = state(last_epoch, full=False)
     final["linear_probe"] = config.objective != "supervised"
     _save(out / "final.pt", final)
     hist = pd.DataFrame(history)
