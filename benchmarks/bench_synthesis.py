@@ -78,10 +78,10 @@ def bench_rdm_loss() -> tuple[str, float]:
 
 
 def _zoo_model():
-    """zoo:alexnet_sup_s0, else the untrained zoo AlexNet, else the same architecture built here."""
+    """zoo:alexnet_sup_s0, else another zoo AlexNet, else the same architecture built here."""
     from cortexmap.models import load
 
-    for name in ("zoo:alexnet_sup_s0", "zoo:alexnet_untrained_s0"):
+    for name in ("zoo:alexnet_sup_s0", "zoo:alexnet_sup_s1", "zoo:alexnet_untrained_s0"):
         try:
             return load(name), name
         except Exception as exc:  # zoo entry not trained on this machine

@@ -181,6 +181,9 @@ class MappingResult:
         sub.table(self.tables["mapping_assignment"],
                   "Layer -> region assignment (region holding most of each layer's map).")
         for which in SETS:
+            if not self.masks[which].any():
+                sub.text(f"**{which}**: no voxel passed the threshold for any layer.")
+                continue
             sub.brain(self.overlap_img(which),
                       f"{which}: number of layer maps covering each voxel (overlap).",
                       threshold=0.5, title=which)
