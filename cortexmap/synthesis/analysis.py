@@ -287,8 +287,8 @@ def run_synthesis(
 
     synth_ids = [f"synth_{k:02d}" for k in range(config.n_images)]
     rdms = {
-        "synthesized": _layer_rdms(objective, opt.images, synth_ids),
         "natural": _layer_rdms(objective, nat_images, nat_ids),
+        "synthesized": _layer_rdms(objective, opt.images, synth_ids),
     }
     # ranks: the residuals are compared by Spearman correlation downstream (searchlight)
     rdms["residual"] = residual_rdms(rdms["natural"], rank=True)

@@ -37,14 +37,16 @@ def image_grid(images: np.ndarray, ncols: int = 8):
 
 def correlation_matrices(corrs: dict[str, np.ndarray], layers: list[str]):
     """Layer x layer RDM correlation, one panel per image set, shared colour scale [-1, 1]."""
-    fig, axes = plt.subplots(1, len(corrs), figsize=(4.2 * len(corrs), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(corrs), figsize=(4.2 * len(corrs) + 1.0, 3.8),
+                             squeeze=False)
     im = None
-    for ax, (name, c) in zip(axes[0], corrs.items(), strict=True):
+    for k, (ax, (name, c)) in enumerate(zip(axes[0], corrs.items(), strict=True)):
         im = ax.imshow(c, vmin=-1, vmax=1, cmap="RdBu_r")
         off = np.abs(c[np.triu_indices(len(c), 1)]).mean()
         ax.set_title(f"{SET_LABELS.get(name, name)}\nmean |r| = {off:.2f}", fontsize=9)
         ax.set_xticks(range(len(layers)), layers, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(layers)), layers, fontsize=7)
+        # layer names on the first panel only: long names would run into the next panel
+        ax.set_yticks(range(len(layers)), layers if k == 0 else [], fontsize=7)
         for i in range(len(c)):
             for j in range(len(c)):
                 ax.text(j, i, f"{c[i, j]:.2f}", ha="center", va="center", fontsize=6)
