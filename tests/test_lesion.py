@@ -94,7 +94,9 @@ def test_planted_single_kernel_drops():
     ])
     np.testing.assert_allclose(m.to_numpy(), expected)
     assert (sweep.baseline["accuracy"] == 1.0).all()
-    top = ls.top_low_contrast_kernels(sweep.drops(), n_top=2, low_contrast_max=0.1)
+    low = ls.low_contrast_levels(sweep.baseline, chance=0.5, low_contrast_max=0.1)
+    assert low == [0.01, 0.05]
+    top = ls.top_low_contrast_kernels(sweep.drops(), n_top=2, low_levels=low)
     assert sorted(top["kernel"]) == [0, 3]
     np.testing.assert_allclose(top["specificity"], 0.5)
     np.testing.assert_allclose(top["share_of_low_contrast_drop"], 0.5)
@@ -126,6 +128,19 @@ def test_per_class_accuracy():
     low = pc[pc["contrast"] == 0.01].set_index("class")["drop"]
     assert low["left"] == 1.0 and low["right"] == 0.0  # all of the loss is in class 1
     assert len(sweep.drops()) == len(CONTRASTS)
+
+
+def test_auto_low_contrast_levels_follow_the_psychometric_curve():
+    base = pd.DataFrame({"contrast": [1.0, 0.5, 0.3, 0.1, 0.01],
+                         "accuracy": [0.9, 0.85, 0.5, 0.12, 0.1]})
+    # chance 0.1, gain 0.8: 50 % (94 %) is saturated, 10 % and 1 % are at chance
+    assert ls.low_contrast_levels(base, chance=0.1) == [0.3]
+    base["accuracy"] = [0.9, 0.88, 0.86, 0.1, 0.1]  # a step: lowest level above chance
+    assert ls.low_contrast_levels(base, chance=0.1) == [0.3]
+    base["accuracy"] = 0.1  # nothing learnt: fall back to <= 10 %
+    assert ls.low_contrast_levels(base, chance=0.1) == [0.01, 0.1]
+    with pytest.raises(CortexmapError, match="low_contrast_max"):
+        ls.low_contrast_levels(base, chance=0.1, low_contrast_max=0.001)
 
 
 # --------------------------------------------------------------------------- engine pieces

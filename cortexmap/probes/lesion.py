@@ -583,23 +583,63 @@ def _evaluate(tail, acts, labels, masks, fill, batch_lesions, max_batch, client,
 
 
 # --------------------------------------------------------------------------- which kernels matter
+def low_contrast_levels(
+    baseline: pd.DataFrame, chance: float, low_contrast_max: float | None = None
+) -> list[float]:
+    """The contrast levels that count as "low" when ranking kernels.
+
+    baseline: the intact network's accuracy per contrast (columns contrast, accuracy; rows with a
+    ``class`` other than "all" are ignored). With ``low_contrast_max`` the low levels are all
+    levels <= it. Otherwise (auto) they follow the network's own psychometric curve: the levels
+    below full contrast where the intact accuracy is in the curve's dynamic range, between
+    chance + 20 % and chance + 90 % of the full-contrast gain (a lesion cannot push accuracy
+    below chance, so levels already at chance carry no information). If none qualifies, the
+    lowest level still >= chance + 20 % is used, and failing that the levels <= 10 %.
+    """
+    b = baseline
+    if "class" in b:
+        b = b[b["class"] == "all"]
+    acc = b.groupby("contrast")["accuracy"].mean().sort_index()
+    levels = list(acc.index)
+    if low_contrast_max is not None:
+        low = [float(c) for c in levels if c <= low_contrast_max + 1e-12]
+        if not low:
+            raise CortexmapError(
+                f"No contrast level is <= low_contrast_max={low_contrast_max}; add lower levels "
+                f"or raise it (levels: {levels})."
+            )
+        return low
+    top_c = max(levels)
+    gain = float(acc[top_c]) - chance
+    below = acc[acc.index < top_c]
+    frac = (below - chance) / gain if gain > 0 else below * 0
+    band = [float(c) for c in below.index if 0.2 <= frac[c] <= 0.9]
+    if band:
+        return band
+    above = [float(c) for c in below.index if frac[c] >= 0.2]
+    if above:
+        return [min(above)]
+    return [float(c) for c in levels if c <= 0.1 + 1e-12] or [float(min(levels))]
+
+
 def top_low_contrast_kernels(
-    drops: pd.DataFrame, n_top: int = 5, low_contrast_max: float = 0.1
+    drops: pd.DataFrame, n_top: int = 5, low_levels: Sequence[float] = (0.1, 0.05, 0.03, 0.01)
 ) -> pd.DataFrame:
     """The ``n_top`` kernels per layer whose removal hurts low-contrast images most.
 
-    drops: single-kernel rows of :class:`LesionSweep` (``sweep.drops()``). Low contrast = levels
-    <= ``low_contrast_max``; high contrast = the highest level. Ties break by the mean drop
-    over all levels, then by kernel index. Returns per layer and rank:
-    kernel, low_contrast_drop (mean drop over the low levels), high_contrast_drop,
-    specificity (= low - high), and the kernel's share of the layer's summed low-contrast drop.
+    drops: single-kernel rows of :class:`LesionSweep` (``sweep.drops()``). low_levels: the
+    contrast levels that count as low (see :func:`low_contrast_levels`); high contrast = the
+    highest level. Ties break by the mean drop over all levels, then by kernel index. Returns
+    per layer and rank: kernel, low_contrast_drop (mean drop over the low levels),
+    high_contrast_drop, specificity (= low - high), and the kernel's share of the layer's summed
+    low-contrast drop.
     """
     levels = sorted(drops["contrast"].unique())
-    low = [c for c in levels if c <= low_contrast_max + 1e-12]
+    low = [c for c in levels if any(abs(c - x) < 1e-9 for x in low_levels)]
     if not low:
         raise CortexmapError(
-            f"No contrast level is <= low_contrast_max={low_contrast_max}; add lower levels or "
-            f"raise it (levels: {levels})."
+            f"None of the low contrast levels {list(low_levels)} was measured (levels: "
+            f"{levels}); choose low levels among the measured ones."
         )
     high = max(levels)
     rows = []

@@ -104,7 +104,7 @@ class LesionConfig(BaseModel):
     per_class: bool = False
     lesion_sets: dict[str, list[list[int]]] = Field(default_factory=dict)
     n_top: int = 5
-    low_contrast_max: float = 0.1
+    low_contrast_max: float | None = None
     n_random_sets: int = 20
     batch_lesions: int | None = None
     max_batch: int = 512
@@ -128,6 +128,7 @@ class LesionResult:
     findings: list[Finding]
     kernel_images: dict[str, tuple[np.ndarray, list[str], str]] = field(default_factory=dict)
     outdir: Path | None = None
+    low_levels: list[float] = field(default_factory=list)
 
     def matrix(self, layer: str) -> pd.DataFrame:
         """kernels x contrast drop matrix of ``layer``."""
@@ -154,15 +155,15 @@ class LesionResult:
                        "(rows) and contrast level (columns); red = removal hurts.")
             top = self.tables["top_kernels"]
             sub.table(top[top["layer"] == layer],
-                      f"{layer}: the kernels whose removal hurts low-contrast (<= "
-                      f"{100 * cfg.low_contrast_max:g}%) images most.")
+                      f"{layer}: the kernels whose removal hurts low-contrast ("
+                      f"{_pct(self.low_levels)}) images most.")
             if layer in self.kernel_images:
                 imgs, titles, what = self.kernel_images[layer]
                 sub.figure(ls.plot_images(imgs, titles, f"{layer}: {what}"),
                            f"{layer}: what the top low-contrast kernels look like ({what}).")
         sets = self.tables["sets"]
         if len(sets):
-            summary = (sets[sets["contrast"] <= cfg.low_contrast_max + 1e-12]
+            summary = (sets[sets["contrast"].isin(self.low_levels)]
                        .groupby(["layer", "set_type"])["drop"].agg(["mean", "max", "size"])
                        .reset_index())
             sec.table(summary, "Multi-kernel lesions: mean low-contrast accuracy drop when the top "
@@ -218,7 +219,10 @@ def run_lesion(
         sweep = ls.lesion_sweep(net, config.layers, ibc, labels,
                                 resume_dir=out / "sweep" / "kernels" if config.resume else None,
                                 **common)
-        top = ls.top_low_contrast_kernels(sweep.drops(), config.n_top, config.low_contrast_max)
+        n_classes = len(class_names) if class_names else int(np.max(labels)) + 1
+        low_levels = ls.low_contrast_levels(sweep.baseline, 1.0 / n_classes,
+                                            config.low_contrast_max)
+        top = ls.top_low_contrast_kernels(sweep.drops(), config.n_top, low_levels)
         sets, set_types = _lesion_sets(config, sweep.n_channels, top)
         set_sweep = ls.lesion_sweep(net, config.layers, ibc, labels, lesion_sets=sets,
                                     resume_dir=out / "sweep" / "sets" if config.resume else None,
@@ -238,7 +242,8 @@ def run_lesion(
               "sets": set_table, "appearance": appearance}
     if config.per_class:
         tables["per_class"] = sweep.per_class()
-    result = LesionResult(config, tables, _lesion_findings(config, tables), kernel_images, out)
+    result = LesionResult(config, tables, _lesion_findings(config, tables, low_levels),
+                          kernel_images, out, low_levels)
 
     stems = {"drops": "lesion_drops", "baseline": "lesion_baseline", "top_kernels": "top_kernels",
              "sets": "lesion_sets", "appearance": "kernel_appearance",
@@ -318,11 +323,16 @@ def _appearance(net: nn.Module, config: LesionConfig, top: pd.DataFrame):
     return images, (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols))
 
 
-def _lesion_findings(config: LesionConfig, tables: dict[str, pd.DataFrame]) -> list[Finding]:
+def _pct(levels) -> str:
+    return ", ".join(f"{100 * c:g}%" for c in sorted(levels, reverse=True))
+
+
+def _lesion_findings(config: LesionConfig, tables: dict[str, pd.DataFrame],
+                     low_levels: list[float]) -> list[Finding]:
     from scipy.stats import wilcoxon
 
     drops, sets = tables["drops"], tables["sets"]
-    low = drops["contrast"] <= config.low_contrast_max + 1e-12
+    low = drops["contrast"].isin(low_levels)
     high = drops["contrast"] == drops["contrast"].max()
     per_kernel = pd.DataFrame({
         "low": drops[low].groupby(["layer", "lesion"])["drop"].mean(),
@@ -333,13 +343,13 @@ def _lesion_findings(config: LesionConfig, tables: dict[str, pd.DataFrame]) -> l
     findings = [Finding(
         claim="Removing single kernels hurts low-contrast images more than full-contrast ones.",
         reproduced=bool(diff.mean() > 0 and per_kernel["low"].mean() > 0 and p < 0.05),
-        numbers=(f"mean drop at <= {100 * config.low_contrast_max:g}% contrast "
+        numbers=(f"mean drop at low contrast ({_pct(low_levels)}) "
                  f"{per_kernel['low'].mean():.4f} vs at {100 * drops['contrast'].max():g}% "
                  f"{per_kernel['high'].mean():.4f} over {len(per_kernel)} kernels "
                  f"(one-sided Wilcoxon p = {p:.2g})."),
         analysis="lesion",
     )]
-    low_sets = sets[sets["contrast"] <= config.low_contrast_max + 1e-12]
+    low_sets = sets[sets["contrast"].isin(low_levels)]
     lines, wins = [], 0
     for layer in config.layers:
         g = low_sets[low_sets["layer"] == layer].groupby(["set_type", "lesion"])["drop"].mean()
