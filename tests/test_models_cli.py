@@ -68,7 +68,7 @@ def test_extract_folder_resume_and_refuse(image_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ActivationStore, "write_batch", flaky)
     res = _run(*args)
-    assert res.exit_code != 0
+    assert res.exit_code != 0 and "run the same command again to resume" in res.output
     assert ActivationStore(out, allow_incomplete=True).done("features.3") == 2
     monkeypatch.setattr(ActivationStore, "write_batch", orig)
     res = _run(*args)

@@ -145,7 +145,13 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                     "recompute it or choose another --out."
                 )
             console.print(f"resuming {out}: {old.progress_text()}")
-        store = ex.to_store(stim, out, overwrite=overwrite, progress=progress)
+        try:
+            store = ex.to_store(stim, out, overwrite=overwrite, progress=progress)
+        except KeyboardInterrupt:
+            if out.exists():
+                done = ActivationStore(out, allow_incomplete=True).progress_text()
+                console.print(f"interrupted ({done}); run the same command again to resume.")
+            raise
         table = Table(title=f"{store.path} ({len(store)} stimuli, model {store.model})")
         table.add_column("array")
         table.add_column("shape")
