@@ -217,6 +217,22 @@ def test_dead_channels_are_noop_lesions(rng):
     np.testing.assert_allclose(sweep.matrix("conv1").loc["2"], 0.0)
 
 
+def test_combining_halves_equals_one_sweep(rng):
+    net = random_net()
+    imgs = rng.random((10, 16, 16, 3)).astype(np.float32)
+    labels = rng.integers(0, 5, 10)
+    ibc = series(imgs, [1.0, 0.2])
+    full = ls.lesion_sweep(net, ["conv1"], ibc, labels, per_class=True, progress=False)
+    halves = [ls.lesion_sweep(net, ["conv1"], {c: v[h] for c, v in ibc.items()}, labels[h],
+                              per_class=True, progress=False)
+              for h in (np.arange(0, 10, 2), np.arange(1, 10, 2))]
+    both = ls.combine_sweeps(halves)
+    key = ["lesion", "contrast", "class"]
+    a = full.table.sort_values(key).reset_index(drop=True)
+    b = both.table.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, check_dtype=False)
+
+
 def test_resume_reuses_finished_layers_and_refuses_stale_ones(tmp_path, monkeypatch):
     imgs, labels = planted_images()
     first = ls.lesion_sweep(planted_net(), ["conv1"], series(imgs), labels,

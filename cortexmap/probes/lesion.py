@@ -365,6 +365,25 @@ class LesionSweep:
         return m.loc[order]
 
 
+def combine_sweeps(sweeps: Sequence[LesionSweep]) -> LesionSweep:
+    """Pool sweeps run on disjoint image sets into one (accuracies weighted by image counts)."""
+
+    def pool(frames: list[pd.DataFrame], keys: list[str], cols: list[str]) -> pd.DataFrame:
+        df = pd.concat(frames, ignore_index=True)
+        order = list(df.columns)
+        df[cols] = df[cols].mul(df["n_images"], axis=0)
+        g = df.groupby(keys, sort=False)[[*cols, "n_images"]].sum().reset_index()
+        g[cols] = g[cols].div(g["n_images"], axis=0)
+        return g[[c for c in order if c in g]]
+
+    table = pool([s.table for s in sweeps],
+                 ["layer", "lesion", "kernels", "kind", "n_removed", "contrast", "class"],
+                 ["accuracy", "baseline_accuracy"])
+    table["drop"] = table["baseline_accuracy"] - table["accuracy"]
+    base = pool([s.baseline for s in sweeps], ["layer", "contrast", "class"], ["accuracy"])
+    return LesionSweep(table, base, dict(sweeps[0].n_channels))
+
+
 def _fingerprint(model: nn.Module, x: torch.Tensor, labels: np.ndarray, contrast: np.ndarray,
                  layer: str, masks: np.ndarray, mode: str, per_class: bool) -> str:
     """Hash of everything a layer's result depends on, so resume never mixes runs."""
