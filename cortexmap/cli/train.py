@@ -92,14 +92,17 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         """List zoo networks with objective, epochs, checkpoints and test accuracy."""
         from cortexmap.models.zoo import list_zoo
 
-        table = Table("name", "arch", "objective", "epochs", "checkpoints", "acc 100%",
-                      "acc 10%", "acc 1%")
+        levels = ("100%", "50%", "10%", "1%")
+        table = Table(title="cortexmap zoo (test accuracy by contrast)")
+        table.add_column("name (use zoo:NAME)", no_wrap=True)
+        for col in ("arch", "objective", "epochs", "checkpoints", *levels):
+            table.add_column(col)
         for e in list_zoo():
             acc = e.test_accuracy
             table.add_row(
-                f"zoo:{e.name}", e.arch, e.objective + (" + probe" if e.linear_probe else ""),
+                e.name, e.arch, e.objective + ("+probe" if e.linear_probe else ""),
                 str(e.epochs), ",".join(map(str, e.checkpoints)) or "-",
-                *(f"{acc[k]:.3f}" if k in acc else "-" for k in ("100%", "10%", "1%")),
+                *(f"{acc[k]:.2f}" if k in acc else "-" for k in levels),
             )
         console.print(table)
 
