@@ -135,3 +135,17 @@ def test_priors():
         PixelImages(2, 8, squash="tanh")
     f = FourierImages(3, 12, seed=0)
     assert f().shape == (3, 3, 12, 12) and torch.isfinite(f()).all()
+
+
+def test_tv_and_range_priors_shape_the_images():
+    obj = LayerRDMObjective(Tiny(), LAYERS)
+
+    def final(**prior):
+        res = synthesize(obj, PixelImages(4, 16, seed=2, squash="none", init_std=0.5),
+                         steps=25, lr=0.1, priors=PriorConfig(jitter=0, **prior), progress=False)
+        return res.history.iloc[-1]
+
+    plain, smooth, bounded = final(), final(tv_weight=1.0), final(range_weight=10.0)
+    assert smooth["tv"] < 0.8 * plain["tv"]
+    assert bounded["range"] < 0.5 * plain["range"]
+    assert smooth["loss"] > smooth["orthogonality_loss"]  # the prior is part of the loss

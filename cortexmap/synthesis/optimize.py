@@ -152,9 +152,16 @@ def synthesize(
             optimizer.zero_grad(set_to_none=True)
             images = param()
             loss_orth, vecs = objective(jitter(images, priors.jitter, generator))
-            tv = total_variation(images)
-            rng = range_penalty(images)
-            loss = loss_orth + priors.tv_weight * tv + priors.range_weight * rng
+            loss = loss_orth
+            # priors with weight 0 are only logged: kept out of the graph (saves their backward)
+            with torch.set_grad_enabled(priors.tv_weight > 0):
+                tv = total_variation(images)
+            with torch.set_grad_enabled(priors.range_weight > 0):
+                rng = range_penalty(images)
+            if priors.tv_weight > 0:
+                loss = loss + priors.tv_weight * tv
+            if priors.range_weight > 0:
+                loss = loss + priors.range_weight * rng
             if not torch.isfinite(loss):
                 raise CortexmapError(_diagnose_nan(objective, param, step, lr))
             loss.backward()
