@@ -761,8 +761,8 @@ def plot_drop_heatmap(matrix: pd.DataFrame, layer: str, max_kernels: int = 256):
     import matplotlib.pyplot as plt
 
     m = matrix.iloc[:max_kernels]
-    height = min(12.0, 1.5 + 0.06 * len(m))
-    fig, ax = plt.subplots(figsize=(4.2, height))
+    height = min(12.0, 2.8 + 0.12 * len(m))
+    fig, ax = plt.subplots(figsize=(4.8, height))
     lim = max(float(np.abs(m.to_numpy()).max()), 1e-3)
     im = ax.imshow(m.to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim,
                    interpolation="nearest")
