@@ -22,6 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -306,11 +307,16 @@ def train(
     bar = make_progress() if progress else None
     if bar is not None:
         bar.start()
+    # the next epoch's images render in a background thread while this epoch trains (NumPy
+    # releases the GIL); the data depend only on the epoch number, so results are unchanged
+    pool = ThreadPoolExecutor(max_workers=1)
+    upcoming = pool.submit(epoch_data, config, start_epoch) if start_epoch <= last_epoch else None
     try:
         for epoch in range(start_epoch, last_epoch + 1):
             torch.manual_seed(config.seed * 100_003 + epoch)
             t0 = time.perf_counter()
-            x, y = epoch_data(config, epoch)
+            x, y = upcoming.result()
+            upcoming = pool.submit(epoch_data, config, epoch + 1) if epoch < last_epoch else None
             order = torch.randperm(len(x))
             model.train()
             if head is not None:
@@ -356,6 +362,9 @@ def train(
             if callback is not None:
                 callback(epoch, row)
     finally:
+        if upcoming is not None:
+            upcoming.cancel()
+        pool.shutdown(wait=True)
         if bar is not None:
             bar.stop()
 
