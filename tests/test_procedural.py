@@ -40,7 +40,8 @@ def test_masks_cover_the_object_and_differ_from_background(base):
     frac = masks.mean(axis=(1, 2))
     assert (frac > 0.01).all() and (frac < 0.6).all()
     # object pixels differ from the background around them
-    diffs = [np.abs(im[m].mean(0) - im[~m].mean(0)).max() for im, m in zip(images, masks, strict=True)]
+    diffs = [np.abs(im[m].mean(0) - im[~m].mean(0)).max()
+             for im, m in zip(images, masks, strict=True)]
     assert np.median(diffs) > 0.05
     # a ring has a hole at its centre, a disk has none (occluders can only remove mask pixels)
     _, _, _, meta = base

@@ -217,3 +217,19 @@ def test_stop_after_then_resume(tmp_path):
     assert seen == [2]
     with pytest.raises(CortexmapError, match="past stop_after"):
         train(cfg, tmp_path, progress=False, stop_after=1)
+
+
+def test_contrast_augmentation_is_seeded_and_partial():
+    from cortexmap.train.loop import epoch_data
+
+    cfg = TrainConfig(images_per_epoch=40, contrast_range=(0.01, 0.2), contrast_fraction=0.5)
+    x, y = epoch_data(cfg, 1)
+    x2, _ = epoch_data(cfg, 1)
+    plain, y_plain = epoch_data(TrainConfig(images_per_epoch=40), 1)
+    assert torch.equal(x, x2) and torch.equal(y, y_plain)
+    ratio = x.std(dim=(1, 2, 3)) / plain.std(dim=(1, 2, 3))
+    low = ratio < 0.25
+    assert 0.2 < low.float().mean() < 0.8  # about half the images at 1-20 % contrast
+    torch.testing.assert_close(x[~low], plain[~low])
+    with pytest.raises(ValueError, match="contrast_range"):
+        TrainConfig(contrast_range=(0.5, 0.1))

@@ -66,6 +66,17 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     temperature: float = Field(0.2, gt=0)
     train_norm: bool = True  # BatchNorm in AlexNet/VGG while training, folded away afterwards
+    # contrast augmentation: this fraction of training images is shown at a contrast drawn
+    # log-uniformly from contrast_range (None = always full contrast)
+    contrast_range: tuple[float, float] | None = None
+    contrast_fraction: float = Field(0.5, ge=0, le=1)
+
+    @field_validator("contrast_range")
+    @classmethod
+    def _valid_range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0 < v[0] <= v[1] <= 1:
+            raise ValueError(f"contrast_range must satisfy 0 < low <= high <= 1, got {v}")
+        return v
     seed: int = 0
     data_seed: int = 0
     size: int = 64
@@ -106,6 +117,13 @@ def epoch_data(config: TrainConfig, epoch: int) -> tuple[torch.Tensor, torch.Ten
         "train", config.images_per_epoch, config.data_seed, config.size,
         start=(epoch - 1) * config.images_per_epoch,
     )
+    if config.contrast_range is not None:
+        rng = np.random.default_rng([config.data_seed, epoch, 7])
+        lo, hi = np.log(config.contrast_range[0]), np.log(config.contrast_range[1])
+        c = np.exp(rng.uniform(lo, hi, len(imgs))).astype(np.float32)
+        c[rng.random(len(imgs)) >= config.contrast_fraction] = 1.0
+        m = imgs.mean(axis=(1, 2, 3), keepdims=True)
+        imgs = m + c[:, None, None, None] * (imgs - m)  # as procedural.apply_contrast
     return normalize(imgs), torch.from_numpy(labels)
 
 

@@ -47,6 +47,9 @@ ZOO_RECIPES: dict[str, TrainConfig] = {
     "alexnet_sup_s0": TrainConfig(arch="alexnet", seed=0, checkpoint_epochs=[0, 1, 2, 4, 6, 10],
                                   **_SUP),
     "alexnet_sup_s1": TrainConfig(arch="alexnet", seed=1, **_SUP),
+    # half the training images at a random contrast of 1-100 %: graded low-contrast accuracy
+    "alexnet_supcontrast_s0": TrainConfig(arch="alexnet", seed=0, contrast_range=(0.01, 1.0),
+                                          **{**_SUP, "epochs": 6}),
     "vgg_sup_s0": TrainConfig(arch="vgg", seed=0, **_SUP),
     "resnet_sup_s0": TrainConfig(arch="resnet", seed=0, **_SUP),
     "vit_sup_s0": TrainConfig(arch="vit", seed=0, **{**_SUP, "epochs": 6}, weight_decay=0.05),
@@ -91,6 +94,10 @@ def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
+def _fmt(v: float) -> str:
+    return "-" if v != v else f"{v:.3f}"  # NaN (no training yet at epoch 0) as a dash
+
+
 def _card_markdown(card: dict[str, Any]) -> str:
     acc = card["test_accuracy"]
     lines = [
@@ -124,8 +131,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
         lines += ["", "Training history:", "", "| epoch | train loss | train acc | val acc |",
                   "|---|---|---|---|"]
         for h in card["history"]:
-            lines.append(f"| {h['epoch']} | {h['train_loss']:.3f} | {h['train_acc']:.3f} | "
-                         f"{h['val_acc']:.3f} |")
+            lines.append(f"| {h['epoch']} | {_fmt(h['train_loss'])} | {_fmt(h['train_acc'])} | "
+                         f"{_fmt(h['val_acc'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -157,7 +164,10 @@ def package(
     ckpt["name"] = name
     _save_ckpt(zoo / f"{name}.pt", ckpt)
     objective_text = {
-        "supervised": "supervised 10-way classification (cross-entropy)",
+        "supervised": "supervised 10-way classification (cross-entropy)" + (
+            f"; {cfg.contrast_fraction:.0%} of training images at a contrast drawn log-uniformly "
+            f"from {cfg.contrast_range[0]:.0%}-{cfg.contrast_range[1]:.0%}"
+            if cfg.contrast_range else ""),
         "simclr": f"self-supervised SimCLR (NT-Xent, temperature {cfg.temperature}; views by "
                   "random resized crop, flip, colour/contrast jitter, 20 % greyscale)",
         "untrained": "none (random initialisation; an untrained control)",
