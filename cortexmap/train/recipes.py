@@ -52,7 +52,7 @@ ZOO_RECIPES: dict[str, TrainConfig] = {
                                           **{**_SUP, "epochs": 6}),
     "vgg_sup_s0": TrainConfig(arch="vgg", seed=0, **_SUP),
     "resnet_sup_s0": TrainConfig(arch="resnet", seed=0, **_SUP),
-    "vit_sup_s0": TrainConfig(arch="vit", seed=0, **{**_SUP, "epochs": 6}, weight_decay=0.05),
+    "vit_sup_s0": TrainConfig(arch="vit", seed=0, **{**_SUP, "epochs": 12}, weight_decay=0.05),
     "alexnet_simclr_s0": TrainConfig(arch="alexnet", seed=0, **_SSL),
     "vgg_simclr_s0": TrainConfig(arch="vgg", seed=0, **_SSL),
     "resnet_simclr_s0": TrainConfig(arch="resnet", seed=0, **_SSL),
