@@ -255,6 +255,10 @@ def _chunk_task(tail, acts, labels, masks, fill, batch_lesions, max_batch, stage
                 base_correct):
     """Dask task: evaluate one chunk of lesions on a worker (one torch thread per worker)."""
     torch.set_num_threads(1)
+    # serialisation hands tensors over as contiguous NCHW: restore the channels-last layout
+    acts = _same_layout(acts)
+    z = None if z is None else _same_layout(z)
+    fill = None if fill is None else _same_layout(fill)
     return lesion_correct(tail, acts, labels, masks, fill, batch_lesions, max_batch, stage, z,
                           changed, base_correct)
 
