@@ -89,7 +89,19 @@ def _model_size(model: nn.Module, default: int) -> int:
 
 # --------------------------------------------------------------------------- lesion analysis
 class LesionConfig(BaseModel):
-    """Settings of :func:`run_lesion` (defaults: the zoo AlexNet on the procedural test split)."""
+    """Settings of :func:`run_lesion` (defaults: the zoo AlexNet on the procedural test split).
+
+    model: model spec for :func:`cortexmap.models.load`; layers: layers whose kernels are
+    lesioned; contrasts: levels in (0, 1]; contrast_kind: "relative" (scale about each image's
+    mean, the paper's manipulation), "rms" or "michelson" (absolute); n_images / seed /
+    image_size: the procedural test split; mode: "zero" or "mean" replacement; per_class: also
+    accuracy per class; lesion_sets: {layer: [[k1, k2, ...], ...]} extra multi-kernel lesions;
+    n_top: kernels reported per layer and removed together in the causal test;
+    low_contrast_max: levels counted as "low" (None = from the network's psychometric range,
+    see :func:`cortexmap.probes.lesion.low_contrast_levels`); n_random_sets: random control
+    sets; batch_lesions / max_batch: lesions per forward pass and rows per batch; n_workers /
+    scheduler: Dask (0 / None = in-process); resume: reuse finished layers in ``OUT/sweep``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -399,7 +411,17 @@ def _set_test(low_sets: pd.DataFrame, layer: str) -> tuple[float, np.ndarray, fl
 
 # --------------------------------------------------------------------------- contrast analysis
 class ContrastConfig(BaseModel):
-    """Settings of :func:`run_contrast`."""
+    """Settings of :func:`run_contrast`.
+
+    model / contrasts / contrast_kind / n_images / seed / image_size / per_class: as in
+    :class:`LesionConfig`; layers: layers for decoding and RSA; pooling: how a layer's map
+    becomes features (spatial "mean" by default); n_splits: cross-validation folds (grouped by
+    image); rsa_images: images used for the RSA (x contrast levels = conditions); rsa_metric:
+    RDM distance; norm_layer: layer followed by divisive normalisation (None = only the input
+    stage); norm_pool / input_norm_pool: normalisation pool sizes (odd, pixels of the map /
+    image); norm_sigma: semi-saturation constant as a fraction of the typical full-contrast
+    energy.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
