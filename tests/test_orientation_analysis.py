@@ -199,3 +199,23 @@ def test_overwrite_drops_partial_results_of_other_settings(zoo_env, tmp_path):
     other = small_config(ablation=False, networks=[], n_shuffles=5, report=False)
     res = run_orientation(other, out, overwrite=True, progress=False)
     assert not (res.tables["dynamics"].test_accuracy == 0.123).any()
+
+
+@pytest.mark.slow
+def test_shipped_zoo_alexnet_grows_orientation_selectivity_with_training(tmp_path):
+    """On the real zoo: lower-layer OSI rises over the epoch checkpoints with test accuracy."""
+    from cortexmap.models.zoo import list_zoo
+
+    try:
+        names = {e.name for e in list_zoo()}
+    except CortexmapError:
+        pytest.skip("the zoo is not installed")
+    if "alexnet_sup_s0" not in names:
+        pytest.skip("zoo:alexnet_sup_s0 is not installed")
+    cfg = OrientationConfig(layers=["conv1", "conv2"], orientation_step=15.0, n_shuffles=20,
+                            networks=[], ablation=False, n_test=300, report=False)
+    res = run_orientation(cfg, tmp_path / "zoo", progress=False)
+    d = res.tables["dynamics"].groupby("epoch").agg(osi=("osi_mean", "mean"),
+                                                    acc=("test_accuracy", "first"))
+    assert d.osi.iloc[-1] > d.osi.iloc[0] + 0.2 and d.acc.iloc[-1] > 0.8
+    assert res.findings[1].reproduced
