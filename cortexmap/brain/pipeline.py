@@ -158,7 +158,6 @@ class RoiRsaResult:
                 ax.set_title(name)
                 ax.axis("off")
             sec.figure(fig, "Group-mean RDM of every ROI (rows, columns: conditions).")
-        report.findings(self.findings)
 
 
 def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool = False,
@@ -192,6 +191,7 @@ def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool
     result = RoiRsaResult(tables, findings, grp)
     report = Report("ROI RSA", str(root))
     result.add_to_report(report)
+    report.findings(result.findings)
     report.write(out / "report.html")
     return result
 
@@ -264,7 +264,6 @@ class GroupSearchlight:
                              ("recovery", "Recovery of the planted truth (phantom).")]:
             if key in self.tables and not self.tables[key].empty:
                 sec.table(self.tables[key], caption)
-        report.findings(self.findings)
 
 
 def _masked_mean(g: GroupTestResult):
@@ -381,5 +380,6 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
     write_provenance(out, config=config, seed=config.seed, inputs={"dataset": root})
     report = Report("Searchlight RSA", str(root))
     res.add_to_report(report)
+    report.findings(res.findings)
     report.write(out / "report.html")
     return res

@@ -183,7 +183,6 @@ class LesionResult:
                       f"{cfg.n_top} kernels, {cfg.n_top} random kernels or user sets are removed "
                       "together (top kernels chosen on one half of the images, all sets measured "
                       "on the other half).")
-        report.findings(self.findings)
 
 
 def run_lesion(
@@ -297,6 +296,7 @@ def _write_report(result, title: str, out: Path) -> None:
 
     report = Report(title)
     result.add_to_report(report)
+    report.findings(result.findings)
     report.write(out / "report.html")
 
 
@@ -482,7 +482,6 @@ class ContrastResult:
                    "level (grouped by image) and RSA with a contrast model RDM, per layer.")
         sec.table(self.tables["decoding"].merge(self.tables["rsa"], on="layer"),
                   "Contrast decoding and RSA per layer.")
-        report.findings(self.findings)
 
 
 def run_contrast(
