@@ -24,7 +24,18 @@ run_app = typer.Typer(help="Run one of the published analyses.", no_args_is_help
 app.add_typer(run_app, name="run")
 
 # Modules under cortexmap.cli that define ``register(app, run_app)``.
-_AREAS = ["core", "models", "synthesis", "orientation", "rsa", "center_periphery", "brain", "universal", "train", "lesion"]
+_AREAS = [
+    "core",
+    "models",
+    "synthesis",
+    "orientation",
+    "rsa",
+    "center_periphery",
+    "brain",
+    "universal",
+    "train",
+    "lesion",
+]
 
 for _area in _AREAS:
     importlib.import_module(f"cortexmap.cli.{_area}").register(app, run_app)

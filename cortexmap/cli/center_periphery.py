@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cortexmap.cli.common import print_findings, split_list
 from cortexmap.errors import CortexmapError
 
 console = Console()
@@ -51,41 +52,6 @@ Examples:
 """
 
 
-def _config(base: dict, **flags):
-    from pydantic import ValidationError
-
-    from cortexmap.probes.center_periphery import CenterPeripheryConfig
-
-    values = dict(base)
-    values.update({k: v for k, v in flags.items() if v is not None})
-    for key in ("layers", "groups"):
-        if isinstance(values.get(key), str):
-            values[key] = [s.strip() for s in values[key].split(",") if s.strip()]
-    try:
-        return CenterPeripheryConfig(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CortexmapError(
-            f"Bad center-periphery setting {where!r}: {first['msg']} (see --help)."
-        ) from exc
-
-
-def _read_config(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    if not path.exists():
-        raise CortexmapError(f"Config file {path} does not exist; check the path.")
-    import yaml  # JSON is a subset of YAML: one reader for both
-
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict):
-        raise CortexmapError(
-            f"Config file {path} must hold a mapping of CenterPeripheryConfig fields."
-        )
-    return data
-
-
 def register(app: typer.Typer, run_app: typer.Typer) -> None:
     @run_app.command("center-periphery", help=RUN_HELP)
     def run_cmd(
@@ -127,12 +93,14 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, help="replace results in a non-empty OUT"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        from cortexmap.probes.center_periphery import run_center_periphery
+        from cortexmap.config import load_config
+        from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
 
-        cfg = _config(
-            _read_config(config), model=model, weights=str(weights) if weights else None,
-            arch=arch, layers=layers, stimuli=stimuli,
-            masks_dir=str(masks_dir) if masks_dir else None, groups=groups,
+        cfg = load_config(
+            CenterPeripheryConfig, config, section="center_periphery", model=model,
+            weights=str(weights) if weights else None,
+            arch=arch, layers=split_list(layers), stimuli=stimuli,
+            masks_dir=str(masks_dir) if masks_dir else None, groups=split_list(groups),
             central_radius=central_radius, peripheral_radius=peripheral_radius,
             selection=selection, threshold=threshold, top_fraction=top_fraction,
             equal_sizes=equal_sizes, exclusive=exclusive, rf_method=rf_method, brain=brain,
@@ -146,9 +114,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         res = run_center_periphery(cfg, out, overwrite=overwrite, progress=progress)
         cols = ["layer", "interaction", "ci_low", "ci_high", "p_perm", "significant"]
         console.print(res.tables["interaction"][cols].to_string(index=False))
-        for f in res.findings:
-            mark = "[green]reproduced[/]" if f.reproduced else "[red]not reproduced[/]"
-            console.print(f"{mark}: {f.claim}")
+        print_findings(res.findings)
         console.print(f"results in {out} (report: {out / 'report.html'})")
 
     @app.command("receptive-fields", help=RF_HELP)

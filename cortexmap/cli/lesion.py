@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cortexmap.cli.common import print_findings, split_list
 from cortexmap.errors import CortexmapError
 
 console = Console()
@@ -40,23 +41,13 @@ Examples:
 """
 
 
-def _split(text: str | None, cast=str) -> list | None:
-    """'a,b,c' -> [a, b, c] (None when the flag was not given)."""
-    if text is None:
-        return None
-    try:
-        return [cast(s.strip()) for s in text.split(",") if s.strip()]
-    except ValueError as exc:
-        raise CortexmapError(f"Cannot read the list {text!r}: {exc}.") from exc
-
-
 def _contrasts(text: str | None) -> list[float] | None:
     """Contrast levels as fractions; '100,50,1%' style percentages are accepted with a '%'."""
     if text is None:
         return None
     if "%" in text:
         return [float(s.strip().rstrip("%")) / 100 for s in text.split(",") if s.strip()]
-    return _split(text, float)
+    return split_list(text, float)
 
 
 def _sets(text: str | None) -> dict[str, list[list[int]]] | None:
@@ -79,27 +70,11 @@ def _sets(text: str | None) -> dict[str, list[list[int]]] | None:
     return out
 
 
-def _make(cls, **flags):
-    from pydantic import ValidationError
-
-    try:
-        return cls(**{k: v for k, v in flags.items() if v is not None})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CortexmapError(f"Bad setting {where!r}: {first['msg']}.") from exc
-
-
-def _print_findings(findings) -> None:
-    for f in findings:
-        mark = "[green]reproduced[/]" if f.reproduced else "[red]not reproduced[/]"
-        console.print(f"{mark}: {f.claim}\n  {f.numbers}")
-
-
 def register(app: typer.Typer, run_app: typer.Typer) -> None:
     @run_app.command("lesion", help=LESION_HELP)
     def lesion_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="output folder"),
+        config: Path = typer.Option(None, help="TOML/YAML/JSON file of LesionConfig fields"),
         model: str = typer.Option(None, help="model spec (default zoo:alexnet_sup_s0)"),
         layers: str = typer.Option(None, help="comma-separated layers (default conv1..conv5)"),
         contrasts: str = typer.Option(None, help="contrast levels, fractions or percentages "
@@ -119,22 +94,25 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                                     help="reuse finished layers of a partial sweep (default yes)"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
+        from cortexmap.config import load_config
         from cortexmap.probes.lesion_analysis import LesionConfig, run_lesion
 
-        cfg = _make(
-            LesionConfig, model=model, layers=_split(layers), contrasts=_contrasts(contrasts),
+        cfg = load_config(
+            LesionConfig, config, section="lesion", model=model, layers=split_list(layers),
+            contrasts=_contrasts(contrasts),
             n_images=n_images, mode=mode, per_class=per_class, lesion_sets=_sets(sets),
             n_top=n_top, n_random_sets=n_random_sets, n_workers=workers, scheduler=scheduler,
             seed=seed, resume=resume,
         )
         res = run_lesion(cfg, out, overwrite=overwrite, progress=progress)
         console.print(res.tables["top_kernels"].to_string(index=False))
-        _print_findings(res.findings)
+        print_findings(res.findings)
         console.print(f"lesion results in {out} (report: {out / 'report.html'})")
 
     @run_app.command("contrast", help=CONTRAST_HELP)
     def contrast_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="output folder"),
+        config: Path = typer.Option(None, help="TOML/YAML/JSON file of ContrastConfig fields"),
         model: str = typer.Option(None, help="model spec (default zoo:alexnet_sup_s0)"),
         layers: str = typer.Option(None, help="layers for decoding/RSA (default conv1..fc7)"),
         contrasts: str = typer.Option(None, help="contrast levels, fractions or percentages"),
@@ -149,11 +127,12 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, help="replace results in a non-empty OUT"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
+        from cortexmap.config import load_config
         from cortexmap.probes.lesion_analysis import ContrastConfig, run_contrast
 
-        flags = dict(model=model, layers=_split(layers), contrasts=_contrasts(contrasts),
+        flags = dict(model=model, layers=split_list(layers), contrasts=_contrasts(contrasts),
                      n_images=n_images, per_class=per_class, norm_sigma=norm_sigma, seed=seed)
-        cfg = _make(ContrastConfig, **flags)
+        cfg = load_config(ContrastConfig, config, section="contrast", **flags)
         if norm_layer is not None:
             cfg = cfg.model_copy(update={
                 "norm_layer": None if norm_layer.lower() == "none" else norm_layer})
@@ -161,5 +140,5 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         console.print(res.tables["curves"].to_string(index=False))
         console.print(res.tables["decoding"].merge(res.tables["rsa"], on="layer")
                       .to_string(index=False))
-        _print_findings(res.findings)
+        print_findings(res.findings)
         console.print(f"contrast results in {out} (report: {out / 'report.html'})")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from cortexmap.errors import CortexmapError
+from cortexmap.cli.common import print_findings, split_list
 
 console = Console()
 
@@ -33,47 +32,6 @@ Examples:
 
   cortexmap run orientation --config orientation.yaml --out runs/o3 --overwrite
 """
-
-
-def _read_config_file(path: Path) -> dict:
-    if not path.exists():
-        raise CortexmapError(f"Config file {path} does not exist; check the path.")
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text)
-    else:
-        data = json.loads(text)
-    if not isinstance(data, dict):
-        raise CortexmapError(f"Config file {path} must hold a mapping of OrientationConfig fields.")
-    return data
-
-
-def _split(text: str | None, cast=str) -> list | None:
-    if text is None:
-        return None
-    if text.strip().lower() in ("", "none"):
-        return []
-    try:
-        return [cast(s.strip()) for s in text.split(",") if s.strip()]
-    except ValueError as exc:
-        raise CortexmapError(f"Cannot read the list {text!r}: {exc}.") from exc
-
-
-def _config(base: dict, **flags):
-    from pydantic import ValidationError
-
-    from cortexmap.probes.orientation_analysis import OrientationConfig
-
-    values = dict(base)
-    values.update({k: v for k, v in flags.items() if v is not None})
-    try:
-        return OrientationConfig(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CortexmapError(f"Bad orientation setting {where!r}: {first['msg']}.") from exc
 
 
 def register(app: typer.Typer, run_app: typer.Typer) -> None:
@@ -104,21 +62,21 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, help="replace results in a non-empty OUT"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        from cortexmap.probes.orientation_analysis import run_orientation
+        from cortexmap.config import load_config
+        from cortexmap.probes.orientation_analysis import OrientationConfig, run_orientation
 
-        base = _read_config_file(config) if config else {}
-        cfg = _config(
-            base, model=model, layers=_split(layers), unit=unit, orientation_step=step,
-            spatial_freqs=_split(sfs, float), n_shuffles=shuffles, dynamics=dynamics,
-            networks=_split(networks), ablation=ablation, ablation_layer=ablation_layer,
-            ks=_split(ks, int), n_random=n_random, shifts=_split(shifts, int), n_test=n_test,
+        cfg = load_config(
+            OrientationConfig, config, section="orientation", model=model,
+            layers=split_list(layers), unit=unit, orientation_step=step,
+            spatial_freqs=split_list(sfs, float), n_shuffles=shuffles, dynamics=dynamics,
+            networks=split_list(networks), ablation=ablation, ablation_layer=ablation_layer,
+            ks=split_list(ks, int), n_random=n_random, shifts=split_list(shifts, int),
+            n_test=n_test,
             seed=seed, scheduler=scheduler,
         )
         res = run_orientation(cfg, out, overwrite=overwrite, progress=progress)
         console.print(res.tables["tuning_summary"].to_string(index=False))
         if "ablation_accuracy" in res.tables:
             console.print(res.tables["ablation_accuracy"].to_string(index=False))
-        for f in res.findings:
-            mark = "[green]reproduced[/]" if f.reproduced else "[red]not reproduced[/]"
-            console.print(f"{mark}: {f.claim}\n  {f.numbers}")
+        print_findings(res.findings)
         console.print(f"orientation results in {out} (report: {out / 'report.html'})")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+
+from cortexmap.cli.common import console, print_findings
 
 EXAMPLES = """
 Examples:
@@ -43,8 +44,5 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
             n_images=n_images, brain=brain, scheduler=scheduler, seed=seed,
         )
         result = run_universal(cfg, out, overwrite=overwrite)
-        console = Console()
-        for f in result.findings:
-            mark = "[green]reproduced[/]" if f.reproduced else "[red]not reproduced[/]"
-            console.print(f"{mark}: {f.claim} — {f.numbers}")
+        print_findings(result.findings)
         console.print(f"report: {out / 'report.html'}")

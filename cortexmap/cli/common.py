@@ -1,0 +1,28 @@
+"""Small pieces every analysis command shares: list flags and the findings printout."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from cortexmap.errors import CortexmapError
+
+console = Console()
+
+
+def split_list(text: str | None, cast=str) -> list | None:
+    """'a,b,c' -> [a, b, c]; 'none' or '' -> []; None (flag not given) -> None."""
+    if text is None:
+        return None
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        return [cast(s.strip()) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise CortexmapError(f"Cannot read the list {text!r}: {exc}.") from exc
+
+
+def print_findings(findings) -> None:
+    """One line per published finding: reproduced or not, the claim and the numbers."""
+    for f in findings:
+        mark = "[green]reproduced[/]" if f.reproduced else "[red]not reproduced[/]"
+        console.print(f"{mark}: {f.claim}\n  {f.numbers}")
