@@ -1,4 +1,4 @@
-"""cortexmap: in-silico neurophysiology and representational similarity analysis for deep networks."""
+"""cortexmap: in-silico neurophysiology and RSA mapping of deep networks onto brains."""
 
 __version__ = "0.1.0"
 

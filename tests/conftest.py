@@ -1,4 +1,4 @@
-"""Shared test set-up: deterministic seeds, one torch thread (CI has 2 cores), headless matplotlib."""
+"""Shared test set-up: fixed seeds, one torch thread (CI has 2 cores), headless matplotlib."""
 
 import os
 

@@ -54,6 +54,22 @@ def test_planted_geometry_is_exact_without_noise(tmp_path):
     np.testing.assert_allclose(got, compute_rdms(pats).vectors[0], atol=1e-3)
 
 
+def test_region_with_fewer_voxels_than_dimensions_keeps_the_strongest_ones(tmp_path):
+    # 60 conditions with a dominant low-dimensional structure, planted in a region of about
+    # 30 voxels: the region can carry only the strongest dimensions, and must carry those.
+    rng = np.random.default_rng(5)
+    strong = rng.standard_normal((60, 3)) * 5
+    pats = np.concatenate([strong, rng.standard_normal((60, 80))], axis=1)
+    ds = make_phantom({"V1": pats}, tmp_path, n_subjects=1, n_runs=1, snr=1e4, radius_mm=5,
+                      progress=False, seed=2)
+    n_vox = json.loads((ds.root / "truth.json").read_text())["regions"][0]["n_voxels"]
+    assert n_vox < 59
+    s = ds.load()[0]
+    got = compute_rdms(s.condition_patterns()[:, ds.truth_mask("V1", s.masker)]).vectors[0]
+    assert np.corrcoef(got, compute_rdms(pats).vectors[0])[0, 1] > 0.8
+    np.testing.assert_allclose(got, ds.model_rdms()["V1"].vectors[0], atol=1e-3)
+
+
 def test_embedding_of_euclidean_rdm_keeps_distances():
     rng = np.random.default_rng(4)
     pats = rng.standard_normal((7, 5))

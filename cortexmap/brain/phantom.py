@@ -196,15 +196,23 @@ def embed_geometry(value: Any, rdm_metric: str = "correlation") -> tuple[np.ndar
         j = np.eye(n) - 1.0 / n
         c = -0.5 * j @ d2 @ j
     evals, evecs = np.linalg.eigh((c + c.T) / 2)
+    evals, evecs = evals[::-1], evecs[:, ::-1]  # strongest dimension first (see truncation)
     keep = evals > 1e-10 * max(evals.max(), 1e-300)
     y = evecs[:, keep] * np.sqrt(evals[keep])
     if y.shape[1] == 0:
         raise CortexmapError("A planted geometry is degenerate (all conditions identical).")
-    # P = Y W with zero-mean orthonormal W: corr(P_i, P_j) = cosine(Y_i, Y_j)
+    return y, realized_rdm(y)
+
+
+def realized_rdm(y: np.ndarray) -> np.ndarray:
+    """Correlation-distance RDM vector that patterns ``P = Y W`` carry (W zero-mean orthonormal).
+
+    corr(P_i, P_j) = cosine(Y_i, Y_j), so the realized RDM depends on the embedding only.
+    """
     unit = y / np.linalg.norm(y, axis=1, keepdims=True)
     realized = np.clip(1.0 - unit @ unit.T, 0.0, None)
     np.fill_diagonal(realized, 0.0)
-    return y, squareform(realized, checks=False)
+    return squareform(realized, checks=False)
 
 
 def _mixing(k: int, n_vox: int, seed: int | np.random.Generator) -> np.ndarray:
@@ -369,8 +377,10 @@ def make_phantom(
         labels[sph] = idx
         n_vox = int(sph.sum())
         if n_vox <= geoms[region].shape[1]:
-            # too few voxels for an exact embedding: keep the strongest dimensions
+            # too few voxels for an exact embedding: keep the strongest dimensions, and record
+            # the geometry the region really carries
             geoms[region] = geoms[region][:, : max(n_vox - 1, 1)]
+            planted_rdms[planted[region]] = realized_rdm(geoms[region])
         region_info.append({
             "name": region, "label": idx, "planted": planted[region],
             "centres_mm": centres[region], "n_voxels": n_vox,

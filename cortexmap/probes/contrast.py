@@ -368,10 +368,13 @@ def contrast_rsa(
     activations: Mapping[str, np.ndarray],
     contrast: np.ndarray,
     labels: np.ndarray,
-    metric: str = "correlation",
+    metric: str = "euclidean",
     method: str = "spearman",
 ) -> pd.DataFrame:
     """RSA of each layer with a contrast model RDM and, for reference, a category model RDM.
+
+    The default metric is Euclidean because contrast mostly scales response magnitude, which
+    correlation distance discards.
 
     activations: {layer: (n_obs, n_features)} for n_obs = images x contrast levels.
     Returns one row per layer: rsa_contrast, rsa_category (``method`` correlations).

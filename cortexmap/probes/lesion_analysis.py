@@ -417,10 +417,10 @@ class ContrastConfig(BaseModel):
     :class:`LesionConfig`; layers: layers for decoding and RSA; pooling: how a layer's map
     becomes features (spatial "mean" by default); n_splits: cross-validation folds (grouped by
     image); rsa_images: images used for the RSA (x contrast levels = conditions); rsa_metric:
-    RDM distance; norm_layer: layer followed by divisive normalisation (None = only the input
-    stage); norm_pool / input_norm_pool: normalisation pool sizes (odd, pixels of the map /
-    image); norm_sigma: semi-saturation constant as a fraction of the typical full-contrast
-    energy.
+    RDM distance (default Euclidean: contrast changes magnitude, which correlation ignores);
+    norm_layer: layer followed by divisive normalisation (None = only the input stage);
+    norm_pool / input_norm_pool: normalisation pool sizes (odd, pixels of the map / image);
+    norm_sigma: semi-saturation constant as a fraction of the typical full-contrast energy.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -436,7 +436,9 @@ class ContrastConfig(BaseModel):
     pooling: Literal["mean", "max", "center", "none"] = "mean"
     n_splits: int = 5
     rsa_images: int = 30
-    rsa_metric: str = "correlation"
+    # Contrast mostly scales response magnitude, which correlation distance ignores (and a
+    # silent layer at 1 % contrast has no correlation at all): Euclidean distance sees it.
+    rsa_metric: str = "euclidean"
     norm_layer: str | None = "conv1"
     norm_pool: int = 3
     input_norm_pool: int = 9

@@ -46,7 +46,7 @@ class UniversalConfig(BaseModel):
     )
     layers: dict[str, str] = Field(
         default_factory=dict,
-        description="network -> layer; networks not listed use their last spatial layer.",
+        description="network -> layer; default: the last top-level conv or token layer.",
     )
     n_images: int = Field(300, ge=10, description="Natural images (crops of the bundled set).")
     image_folder: str | None = Field(None, description="Use these images instead of crops.")
@@ -110,14 +110,15 @@ class UniversalResult:
 
 
 def _default_layer(model, size: int) -> str:
+    """The last top-level layer with a spatial grid: a conv map (C, H, W) or tokens (T, D)."""
     from cortexmap.models import list_layers
 
     top = [info for info in list_layers(model, size) if "." not in info.name]
-    spatial = [info.name for info in top if info.spatial]
+    spatial = [info.name for info in top if len(info.shape) >= 2]
     if spatial:
         return spatial[-1]
     raise CortexmapError(
-        "Could not choose a default layer (no top-level convolutional layer); set "
+        "Could not choose a default layer (no top-level convolutional or token layer); set "
         "layers={network: layer} in the config."
     )
 
