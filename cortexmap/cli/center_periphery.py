@@ -56,7 +56,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
     @run_app.command("center-periphery", help=RUN_HELP)
     def run_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="output folder"),
-        config: Path = typer.Option(None, help="JSON/YAML file of CenterPeripheryConfig fields"),
+        config: Path = typer.Option(
+            None, help="TOML/YAML/JSON file of CenterPeripheryConfig fields"),
         model: str = typer.Option(None, help="model spec (default zoo:alexnet_sup_s0)"),
         weights: Path = typer.Option(None, help="local weights for the model"),
         arch: str = typer.Option(None, help="architecture of a state_dict checkpoint"),

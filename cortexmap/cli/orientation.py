@@ -30,7 +30,7 @@ Examples:
   cortexmap run orientation --model zoo:vgg_sup_s0 --no-dynamics --networks none \\
       --out runs/orientation_vgg
 
-  cortexmap run orientation --config orientation.yaml --out runs/o3 --overwrite
+  cortexmap run orientation --config examples/orientation.toml --out runs/o3 --overwrite
 """
 
 
@@ -38,7 +38,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
     @run_app.command("orientation", help=RUN_HELP)
     def run_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="output folder"),
-        config: Path = typer.Option(None, help="JSON/YAML file of OrientationConfig fields"),
+        config: Path = typer.Option(None, help="TOML/YAML/JSON file of OrientationConfig fields"),
         model: str = typer.Option(None, help="model spec (default zoo:alexnet_sup_s0)"),
         layers: str = typer.Option(None, help="comma-separated layers to tune (default: all "
                                               "spatial top-level layers)"),

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from cortexmap.errors import CortexmapError
+from cortexmap.cli.common import print_findings, split_list
 
 console = Console()
 
@@ -36,8 +35,8 @@ Examples:
 RUN_HELP = """Analysis 2: layer-orthogonalizing synthesis + natural / synthesized / residual \
 mapping on the phantom brain (defaults: zoo:alexnet_sup_s0, 16 images, 500 steps).
 
-Options may come from a JSON or YAML file (--config) with SynthesisConfig fields; flags given \
-on the command line override it.
+Options may come from a TOML, YAML or JSON file (--config) with SynthesisConfig fields; flags \
+given on the command line override it.
 
 Examples:
 
@@ -45,40 +44,16 @@ Examples:
 
   cortexmap run synthesis --model googlenet --size 128 --out runs/analysis2_googlenet
 
-  cortexmap run synthesis --config synth.yaml --out runs/a2 --overwrite
+  cortexmap run synthesis --config examples/synthesis_googlenet.toml --out runs/a2 --overwrite
 """
 
 
-def _read_config_file(path: Path) -> dict:
-    if not path.exists():
-        raise CortexmapError(f"Config file {path} does not exist; check the path.")
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text)
-    else:
-        data = json.loads(text)
-    if not isinstance(data, dict):
-        raise CortexmapError(f"Config file {path} must hold a mapping of SynthesisConfig fields.")
-    return data
-
-
-def _config(base: dict, **flags):
-    from pydantic import ValidationError
-
+def _config(path: Path | None, **flags):
+    from cortexmap.config import load_config
     from cortexmap.synthesis import SynthesisConfig
 
-    values = dict(base)
-    values.update({k: v for k, v in flags.items() if v is not None})
-    if isinstance(values.get("layers"), str):
-        values["layers"] = [s.strip() for s in values["layers"].split(",") if s.strip()]
-    try:
-        return SynthesisConfig(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CortexmapError(f"Bad synthesis setting {where!r}: {first['msg']}.") from exc
+    flags["layers"] = split_list(flags.get("layers"))
+    return load_config(SynthesisConfig, path, section="synthesis", **flags)
 
 
 def _run(config, out: Path, overwrite: bool, progress: bool) -> None:
@@ -88,9 +63,7 @@ def _run(config, out: Path, overwrite: bool, progress: bool) -> None:
     console.print(res.tables["orthogonality"].to_string(index=False))
     if res.mapping is not None:
         console.print(res.tables["mapping_summary"].to_string(index=False))
-    for f in res.findings:
-        mark = "[green]reproduced[/]" if f.reproduced else "[red]not reproduced[/]"
-        console.print(f"{mark}: {f.numbers}")
+    print_findings(res.findings)
     console.print(f"results in {out} (report: {out / 'report.html'})")
 
 
@@ -145,7 +118,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         cfg = _config(
-            {}, model=model, weights=str(weights) if weights else None, arch=arch,
+            None, model=model, weights=str(weights) if weights else None, arch=arch,
             mapping=mapping,
             **common(layers, n_images, size, input_size, steps, lr, param, jitter, tv,
                      seed, device, natural, resume, calibrate_bn),
@@ -155,7 +128,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
     @run_app.command("synthesis", help=RUN_HELP)
     def run_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="output folder"),
-        config: Path = typer.Option(None, help="JSON/YAML file of SynthesisConfig fields"),
+        config: Path = typer.Option(None, help="TOML/YAML/JSON file of SynthesisConfig fields"),
         model: str = typer.Option(None, help="model spec (default zoo:alexnet_sup_s0)"),
         layers: str = typer.Option(None, help="comma-separated layer names (>= 2)"),
         n_images: int = typer.Option(None, "--n-images", "-n", help="images (default 16)"),
@@ -181,9 +154,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, help="replace results in a non-empty OUT"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        base = _read_config_file(config) if config else {}
         cfg = _config(
-            base, model=model, mapping=mapping, phantom_snr=snr, scheduler=scheduler,
+            config, model=model, mapping=mapping, phantom_snr=snr, scheduler=scheduler,
             **common(layers, n_images, size, input_size, steps, lr, param, jitter, tv,
                      seed, device, natural, resume, calibrate_bn),
         )
