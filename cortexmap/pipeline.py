@@ -98,15 +98,27 @@ class JobResult:
 
 
 def _run_one(name: str, cfg: BaseModel, out: Path, progress: bool, resume: bool):
+    """Run one analysis, or reuse its saved result when it finished with the same config."""
+    import cortexmap
+
     done = out / name / "result.pkl"
+    key = {"config": cfg.model_dump(mode="json"), "version": cortexmap.__version__}
     if resume and done.exists():
         with open(done, "rb") as fh:
-            return pickle.load(fh), 0.0, True
+            saved = pickle.load(fh)
+        if isinstance(saved, dict) and saved.get("key") == key:
+            return saved["result"], 0.0, True
     t0 = time.perf_counter()
     result = ANALYSES[name].runner()(cfg, out / name, overwrite=True, progress=progress)
     elapsed = time.perf_counter() - t0
-    write_bytes(done, pickle.dumps(result))
+    write_bytes(done, pickle.dumps({"key": key, "result": result}))
     return result, elapsed, False
+
+
+def load_result(path: str | os.PathLike):
+    """The analysis result saved by the main job in ``path`` (a ``result.pkl``)."""
+    with open(path, "rb") as fh:
+        return pickle.load(fh)["result"]
 
 
 def run_job(
@@ -124,7 +136,8 @@ def run_job(
     config_file: optional TOML/YAML/JSON with one table per analysis (``[center_periphery]``,
     ``[synthesis]``, ``[orientation]``, ``[lesion]``, ``[contrast]``, ``[universal]``) holding
     that analysis's config fields. ``demo`` starts from :data:`DEMO_SETTINGS`. ``resume`` reuses
-    analyses that finished in an earlier, interrupted run of the same folder.
+    analyses that finished in an earlier, interrupted run of the same folder with the same
+    config and cortexmap version; the others run again.
     extra_sections: optional callable ``(report) -> list[Finding]`` adding sections first.
     """
     names = list(analyses) if analyses else list(ANALYSES)

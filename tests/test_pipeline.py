@@ -61,6 +61,8 @@ def test_job_uses_config_sections_resumes_and_reports(tmp_path, echo):
     assert CALLS == [5] and bool(again.timings.resumed.iloc[0])  # reused, not rerun
     pipeline.run_job(tmp_path / "run", ["echo"], progress=False, resume=False, overwrite=True)
     assert CALLS == [5, 2]  # demo settings when the file does not set the value
+    pipeline.run_job(tmp_path / "run", ["echo"], config_file=cfg, progress=False)
+    assert CALLS == [5, 2, 5]  # a saved result from another config is not reused
 
 
 def test_job_validates_every_config_before_running(tmp_path, echo):
@@ -78,3 +80,18 @@ def test_existing_folder_is_refused_without_overwrite(tmp_path, echo):
     (tmp_path / "run" / "x.txt").write_text("keep")
     with pytest.raises(CortexmapError, match="--overwrite"):
         pipeline.run_job(tmp_path / "run", ["echo"], progress=False)
+
+
+def test_report_command_rebuilds_the_combined_report(tmp_path, echo):
+    from typer.testing import CliRunner
+
+    from cortexmap.cli import app
+
+    pipeline.run_job(tmp_path / "run", ["echo"], progress=False)
+    out = tmp_path / "again.html"
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "run"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    assert "Echo 2" in html and "echo works" in html
+    res = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert isinstance(res.exception, CortexmapError) and "no result.pkl" in str(res.exception)

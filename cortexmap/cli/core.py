@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import typer
@@ -66,6 +65,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         title: str = typer.Option("cortexmap report", help="Report title."),
     ) -> None:
         from cortexmap.errors import CortexmapError
+        from cortexmap.pipeline import load_result
         from cortexmap.report import Report
 
         rep = Report(title)
@@ -78,8 +78,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                     "written by `cortexmap demo`."
                 )
             for pkl in pickles:
-                with open(pkl, "rb") as fh:
-                    result = pickle.load(fh)
+                result = load_result(pkl)
                 result.add_to_report(rep)
                 found.extend(result.findings)
         rep.findings(found)
