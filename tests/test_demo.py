@@ -1,0 +1,40 @@
+"""The main job end to end on the bundled defaults (what `make demo` runs), read in Chromium."""
+
+import pandas as pd
+import pytest
+
+from cortexmap.overview import layer_overview
+from cortexmap.pipeline import ANALYSES, run_job
+from tests.report_check import check_report
+from tests.test_report import require_browser
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    return run_job(out, progress=False, extra_sections=lambda r: layer_overview(r))
+
+
+@pytest.mark.slow
+def test_demo_runs_every_analysis_and_reports_each_finding_once(demo):
+    names = {n.replace("-", "_") for n in ANALYSES}
+    analyses = {f.analysis.replace("-", "_") for f in demo.findings}
+    assert names | {"overview"} == analyses
+    html = demo.report_path.read_text()
+    for f in demo.findings:
+        assert html.count(f">{f.claim}<") == 1
+    table = pd.read_parquet(demo.report_path.parent / "findings.parquet")
+    assert len(table) == len(demo.findings) >= 12
+    assert (demo.report_path.parent / "provenance.json").exists()
+    for name in ANALYSES:
+        assert (demo.report_path.parent / name / "provenance.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_demo_report_reads_in_chromium(demo):
+    require_browser()
+    result = check_report(demo.report_path)
+    assert result["n_images"] >= 20 and result["broken"] == []
+    assert result["missing_targets"] == [] and result["console_errors"] == []
+    assert result["n_links"] >= len(ANALYSES) + 2
