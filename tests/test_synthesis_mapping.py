@@ -10,9 +10,8 @@ from cortexmap.rsa import RDMs, compute_rdms
 from cortexmap.rsa.residual import partial_correlation
 from cortexmap.synthesis.mapping import (
     compare_mappings,
-    dice,
+    dice_jaccard,
     fwe_threshold,
-    jaccard,
     partial_searchlight,
     permuted_models,
     planted_layers,
@@ -22,8 +21,8 @@ from cortexmap.synthesis.mapping import (
 def test_dice_jaccard_and_planted_layers():
     a = np.array([1, 1, 0, 0], bool)
     b = np.array([1, 0, 1, 0], bool)
-    assert dice(a, b) == pytest.approx(0.5) and jaccard(a, b) == pytest.approx(1 / 3)
-    assert dice(a, a) == 1.0 and dice(a & False, b & False) == 0.0
+    assert dice_jaccard(a, b) == pytest.approx((0.5, 1 / 3))
+    assert dice_jaccard(a, a) == (1.0, 1.0) and dice_jaccard(a & False, b & False) == (0.0, 0.0)
     assert planted_layers(list("abc"), 6) == list("abc")
     assert planted_layers([f"l{i}" for i in range(9)], 6) == ["l0", "l2", "l3", "l5", "l6", "l8"]
 

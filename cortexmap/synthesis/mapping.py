@@ -85,16 +85,13 @@ def fwe_threshold(null: np.ndarray, alpha: float, n_tests: int) -> np.ndarray:
     return np.nanmean(null, axis=1) + z * np.nanstd(null, axis=1)
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice coefficient of two boolean maps (0 when both are empty)."""
-    s = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / s if s else 0.0
+def dice_jaccard(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Dice and Jaccard of two boolean maps (:func:`cortexmap.brain.overlap`), 0 when both are
+    empty: two layers with no mapped voxels share none."""
+    from cortexmap.brain.maps import overlap
 
-
-def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """Jaccard index of two boolean maps (0 when both are empty)."""
-    u = int((a | b).sum())
-    return int((a & b).sum()) / u if u else 0.0
+    o = overlap(a, b)
+    return float(np.nan_to_num(o["dice"])), float(np.nan_to_num(o["jaccard"]))
 
 
 def planted_layers(layers: list[str], n_regions: int) -> list[str]:
@@ -358,8 +355,7 @@ def compare_mappings(
                        "threshold": float(thr[k]), "map_voxels": int(on[k].sum()),
                        "peak_r": float(np.nanmax(group[k]))}
                 if layer in truth:
-                    row["dice"] = dice(on[k], truth[layer])
-                    row["jaccard"] = jaccard(on[k], truth[layer])
+                    row["dice"], row["jaccard"] = dice_jaccard(on[k], truth[layer])
                     row["mean_r_in_region"] = float(np.nanmean(group[k][truth[layer]]))
                 rows_rec.append(row)
                 counts = {atlas.names[lab]: int((labels[on[k]] == lab).sum())
@@ -374,7 +370,7 @@ def compare_mappings(
             pair_d = []
             for a in range(len(layers)):
                 for b in range(a + 1, len(layers)):
-                    d, j = dice(on[a], on[b]), jaccard(on[a], on[b])
+                    d, j = dice_jaccard(on[a], on[b])
                     pair_d.append(d)
                     rows_ov.append({"set": which, "layer_a": layers[a], "layer_b": layers[b],
                                     "dice": d, "jaccard": j})
