@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
 
 lint: $(STAMP)
-	$(BIN)/ruff check cortexmap tests benchmarks
+	$(BIN)/ruff check cortexmap tests benchmarks scripts
 
 clean:
 	rm -rf runs .pytest_cache
