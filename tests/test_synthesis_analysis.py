@@ -5,26 +5,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from torch import nn
 from typer.testing import CliRunner
 
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs
 from cortexmap.synthesis import SynthesisConfig, default_layers, run_synthesis
-
-
-class Tiny(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
-        self.conv2 = nn.Sequential(nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
-        self.conv3 = nn.Sequential(nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
-        self.fc = nn.Linear(8 * 4 * 4, 10)
-
-    def forward(self, x):
-        return self.fc(self.conv3(self.conv2(self.conv1(x))).flatten(1))
+from tests.tiny_models import TinyConvNet as Tiny
 
 
 def _cfg(**kw):

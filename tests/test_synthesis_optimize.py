@@ -12,23 +12,7 @@ from cortexmap.synthesis.objective import LayerRDMObjective
 from cortexmap.synthesis.optimize import synthesize
 from cortexmap.synthesis.parameterization import FourierImages, PixelImages
 from cortexmap.synthesis.priors import PriorConfig, jitter, range_penalty, total_variation
-
-
-class Tiny(nn.Module):
-    """Conv net whose classifier only accepts 16x16 inputs (fixed Linear size)."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
-        self.conv2 = nn.Sequential(nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
-        self.conv3 = nn.Sequential(nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
-        self.fc = nn.Linear(8 * 4 * 4, 10)
-
-    def forward(self, x):
-        x = self.conv3(self.conv2(self.conv1(x)))
-        return self.fc(x.flatten(1))
-
+from tests.tiny_models import TinyConvNet as Tiny
 
 LAYERS = ["conv1", "conv2", "conv3"]
 
