@@ -25,6 +25,7 @@ from cortexmap.brain.searchlight import SearchlightResult, searchlight
 from cortexmap.brain.stats import GroupTestResult, clusters, group_test
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs
+from cortexmap.utils.dask import close_client
 from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
 from cortexmap.utils.provenance import write_provenance
 
@@ -310,11 +311,7 @@ def group_searchlight(
                                scheduler="serial" if client is None else None, client=client,
                                dtype=dtype, progress=progress) for s in subjects]
     finally:
-        if own is not None:
-            cluster = own.cluster
-            own.close()
-            if cluster is not None:
-                cluster.close()
+        close_client(own)
     group = {name: group_test(results, model=i, n_perm=n_perm, seed=seed, statistic=statistic,
                               name=name) for i, name in enumerate(models.names)}
     maps = model_maps(group, alpha, correction)

@@ -43,6 +43,7 @@ from cortexmap.brain.io import BrainData, BrainMasker
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs, rank_rows
 from cortexmap.rsa.compare import canonical_method
+from cortexmap.utils.dask import close_client
 from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table, write_text
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
@@ -490,11 +491,7 @@ def searchlight(
                 scores[s:s + size] = fut.result()
                 fut.release()
     finally:
-        if own_client is not None:
-            cluster = own_client.cluster
-            own_client.close()
-            if cluster is not None:
-                cluster.close()
+        close_client(own_client)
 
     maps = np.full((len(models), masker.n_voxels), np.nan)
     maps[:, spheres.centres] = scores.T

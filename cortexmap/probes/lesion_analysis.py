@@ -31,6 +31,7 @@ from cortexmap.errors import CortexmapError
 from cortexmap.probes import contrast as ct
 from cortexmap.probes import lesion as ls
 from cortexmap.report import Finding
+from cortexmap.utils.dask import close_client
 from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
 from cortexmap.utils.provenance import write_provenance
 
@@ -254,11 +255,7 @@ def run_lesion(
                                     resume_dir=out / "sweep" / "sets" if config.resume else None,
                                     **common)
     finally:
-        if client is not None:
-            client.close()
-            cluster = getattr(client, "cluster", None)
-            if cluster is not None:
-                cluster.close()
+        close_client(client)
 
     set_table = set_sweep.drops("set")
     set_table.insert(3, "set_type", [set_types[(r.layer, r.lesion)]

@@ -53,6 +53,7 @@ from cortexmap.probes.orientation import (
     plot_tuning_curves,
 )
 from cortexmap.report import Finding
+from cortexmap.utils.dask import close_client
 from cortexmap.utils.io import prepare_output_dir, write_json, write_table
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
@@ -274,7 +275,7 @@ def _sweep(specs: Sequence[str], config: OrientationConfig, partial: _Partial,
             for spec, fut in zip(todo, futures, strict=True):
                 partial.put(spec, fut.result())
         finally:
-            client.close()
+            close_client(client)
     else:
         for spec in track(todo, description, enabled=progress):
             partial.put(spec, _model_row(spec, layers, config.n_lower, config, x, labels))

@@ -46,6 +46,7 @@ import pandas as pd
 from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding
 from cortexmap.rsa import RDMs
+from cortexmap.utils.dask import close_client
 from cortexmap.utils.io import prepare_output_dir, write_bytes
 
 SETS = ("natural", "synthesized", "residual", "partial")
@@ -387,11 +388,7 @@ def compare_mappings(
                 "n_layers": len(layers),
             })
     finally:
-        if client is not None:
-            cluster = getattr(client, "cluster", None)
-            client.close()
-            if cluster is not None:  # a cluster started here (not an existing scheduler)
-                cluster.close()
+        close_client(client)
 
     return MappingResult(
         tables={"mapping_recovery": pd.DataFrame(rows_rec),

@@ -32,6 +32,7 @@ from cortexmap.universal.dimensions import (
 )
 from cortexmap.universal.reduction import reduction_curve
 from cortexmap.universal.ridge import DEFAULT_ALPHAS
+from cortexmap.utils.dask import close_client
 
 DEFAULT_BRAIN_NETWORK = "zoo:alexnet_sup_s1"
 
@@ -271,8 +272,7 @@ def run_universal(
         table = universality(activations, dims, cfg.n_folds, tuple(cfg.alphas), cfg.seed,
                              client=client, progress=progress)
     finally:
-        if client is not None:
-            client.close()
+        close_client(client)
     sims = [brain_similarity(b, dims, cfg.n_folds, tuple(cfg.alphas), cfg.seed) for b in brain]
     table["brain_similarity"] = np.mean(sims, axis=0)
     table["layer"] = table.network.map(layers_used).fillna("")

@@ -47,3 +47,17 @@ def get_client(
             "tcp://10.0.0.5:8786, or one of slurm, pbs, sge."
         )
     return Client(scheduler)
+
+
+def close_client(client) -> None:
+    """Close a client from :func:`get_client` and the cluster it started, if any.
+
+    ``Client.close`` leaves a LocalCluster (or batch jobs) running; a client connected to an
+    existing scheduler by address has no ``cluster`` and only disconnects.
+    """
+    if client is None:
+        return
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
