@@ -134,12 +134,11 @@ def _stimuli(cfg: UniversalConfig, size: int):
 
 
 def network_activations(
-    spec: str, layer: str | None, stimuli, progress: bool = False
+    model, layer: str | None, stimuli, progress: bool = False
 ) -> tuple[str, np.ndarray]:
-    """(layer used, activations (n_images, n_units) flattened) of one network."""
-    from cortexmap.models import Extractor, load
+    """(layer used, activations (n_images, n_units) flattened) of one loaded network."""
+    from cortexmap.models import Extractor
 
-    model = load(spec)
     size = int(model.cortexmap_preprocessing.size)
     layer = layer or _default_layer(model, size)
     acts = Extractor(model, [layer], pooling="none").extract(stimuli, progress=progress)[layer]
@@ -158,8 +157,10 @@ def _brain_patterns(cfg: UniversalConfig, stimuli, out: Path, progress: bool) ->
     from cortexmap.brain import load_atlas, load_dataset, make_phantom, slab_mask
 
     if cfg.brain == "phantom":
-        _, planted = network_activations(cfg.brain_network, cfg.layers.get(cfg.brain_network),
-                                         stimuli)
+        from cortexmap.models import load
+
+        _, planted = network_activations(load(cfg.brain_network),
+                                         cfg.layers.get(cfg.brain_network), stimuli)
         ds = make_phantom(
             {cfg.roi: planted}, out / "phantom", n_subjects=cfg.phantom_subjects, n_runs=2,
             snr=cfg.phantom_snr, mask=slab_mask(3), conditions=list(stimuli.ids),
@@ -250,12 +251,13 @@ def run_universal(
         from cortexmap.models import load
 
         networks = cfg.networks or _default_networks(cfg)
-        size = int(load(networks[0]).cortexmap_preprocessing.size)
-        stim = _stimuli(cfg, size)
         activations = {}
         for spec in track(networks, "universal: extracting networks", enabled=progress):
+            model = load(spec)
+            if stim is None:  # one image set for all, at the first network's input size
+                stim = _stimuli(cfg, int(model.cortexmap_preprocessing.size))
             layers_used[spec], activations[spec] = network_activations(
-                spec, cfg.layers.get(spec), stim)
+                model, cfg.layers.get(spec), stim)
     if brain is None:
         if stim is None:
             raise CortexmapError(
@@ -266,8 +268,7 @@ def run_universal(
     dims: dict[str, Dimensions] = {
         n: principal_dimensions(a, cfg.n_dims, n, cfg.seed) for n, a in activations.items()
     }
-    client = get_client(None if cfg.scheduler == "local" else cfg.scheduler) \
-        if cfg.scheduler else None
+    client = get_client(cfg.scheduler) if cfg.scheduler else None
     try:
         table = universality(activations, dims, cfg.n_folds, tuple(cfg.alphas), cfg.seed,
                              client=client, progress=progress)
@@ -295,6 +296,5 @@ def run_universal(
     result.add_to_report(report)
     report.findings(result.findings)
     report.write(out / "report.html")
-    inputs = {n: a for n, a in activations.items()}
-    write_provenance(out, config=cfg, seed=cfg.seed, inputs=inputs)
+    write_provenance(out, config=cfg, seed=cfg.seed, inputs=activations)
     return result
