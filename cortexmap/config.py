@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from cortexmap.errors import CortexmapError
@@ -25,23 +26,19 @@ def read_config_file(path: str | os.PathLike, section: str | None = None) -> dic
     p = Path(path)
     if not p.is_file():
         raise CortexmapError(f"Config file {p} does not exist; check the path.")
+    if p.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise CortexmapError(
+            f"Config file {p} has suffix {p.suffix!r}; use .toml, .yaml/.yml or .json."
+        )
     text = p.read_text(encoding="utf-8")
     try:
         if p.suffix == ".toml":
             data = tomllib.loads(text)
-        elif p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
         elif p.suffix == ".json":
             data = json.loads(text)
         else:
-            raise CortexmapError(
-                f"Config file {p} has suffix {p.suffix!r}; use .toml, .yaml/.yml or .json."
-            )
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as exc:
-        if isinstance(exc, CortexmapError):
-            raise
+            data = yaml.safe_load(text) or {}
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError, ValueError) as exc:
         raise CortexmapError(f"Config file {p} cannot be parsed: {exc}") from exc
     if not isinstance(data, dict):
         raise CortexmapError(f"Config file {p} must hold a mapping of option names to values.")

@@ -39,3 +39,7 @@ def test_section_and_errors(tmp_path):
     broken.write_text("n = = 1")
     with pytest.raises(CortexmapError, match="cannot be parsed"):
         load_config(_Cfg, broken)
+    broken_yaml = tmp_path / "b.yaml"
+    broken_yaml.write_text("n: [1, 2\n")
+    with pytest.raises(CortexmapError, match="cannot be parsed"):
+        load_config(_Cfg, broken_yaml)
