@@ -6,9 +6,9 @@ into chunks of :data:`CHUNK` images and chunk ``k`` draws its parameters from
 are the 100 images of a 100-image set, any slice of the stream can be rendered on its own
 (``start=``), and a training loop can draw fresh images every epoch without storing them.
 
-Rendering is vectorised over a whole chunk with NumPy (signed-distance functions for the shapes,
-closed-form textures, fancy-indexed background crops), which keeps generation several times faster
-than training a small network on the same images (see ``benchmarks/bench_train.py``).
+Rendering is one compiled pass over the pixels of each image (``procedural_kernel``: signed-distance
+functions for the shapes, closed-form textures, hashed pixel noise), which keeps generation several
+times faster than training a small network on the same images (``benchmarks/bench_train.py``).
 
 Each image: a background crop cut from a scikit-image photograph (bundled offline), 0-3 clutter
 shapes (some in front of the object, occluding it), one object of one of :data:`CLASSES` with a
@@ -32,7 +32,6 @@ CLASSES: tuple[str, ...] = (
 )
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 CHUNK = 256
-_BLOCK = 32
 TEXTURES: tuple[str, ...] = ("stripes", "checker", "dots", "gradient")
 # skimage photographs that ship with the wheel (no download); grey ones are used as grey RGB.
 _PHOTOS = (
@@ -41,65 +40,6 @@ _PHOTOS = (
     "moon", "page",
 )
 _BANK_SIZE = 160  # side of each background photo after resizing; crops are taken from it
-
-
-# --------------------------------------------------------------------------------------------
-# signed-distance functions, all (n, H, W) arrays in object units (object fits the unit disk)
-# --------------------------------------------------------------------------------------------
-def _box(x: np.ndarray, y: np.ndarray, bx: float, by: float) -> np.ndarray:
-    qx, qy = np.abs(x) - bx, np.abs(y) - by
-    outside = np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2)
-    return outside + np.minimum(np.maximum(qx, qy), 0)
-
-
-def _circle(x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
-    return np.sqrt(x * x + y * y) - r
-
-
-def _triangle(x: np.ndarray, y: np.ndarray, r: float) -> np.ndarray:
-    """Equilateral triangle pointing to +y (Inigo Quilez's exact SDF)."""
-    k = np.sqrt(3.0)
-    px = np.abs(x) - r
-    py = y + r / k
-    flip = px + k * py > 0
-    px, py = np.where(flip, (px - k * py) / 2, px), np.where(flip, (-k * px - py) / 2, py)
-    px = px - np.clip(px, -2 * r, 0)
-    return -np.sqrt(px * px + py * py) * np.sign(py)
-
-
-def _star(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    # Polar approximation: distance to a 5-point star's radius profile (scaled to ~unit gradient).
-    r = np.sqrt(x * x + y * y)
-    sector = 2 * np.pi / 5
-    a = np.mod(np.arctan2(x, y), sector) - sector / 2
-    radius = 0.42 + 0.55 * (np.abs(a) / (sector / 2)) ** 1.3
-    return (r - radius) * 0.7
-
-
-def _sdf(name: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    if name == "disk":
-        return _circle(x, y, 0.8)
-    if name == "square":
-        return _box(x, y, 0.68, 0.68)
-    if name == "triangle":
-        return _triangle(x, y + 0.2, 0.95)
-    if name == "star":
-        return _star(x, y)
-    if name == "cross":
-        return np.minimum(_box(x, y, 0.9, 0.27), _box(x, y, 0.27, 0.9))
-    if name == "ring":
-        return np.abs(_circle(x, y, 0.65)) - 0.25
-    if name == "crescent":
-        return np.maximum(_circle(x, y, 0.9), -_circle(x - 0.45, y, 0.7))
-    if name == "dumbbell":
-        ends = np.minimum(_circle(x + 0.62, y, 0.33), _circle(x - 0.62, y, 0.33))
-        return np.minimum(ends, _box(x, y, 0.6, 0.11))
-    if name == "arrow":
-        head = _triangle(-y, x - 0.25, 0.55)  # pointing to +x
-        return np.minimum(head, _box(x + 0.35, y, 0.5, 0.13))
-    if name == "tee":
-        return np.minimum(_box(x, y - 0.55, 0.85, 0.2), _box(x, y + 0.2, 0.2, 0.62))
-    raise CortexmapError(f"Unknown procedural class {name!r}; valid classes: {', '.join(CLASSES)}.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,104 +109,23 @@ def _draw_params(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
 
 def _render(p: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
     """Render images (n, size, size, 3) float32 in [0, 1] and masks (n, size, size) bool."""
+    from cortexmap.stimuli.procedural_kernel import render_into  # lazy: compiles on first use
+
     n = len(p["label"])
-    f32 = np.float32
-    grid = (np.arange(size, dtype=f32) + 0.5) / size
-    gy, gx = grid[None, :, None], grid[None, None, :]
-
-    # background: fancy-indexed crops of half the photo side (one bank lookup for the batch)
-    bank = background_bank()
-    crop = _BANK_SIZE // 2
-    idx = np.arange(size) * crop // size
-    y0 = (p["bg_y"] * (_BANK_SIZE - crop)).astype(int)
-    x0 = (p["bg_x"] * (_BANK_SIZE - crop)).astype(int)
-    cols = np.where(p["bg_flip"][:, None], crop - 1 - idx[None, :], idx[None, :]) + x0[:, None]
-    rows = y0[:, None] + idx[None, :]
-    img = bank[p["bg_photo"][:, None, None], rows[:, :, None], cols[:, None, :]]
-    # lower the photo's contrast about its own mean (and shift its brightness) so the object
-    # stands out as the most salient thing while the background stays a natural texture
-    m = img.mean(axis=(1, 2, 3), keepdims=True)
-    gain = p["bg_gain"][:, None, None, None].astype(f32)
-    img = m + gain * (img - m) + p["bg_offset"][:, None, None, None].astype(f32)
-
-    def clutter(front: bool, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        occl = np.zeros((n, size, size), f32)
-        for j in range(p["clutter_on"].shape[1]):
-            on = p["clutter_on"][:, j] & (p["clutter_front"][:, j] == front)
-            if not on.any():
-                continue
-            s = p["clutter_size"][on, j][:, None, None]
-            c, si = np.cos(p["clutter_rot"][on, j]), np.sin(p["clutter_rot"][on, j])
-            dx = gx - p["clutter_cx"][on, j][:, None, None]
-            dy = gy - p["clutter_cy"][on, j][:, None, None]
-            u = (c[:, None, None] * dx + si[:, None, None] * dy) / s
-            v = (-si[:, None, None] * dx + c[:, None, None] * dy) / s
-            kind = p["clutter_kind"][on, j][:, None, None]
-            d = np.where(kind == 0, np.sqrt((u / 1.4) ** 2 + v**2) - 1, _box(u, v, 1.8, 0.35))
-            a = np.clip(0.5 - d * s * size, 0, 1).astype(f32)
-            col = p["clutter_color"][on, j][:, None, None, :].astype(f32)
-            img[on] = img[on] * (1 - a[..., None]) + col * a[..., None]
-            occl[on] = np.maximum(occl[on], a)
-        return img, occl
-
-    img, _ = clutter(False, img)
-
-    # object coordinates: translate, rotate, scale (aspect stretch keeps classes shape-defined)
-    s = p["scale"][:, None, None]
-    c, si = np.cos(p["rotation"])[:, None, None], np.sin(p["rotation"])[:, None, None]
-    dx, dy = gx - p["cx"][:, None, None], -(gy - p["cy"][:, None, None])  # y up
-    u = ((c * dx + si * dy) / s * p["aspect"][:, None, None]).astype(f32)
-    v = ((-si * dx + c * dy) / s / p["aspect"][:, None, None]).astype(f32)
-    sdf = np.empty((n, size, size), f32)
-    for k, name in enumerate(CLASSES):
-        sel = p["label"] == k
-        if sel.any():
-            sdf[sel] = _sdf(name, u[sel], v[sel])
-    d_px = sdf * (s * size).astype(f32)  # distance in pixels
-    alpha = np.clip(0.5 - d_px, 0, 1)
-    interior = np.clip(0.5 - (d_px + p["outline_px"][:, None, None].astype(f32)), 0, 1)
-
-    # texture in object coordinates (rotates with the object)
-    t = np.empty((n, size, size), f32)
-    fr, ang, ph = (p[k][:, None, None].astype(f32) for k in ("tex_freq", "tex_angle", "tex_phase"))
-    along = u * np.cos(ang) + v * np.sin(ang)
-    kinds = p["texture"]
-    for k, name in enumerate(TEXTURES):
-        sel = kinds == k
-        if not sel.any():
-            continue
-        a_, f_, ph_ = along[sel], fr[sel], ph[sel]
-        if name == "stripes":
-            t[sel] = np.clip(0.5 + 2.0 * np.sin(f_ * np.pi * a_ + ph_), 0, 1)
-        elif name == "checker":
-            across = -u[sel] * np.sin(ang[sel]) + v[sel] * np.cos(ang[sel])
-            t[sel] = np.clip(0.5 + 4 * np.sin(f_ * 2.2 * a_) * np.sin(f_ * 2.2 * across), 0, 1)
-        elif name == "dots":
-            across = -u[sel] * np.sin(ang[sel]) + v[sel] * np.cos(ang[sel])
-            cu = np.mod(a_ * f_ * 0.8 + ph_, 1) - 0.5
-            cv = np.mod(across * f_ * 0.8, 1) - 0.5
-            t[sel] = np.clip((0.3 - np.sqrt(cu * cu + cv * cv)) * 8 + 0.5, 0, 1)
-        else:  # gradient
-            t[sel] = np.clip(0.5 + 0.6 * a_, 0, 1)
-    col1 = p["color1"][:, None, None, :].astype(f32)
-    col2 = p["color2"][:, None, None, :].astype(f32)
-    fill = col1 + (col2 - col1) * t[..., None]
-    shade = 1 + (p["shade"][:, 0, None, None] * u + p["shade"][:, 1, None, None] * v).astype(f32)
-    fill = fill * shade[..., None]
-    obj = p["outline_color"][:, None, None, :].astype(f32)
-    obj = obj + (fill - obj) * interior[..., None]
-    img = img * (1 - alpha[..., None]) + obj * alpha[..., None]
-
-    img, occl = clutter(True, img)
-    mask = alpha * (1 - occl) > 0.5
-
-    # a little pixel noise, seeded per image so each image is independent of its chunk-mates
-    noise = np.stack(
-        [np.random.default_rng(int(sd)).standard_normal((size, size, 3), dtype=f32) for sd in
-         p["noise_seed"]]
-    ) if n else np.zeros((0, size, size, 3), f32)
-    img += 0.015 * noise
-    return np.clip(img, 0, 1).astype(f32), mask
+    images = np.empty((n, size, size, 3), np.float32)
+    masks = np.empty((n, size, size), bool)
+    crop = _BANK_SIZE // 2  # backgrounds are crops of half the photo side
+    row0 = (p["bg_y"] * (_BANK_SIZE - crop)).astype(np.int64)
+    col0 = (p["bg_x"] * (_BANK_SIZE - crop)).astype(np.int64)
+    render_into(
+        images, masks, background_bank(), p["bg_photo"], row0, col0, p["bg_flip"], crop,
+        p["bg_gain"], p["bg_offset"], p["clutter_on"], p["clutter_front"], p["clutter_kind"],
+        p["clutter_cx"], p["clutter_cy"], p["clutter_size"], p["clutter_rot"],
+        p["clutter_color"], p["label"], p["scale"], p["rotation"], p["aspect"], p["cx"],
+        p["cy"], p["color1"], p["color2"], p["outline_color"], p["outline_px"], p["texture"],
+        p["tex_freq"], p["tex_angle"], p["tex_phase"], p["shade"], p["noise_seed"],
+    )
+    return images, masks
 
 
 def apply_contrast(images: np.ndarray, contrast: float) -> np.ndarray:
@@ -309,12 +168,9 @@ def generate(
         lo = max(start - k * CHUNK, 0)
         hi = min(start + n - k * CHUNK, CHUNK)
         params = {key: val[lo:hi] for key, val in params.items()}
-        # render in blocks of _BLOCK images: the (block, H, W) temporaries stay in cache, which
-        # is faster, and every pixel is computed independently so the result is identical
-        for b in range(0, hi - lo, _BLOCK):
-            im, mk = _render({key: val[b : b + _BLOCK] for key, val in params.items()}, size)
-            imgs.append(im)
-            masks.append(mk)
+        im, mk = _render(params, size)
+        imgs.append(im)
+        masks.append(mk)
         labels.append(params["label"].astype(np.int64))
         metas.append(pd.DataFrame({
             "index": np.arange(k * CHUNK + lo, k * CHUNK + hi),

@@ -63,10 +63,6 @@ ZOO_RECIPES: dict[str, TrainConfig] = {
 }
 
 
-# Runs stopped before the end of their planned schedule (the shared 2-core machine's time ran
-# out; each had passed the accuracy bar). ``train(..., stop_after=E)`` reproduces them exactly.
-ZOO_STOP: dict[str, int] = {"alexnet_sup_s1": 6, "vgg_sup_s0": 5, "resnet_sup_s0": 4}
-
 
 def default_zoo_dir() -> Path:
     """The zoo folder shipped inside the package (``cortexmap/data/zoo``)."""
@@ -258,17 +254,15 @@ def build_zoo(
         t0 = time.perf_counter()
         cfg = ZOO_RECIPES[name]
         run = Path(workdir) / name
-        stop = ZOO_STOP.get(name)
         final = load_checkpoint(run / "final.pt") if (run / "final.pt").exists() else None
         done = final is not None and final["config"] == cfg.model_dump(mode="json") and \
-            final["epoch"] == (cfg.epochs if stop is None else min(stop, cfg.epochs))
+            final["epoch"] == cfg.epochs
         if not done:
             def log(epoch: int, row: dict[str, float], name: str = name) -> None:
                 print(f"{name} epoch {epoch}: " + ", ".join(
                     f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
 
-            train(cfg, run, resume=True, progress=progress, name=name, callback=log,
-                  stop_after=stop)
+            train(cfg, run, resume=True, progress=progress, name=name, callback=log)
         cards.append(package(name, run, zoo))
         write_index(zoo)
         print(f"{name}: {cards[-1]['test_accuracy']} ({time.perf_counter() - t0:.0f} s)",
