@@ -13,6 +13,7 @@ from cortexmap.stimuli.procedural import (
     apply_contrast,
     generate,
 )
+from cortexmap.stimuli.procedural_kernel import SDF_SLOPE, SHAPE_RADIUS, _mix64, _noise, sdf
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +126,55 @@ def test_bad_input(kwargs, match):
     args = {"split": "train", "n": 4, "seed": 0, "size": 64, "contrast": 1.0} | kwargs
     with pytest.raises(CortexmapError, match=match):
         generate(**args)
+
+
+@pytest.mark.parametrize("label", range(len(CLASSES)))
+def test_shape_bounds_used_to_skip_pixels_hold(label):
+    # the renderer skips a pixel's SDF when r >= radius + 0.5 px / slope: that is only exact if
+    # every shape lies inside its radius and its SDF grows at least at that slope outside it
+    xs = np.linspace(-1.8, 1.8, 361)
+    u, v = (a.ravel() for a in np.meshgrid(xs, xs))
+    d = np.array([sdf(label, a, b) for a, b in zip(u, v, strict=True)])
+    r = np.hypot(u, v)
+    radius, slope = SHAPE_RADIUS[label], SDF_SLOPE[label]
+    assert r[d <= 0].max() <= radius
+    assert r[d <= 0].max() > radius - 0.03  # and the bound is tight
+    outside = r > radius
+    assert (d[outside] >= slope * (r[outside] - radius) - 1e-9).all()
+
+
+def test_pixel_noise_is_standardised_and_uncorrelated():
+    key = np.uint64(_mix64(np.uint64(12345)))
+    z = np.array([_noise(key, i) for i in range(60000)])
+    assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 0.02  # neighbouring pixels / channels
+    key2 = np.uint64(_mix64(np.uint64(12346)))
+    other = np.array([_noise(key2, i) for i in range(60000)])
+    assert abs(np.corrcoef(z, other)[0, 1]) < 0.02  # neighbouring image seeds
+
+
+def test_noise_is_small_and_images_differ_only_by_it(base):
+    # two renders of one image with another noise seed differ by the noise alone
+    from cortexmap.stimuli.procedural import _draw_params, _render
+
+    params = _draw_params(np.random.default_rng(0), 8)
+    a, mask_a = _render(params, 64)
+    params["noise_seed"] = params["noise_seed"] + 1
+    b, mask_b = _render(params, 64)
+    np.testing.assert_array_equal(mask_a, mask_b)
+    diff = (a - b)[(a > 0.1) & (a < 0.9) & (b > 0.1) & (b < 0.9)]  # away from clipping
+    assert 0.015 * np.sqrt(2) * 0.9 < diff.std() < 0.015 * np.sqrt(2) * 1.1
+
+
+def test_views_keep_the_object_and_change_the_scene(base):
+    images, labels, masks, meta = base
+    v_images, v_labels, v_masks, v_meta = generate("train", 300, seed=3, view=1)
+    np.testing.assert_array_equal(v_labels, labels)
+    for col in ("scale", "rotation_deg", "x", "y", "texture"):
+        np.testing.assert_array_equal(v_meta[col], meta[col])
+    assert (v_meta["background"] != meta["background"]).mean() > 0.8
+    # the object covers the same pixels unless an occluder now hides part of it
+    assert (v_masks == masks).mean() > 0.99 and not np.array_equal(v_images, images)
+    np.testing.assert_array_equal(generate("train", 20, seed=3, view=1)[0], v_images[:20])
+    with pytest.raises(CortexmapError, match="view must be"):
+        generate("train", 4, view=-1)

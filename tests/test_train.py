@@ -233,3 +233,14 @@ def test_contrast_augmentation_is_seeded_and_partial():
     torch.testing.assert_close(x[~low], plain[~low])
     with pytest.raises(ValueError, match="contrast_range"):
         TrainConfig(contrast_range=(0.5, 0.1))
+
+
+def test_simclr_pairs_share_the_object_not_the_scene():
+    from cortexmap.train.loop import epoch_data
+
+    x, y = epoch_data(TrainConfig(objective="simclr", images_per_epoch=24), 2)
+    plain, y_plain = epoch_data(TrainConfig(images_per_epoch=24), 2)
+    assert x.shape == (24, 2, 3, 64, 64) and torch.equal(y, y_plain)
+    torch.testing.assert_close(x[:, 0], plain)  # first view: the dataset's own image
+    differs = (x[:, 0] - x[:, 1]).abs().mean(dim=(1, 2, 3))
+    assert (differs > 0.05).all()  # the second view is another scene

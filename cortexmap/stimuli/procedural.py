@@ -70,6 +70,11 @@ def background_bank() -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 def _draw_params(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """All random choices for ``n`` images (drawn in a fixed order so chunks are reproducible)."""
+    return _draw_object(rng, n) | _draw_scene(rng, n)
+
+
+def _draw_object(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """The object of each image: class, pose, colours, outline, texture, shading."""
     p: dict[str, np.ndarray] = {}
     p["label"] = rng.integers(0, len(CLASSES), n)
     p["scale"] = rng.uniform(0.22, 0.38, n)  # object radius as a fraction of the image side
@@ -88,6 +93,12 @@ def _draw_params(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     p["tex_angle"] = rng.uniform(0, np.pi, n)
     p["tex_phase"] = rng.uniform(0, 2 * np.pi, n)
     p["shade"] = rng.uniform(-0.25, 0.25, (n, 2))
+    return p
+
+
+def _draw_scene(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """What surrounds each object: background crop, clutter, pixel noise."""
+    p: dict[str, np.ndarray] = {}
     p["bg_photo"] = rng.integers(0, len(_PHOTOS), n)
     p["bg_y"] = rng.uniform(0, 1, n)
     p["bg_x"] = rng.uniform(0, 1, n)
@@ -147,9 +158,13 @@ def apply_contrast(images: np.ndarray, contrast: float) -> np.ndarray:
 
 def generate(
     split: str = "train", n: int = 1000, seed: int = 0, size: int = 64, start: int = 0,
-    contrast: float = 1.0,
+    contrast: float = 1.0, view: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
     """Render images ``start .. start+n-1`` of a split's stream.
+
+    ``view`` 0 is the dataset itself; view ``v > 0`` shows the same objects (class, pose,
+    colours, texture) in another scene (background crop, clutter, pixel noise): two views of an
+    image are a positive pair for self-supervised training that shares the object only.
 
     Returns images (n, size, size, 3) float32 in [0, 1], labels (n,) int64, masks (n, size, size)
     bool and a metadata DataFrame (one row per image: class, scale, rotation, position, texture).
@@ -160,11 +175,15 @@ def generate(
         raise CortexmapError(f"n and start must be >= 0 (got n={n}, start={start}).")
     if size < 32:
         raise CortexmapError(f"size must be >= 32 pixels for recognisable shapes, got {size}.")
+    if view < 0:
+        raise CortexmapError(f"view must be >= 0 (0 = the dataset's own scenes), got {view}.")
     imgs, labels, masks, metas = [], [], [], []
     first, last = start // CHUNK, (start + n - 1) // CHUNK if n else start // CHUNK - 1
     for k in range(first, last + 1):
         rng = np.random.default_rng([seed, SPLITS[split], k])
         params = _draw_params(rng, CHUNK)
+        if view:
+            params |= _draw_scene(np.random.default_rng([seed, SPLITS[split], k, view]), CHUNK)
         lo = max(start - k * CHUNK, 0)
         hi = min(start + n - k * CHUNK, CHUNK)
         params = {key: val[lo:hi] for key, val in params.items()}

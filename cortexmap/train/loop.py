@@ -112,19 +112,27 @@ def normalize(images: np.ndarray) -> torch.Tensor:
 
 
 def epoch_data(config: TrainConfig, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised training images (n, 3, S, S) and labels (n,) for 1-based ``epoch``."""
-    imgs, labels, _, _ = generate(
-        "train", config.images_per_epoch, config.data_seed, config.size,
-        start=(epoch - 1) * config.images_per_epoch,
-    )
-    if config.contrast_range is not None:
-        rng = np.random.default_rng([config.data_seed, epoch, 7])
-        lo, hi = np.log(config.contrast_range[0]), np.log(config.contrast_range[1])
-        c = np.exp(rng.uniform(lo, hi, len(imgs))).astype(np.float32)
-        c[rng.random(len(imgs)) >= config.contrast_fraction] = 1.0
-        m = imgs.mean(axis=(1, 2, 3), keepdims=True)
-        imgs = m + c[:, None, None, None] * (imgs - m)  # as procedural.apply_contrast
-    return normalize(imgs), torch.from_numpy(labels)
+    """Normalised training images and labels (n,) for 1-based ``epoch``.
+
+    Images are (n, 3, S, S); for SimCLR (n, 2, 3, S, S): each image and its object in a second
+    scene (``generate(view=1)``), so the positive pair shares the object but not the background
+    photograph, which would otherwise be the easiest thing to match.
+    """
+    start = (epoch - 1) * config.images_per_epoch
+    views = (0, 1) if config.objective == "simclr" else (0,)
+    xs = []
+    for view in views:
+        imgs, labels, _, _ = generate("train", config.images_per_epoch, config.data_seed,
+                                      config.size, start=start, view=view)
+        if config.contrast_range is not None:
+            rng = np.random.default_rng([config.data_seed, epoch, 7])  # same levels per view
+            lo, hi = np.log(config.contrast_range[0]), np.log(config.contrast_range[1])
+            c = np.exp(rng.uniform(lo, hi, len(imgs))).astype(np.float32)
+            c[rng.random(len(imgs)) >= config.contrast_fraction] = 1.0
+            m = imgs.mean(axis=(1, 2, 3), keepdims=True)
+            imgs = m + c[:, None, None, None] * (imgs - m)  # as procedural.apply_contrast
+        xs.append(normalize(imgs))
+    return (xs[0] if len(xs) == 1 else torch.stack(xs, 1)), torch.from_numpy(labels)
 
 
 def _check_writable(outdir: Path) -> None:
@@ -325,8 +333,8 @@ def train(
     bar = make_progress() if progress else None
     if bar is not None:
         bar.start()
-    # the next epoch's images render in a background thread while this epoch trains (NumPy
-    # releases the GIL); the data depend only on the epoch number, so results are unchanged
+    # the next epoch's images render in a background thread while this epoch trains (the
+    # renderer releases the GIL); the data depend only on the epoch number, so results are unchanged
     pool = ThreadPoolExecutor(max_workers=1)
     upcoming = pool.submit(epoch_data, config, start_epoch) if start_epoch <= last_epoch else None
     try:

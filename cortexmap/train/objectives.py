@@ -90,8 +90,13 @@ def nt_xent(
 def simclr_step(
     model: nn.Module, head: nn.Module, x: torch.Tensor, temperature: float = 0.2
 ) -> tuple[torch.Tensor, int]:
-    """SimCLR loss on two augmented views of x (n, 3, H, W); counts correct positive matches."""
-    v1, v2 = augment(x), augment(x)
+    """SimCLR loss; counts correct positive matches.
+
+    x: (n, 3, H, W), two augmented views of each image, or (n, 2, 3, H, W) pairs of renderings
+    of one object (see ``epoch_data``), one augmented view of each.
+    """
+    a, b = (x, x) if x.ndim == 4 else (x[:, 0], x[:, 1])
+    v1, v2 = augment(a), augment(b)
     z = head(features(model, torch.cat([v1, v2])))
     return nt_xent(z[: len(x)], z[len(x):], temperature)
 
