@@ -41,7 +41,7 @@ COMMAND = "python scripts/train_zoo.py"
 # One torch thread per run: the zoo is trained as several runs side by side on a shared machine.
 _SUP = dict(objective="supervised", num_threads=1, batch_size=64, lr=3e-3, epochs=10,
             images_per_epoch=8192)
-_SSL = dict(objective="simclr", num_threads=1, batch_size=128, lr=2e-3, epochs=5,
+_SSL = dict(objective="simclr", num_threads=1, batch_size=128, lr=2e-3, epochs=10,
             images_per_epoch=8192)
 ZOO_RECIPES: dict[str, TrainConfig] = {
     "alexnet_sup_s0": TrainConfig(arch="alexnet", seed=0, checkpoint_epochs=[0, 1, 2, 4, 6, 10],
@@ -49,7 +49,7 @@ ZOO_RECIPES: dict[str, TrainConfig] = {
     "alexnet_sup_s1": TrainConfig(arch="alexnet", seed=1, **_SUP),
     # half the training images at a random contrast of 1-100 %: graded low-contrast accuracy
     "alexnet_supcontrast_s0": TrainConfig(arch="alexnet", seed=0, contrast_range=(0.01, 1.0),
-                                          **{**_SUP, "epochs": 6}),
+                                          **_SUP),
     "vgg_sup_s0": TrainConfig(arch="vgg", seed=0, **_SUP),
     "resnet_sup_s0": TrainConfig(arch="resnet", seed=0, **_SUP),
     "vit_sup_s0": TrainConfig(arch="vit", seed=0, **{**_SUP, "epochs": 12}, weight_decay=0.05),
