@@ -34,13 +34,12 @@ def _layer_node(graph: fx.Graph, qualnames: dict[fx.Node, str], layer: str) -> f
     return target
 
 
-def split_at(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModule]:
-    """Return ``(head, tail)`` with ``tail(head(x))`` equal to ``model(x)``.
+Traced = tuple[fx.Graph, dict[fx.Node, str]]
 
-    head: (n, C, H, W) images -> output of ``layer`` (e.g. (n, K, h, w)).
-    tail: output of ``layer`` -> model output (e.g. logits (n, n_classes)).
-    Both share the model's parameters (no copies of weights) and are put in eval mode.
-    """
+
+def trace_model(model: nn.Module) -> Traced:
+    """The model's fx graph and each node's layer name, for :func:`split_at` and
+    :func:`tail_at` (trace once, split at several layers)."""
     tracer = NodePathTracer()
     try:
         graph = tracer.trace(model)
@@ -49,17 +48,41 @@ def split_at(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModu
             f"Cannot trace {type(model).__name__} with torch.fx ({exc}); split_at needs a "
             "traceable model (torchvision, timm and zoo models are)."
         ) from exc
-    qualnames = dict(tracer.node_to_qualname)
+    return graph, dict(tracer.node_to_qualname)
 
-    head = fx.GraphModule(model, copy.deepcopy(graph))
-    pairs = zip(graph.nodes, head.graph.nodes, strict=True)
-    head_names = {h: qualnames.get(g, "") for g, h in pairs}
-    head_target = _layer_node(head.graph, head_names, layer)
+
+def _copy(traced: Traced) -> Traced:
+    graph, qualnames = traced
+    new = copy.deepcopy(graph)
+    pairs = zip(graph.nodes, new.nodes, strict=True)
+    return new, {n: qualnames.get(g, "") for g, n in pairs}
+
+
+def split_at(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModule]:
+    """Return ``(head, tail)`` with ``tail(head(x))`` equal to ``model(x)``.
+
+    head: (n, C, H, W) images -> output of ``layer`` (e.g. (n, K, h, w)).
+    tail: output of ``layer`` -> model output (e.g. logits (n, n_classes)).
+    Both share the model's parameters (no copies of weights) and are put in eval mode.
+    """
+    traced = trace_model(model)
+    graph, qualnames = _copy(traced)
+    head = fx.GraphModule(model, graph)
+    head_target = _layer_node(head.graph, qualnames, layer)
     output = next(n for n in head.graph.nodes if n.op == "output")
     output.args = (head_target,)
     head.graph.eliminate_dead_code()
     head.recompile()
+    return head.eval(), _tail(model, *traced, layer)
 
+
+def tail_at(model: nn.Module, layer: str, traced: Traced) -> fx.GraphModule:
+    """The ``tail`` of :func:`split_at` from a graph traced once (:func:`trace_model`)."""
+    return _tail(model, *_copy(traced), layer)
+
+
+def _tail(model: nn.Module, graph: fx.Graph, qualnames: dict[fx.Node, str],
+          layer: str) -> fx.GraphModule:
     tail = fx.GraphModule(model, graph)
     graph = tail.graph
     target = _layer_node(graph, qualnames, layer)
@@ -78,7 +101,7 @@ def split_at(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModu
     for node in inputs:
         graph.erase_node(node)
     tail.recompile()
-    return head.eval(), tail.eval()
+    return tail.eval()
 
 
 @torch.no_grad()

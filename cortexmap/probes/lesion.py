@@ -115,45 +115,107 @@ def apply_lesions(
 
 @dataclass
 class LinearStage:
-    """The tail's first operation when it is a convolution: ``tail(a) == rest(conv(a))``.
+    """The tail's first linear operation: ``tail(a) == rest(conv(a))``.
 
-    A lesion only changes a few input channels of ``conv``, and convolution is linear, so the
-    lesioned pre-activation is ``z - conv_nobias(a_removed - fill)`` with ``z = conv(a)`` cached
-    once. For single-kernel lesions that correction costs 1/C_in of the convolution (one grouped
-    convolution over the removed channels), so the first layer after the lesion is never rerun.
+    ``conv`` is a plain ``Conv2d``, or a ``Linear`` reached through a ``Flatten`` (and eval-mode
+    ``Dropout`` / ``Identity``, e.g. the last conv block feeding the first fully connected
+    layer; ``flatten`` says so). A lesion only changes a few input channels of ``conv``, and
+    ``conv`` is linear, so the lesioned pre-activation is ``z - conv_nobias(a_removed - fill)``
+    with ``z = conv(a)`` cached once (:meth:`preactivation`). For single-kernel lesions that
+    correction costs 1/C_in of the operation, so the first layer after the lesion is never rerun.
     """
 
-    conv: nn.Conv2d
+    conv: nn.Conv2d | nn.Linear
     rest: nn.Module
+    flatten: bool = False
+
+    def applies_to(self, acts: torch.Tensor) -> bool:
+        """Whether the shortcut is valid for cached activations of this shape."""
+        if isinstance(self.conv, nn.Conv2d):
+            return acts.ndim == 4
+        return acts.ndim >= 2 if self.flatten else acts.ndim == 2
+
+    @torch.inference_mode()
+    def preactivation(self, acts: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """``z = conv(acts)`` for the cached activations (batched)."""
+        a = acts.flatten(1) if self.flatten else acts
+        return torch.cat([self.conv(a[i : i + batch_size]) for i in range(0, len(a), batch_size)])
 
     @torch.inference_mode()
     def lesioned(
         self, z: torch.Tensor, acts: torch.Tensor, masks: torch.Tensor,
-        fill: torch.Tensor | None,
+        fill: torch.Tensor | None, rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Pre-activations after each lesion: z (m, C_out, h, w) -> (B * m, C_out, h, w)."""
-        conv = self.conv
-        diff = acts if fill is None else acts - fill  # what each removed channel contributed
+        """Pre-activations after each lesion: z (m, C_out, ...) -> (B * m, C_out, ...).
+
+        rows: optional indices of the observations to compute (then m = len(rows)); cheaper
+        than gathering ``z``, ``acts`` and ``fill`` first.
+        """
+        if bool((masks.sum(1) == 1).all()):
+            ks = masks.to(torch.int64).argmax(1).tolist()
+            if isinstance(self.conv, nn.Conv2d):
+                return self._conv_single(z, acts, ks, fill, rows)
+            return self._linear_single(z, acts, ks, fill, rows)
+        if rows is not None:
+            z, acts, fill = z[rows], acts[rows], None if fill is None else fill[rows]
         b, m = len(masks), len(acts)
-        single = bool((masks.sum(1) == 1).all())
-        if single:
-            # im2col of only the removed channels + one batched matmul: oneDNN handles
-            # single-input-channel convolutions poorly, a (C_out x k) @ (k x L) product does not.
-            ks = masks.to(torch.int64).argmax(1)
-            kh, kw = conv.weight.shape[2:]
-            cols = nn.functional.unfold(diff[:, ks], (kh, kw), conv.dilation, conv.padding,
-                                        conv.stride).view(m, b, kh * kw, -1).transpose(0, 1)
-            w = conv.weight[:, ks].transpose(0, 1).reshape(b, 1, -1, kh * kw)
-            # (b, m, L, C_out): positions-major, i.e. the channels-last layout of z
-            d = torch.matmul(cols.transpose(-1, -2), w.transpose(-1, -2))
-            zl = z.permute(0, 2, 3, 1)  # (m, h, w, C_out), contiguous when z is channels-last
-            out = zl.unsqueeze(0) - d.view(b, m, *zl.shape[1:])
-            return out.view(b * m, *zl.shape[1:]).permute(0, 3, 1, 2)
+        diff = acts if fill is None else acts - fill  # what each removed channel contributed
         keep = masks.to(acts.dtype).view(b, 1, -1, *([1] * (acts.ndim - 2)))
         x = (diff.unsqueeze(0) * keep).reshape(b * m, *acts.shape[1:])
-        d = nn.functional.conv2d(x, conv.weight, None, conv.stride, conv.padding,
-                                 conv.dilation).view(b, m, *z.shape[1:])
-        return (z.unsqueeze(0) - d).reshape(b * m, *z.shape[1:])
+        if isinstance(self.conv, nn.Conv2d):
+            c = self.conv
+            d = nn.functional.conv2d(x, c.weight, None, c.stride, c.padding, c.dilation)
+        else:
+            d = nn.functional.linear(x.flatten(1) if self.flatten else x, self.conv.weight)
+        return (z.unsqueeze(0) - d.view(b, m, *z.shape[1:])).reshape(b * m, *z.shape[1:])
+
+    @staticmethod
+    def _removed(acts: torch.Tensor, k: int, fill: torch.Tensor | None,
+                 rows: torch.Tensor | None) -> torch.Tensor:
+        """What channel k contributed on each input: (m, ...)."""
+        a = acts[:, k] if rows is None else acts[:, k].index_select(0, rows)
+        if fill is not None:
+            a = a - (fill[:, k] if rows is None else fill[:, k].index_select(0, rows))
+        return a
+
+    def _conv_single(self, z, acts, ks, fill, rows) -> torch.Tensor:
+        # Correction = the removed channel's im2col (kh*kw shifted copies of its padded map,
+        # stacked: cheap contiguous slices) times that channel's (kh*kw, C_out) weights, fused
+        # with the subtraction from z in one GEMM per lesion, written positions-major, i.e. in
+        # the channels-last layout of z. oneDNN handles single-input-channel convolutions
+        # poorly, and F.unfold / advanced indexing on channels-last maps cost more than this.
+        conv = self.conv
+        m, c_out, oh, ow = z.shape
+        kh, kw = conv.weight.shape[2:]
+        (ph, pw), (sh, sw), (dh, dw) = conv.padding, conv.stride, conv.dilation
+        zl = z.permute(0, 2, 3, 1).reshape(m, oh * ow * c_out)  # a view when channels-last
+        if rows is not None:
+            zl, m = zl.index_select(0, rows), len(rows)
+        zl = zl.view(m * oh * ow, c_out)
+        out = torch.empty((len(ks), m * oh * ow, c_out), dtype=z.dtype, device=z.device)
+        for i, k in enumerate(ks):
+            a = self._removed(acts, k, fill, rows)
+            if ph or pw:
+                a = nn.functional.pad(a, (pw, pw, ph, ph))
+            cols = torch.stack([a[:, r * dh : r * dh + (oh - 1) * sh + 1 : sh,
+                                  s * dw : s * dw + (ow - 1) * sw + 1 : sw]
+                                for r in range(kh) for s in range(kw)]).view(kh * kw, -1)
+            w = conv.weight[:, k].reshape(c_out, kh * kw).t()
+            torch.addmm(zl, cols.t(), w, alpha=-1, out=out[i])
+        return out.view(len(ks) * m, oh, ow, c_out).permute(0, 3, 1, 2)
+
+    def _linear_single(self, z, acts, ks, fill, rows) -> torch.Tensor:
+        # Flattened features of channel k are one contiguous block of the Linear's columns.
+        if rows is not None:
+            z = z.index_select(0, rows)
+        m, n_out = z.shape
+        per = int(np.prod(acts.shape[2:], dtype=np.int64)) if self.flatten else 1
+        out = torch.empty((len(ks), m, n_out), dtype=z.dtype, device=z.device)
+        for i, k in enumerate(ks):
+            a = self._removed(acts, k, fill, rows).reshape(m, per)
+            w = self.conv.weight[:, k * per : (k + 1) * per]
+            torch.addmm(z, a, w.t(), alpha=-1, out=out[i])
+        return out.view(len(ks) * m, n_out)
 
 
 def _same_layout(t: torch.Tensor) -> torch.Tensor:
@@ -163,34 +225,70 @@ def _same_layout(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous()
 
 
+def _stage_chain(start: fx.Node, module) -> tuple[list[fx.Node], fx.Node, bool] | None:
+    """The nodes from ``start`` to the linear operation that reads it, if it is one.
+
+    ``start``'s value must feed only a plain Conv2d, or only a Linear through single-use
+    ``Flatten`` / eval ``Dropout`` / ``Identity`` modules. Returns (pass-through nodes, the
+    linear node, whether a Flatten precedes it), or None. ``module(target)`` resolves modules.
+    """
+    node, chain, flatten = start, [], False
+    while True:
+        if len(node.users) != 1:
+            return None
+        user = next(iter(node.users))
+        if (user.op != "call_module" or len(user.args) != 1 or user.args[0] is not node
+                or user.kwargs):
+            return None
+        mod = module(user.target)
+        kind = type(mod)
+        if kind is nn.Conv2d:
+            ok = (not chain and mod.groups == 1 and mod.padding_mode == "zeros"
+                  and not isinstance(mod.padding, str))
+            return (chain, user, False) if ok else None
+        if kind is nn.Linear:
+            return chain, user, flatten
+        if kind is nn.Flatten and not flatten and mod.start_dim == 1 and mod.end_dim == -1:
+            flatten = True
+        elif not ((kind is nn.Dropout and not mod.training) or kind is nn.Identity):
+            return None
+        chain.append(user)
+        node = user
+
+
 def linear_stage(tail: nn.Module) -> LinearStage | None:
-    """:class:`LinearStage` of ``tail`` when its input feeds only a plain Conv2d, else None."""
+    """:class:`LinearStage` of ``tail`` when its input feeds only a linear operation, else None.
+
+    That is a plain Conv2d (groups=1, zero padding), or a Linear after Flatten (with eval-mode
+    Dropout / Identity in between allowed). Anything else (pooling, normalisation, a branch
+    such as a residual connection) gets no shortcut.
+    """
     graph = getattr(tail, "graph", None)
     if graph is None:
         return None
     inputs = [n for n in graph.nodes if n.op == "placeholder"]
-    if len(inputs) != 1 or len(inputs[0].users) != 1:
+    if len(inputs) != 1:
         return None
-    user = next(iter(inputs[0].users))
-    if user.op != "call_module" or user.args[0] is not inputs[0] or len(user.args) != 1:
+    found = _stage_chain(inputs[0], tail.get_submodule)
+    if found is None:
         return None
-    conv = tail.get_submodule(user.target)
-    if (type(conv) is not nn.Conv2d or conv.groups != 1 or conv.padding_mode != "zeros"
-            or isinstance(conv.padding, str)):
-        return None
-    # rest = tail with the convolution node turned into the input (graph surgery on a copy:
+    chain, lin, flatten = found
+    conv = tail.get_submodule(lin.target)
+    # rest = tail with the linear node turned into the input (graph surgery on a copy:
     # cheaper than tracing the tail again)
     rest = fx.GraphModule(tail, copy.deepcopy(graph))
     g = rest.graph
     old_input = next(n for n in g.nodes if n.op == "placeholder")
-    conv_node = next(iter(old_input.users))
+    nodes = [old_input]
+    for _ in range(len(chain) + 1):
+        nodes.append(next(iter(nodes[-1].users)))
     with g.inserting_before(old_input):
         preact = g.placeholder("preactivation")
-    conv_node.replace_all_uses_with(preact)
-    g.erase_node(conv_node)
-    g.erase_node(old_input)
+    nodes[-1].replace_all_uses_with(preact)
+    for n in reversed(nodes):
+        g.erase_node(n)
     rest.recompile()
-    return LinearStage(conv, rest.eval())
+    return LinearStage(conv, rest.eval(), flatten)
 
 
 @torch.inference_mode()
@@ -233,21 +331,23 @@ def lesion_correct(
             out[l0 : l0 + len(mb)] = torch.from_numpy(np.asarray(base_correct, dtype=bool))
             if need.mean() < 0.9:  # gathering rows costs more than it saves when few are skipped
                 idx = torch.from_numpy(np.flatnonzero(need))
-        a_all = acts if idx is None else acts[idx]
-        z_all = None if z is None else (z if idx is None else z[idx])
-        f_all = None if fill is None else (fill if idx is None else fill[idx])
         lab_all = labels if idx is None else labels[idx]
         cols = torch.arange(n_obs) if idx is None else idx
         m = max(1, int(max_batch) // len(mb))
-        for i0 in range(0, len(a_all), m):
-            a = a_all[i0 : i0 + m]
-            f = None if f_all is None else f_all[i0 : i0 + m]
-            if stage is not None and z_all is not None:
-                logits = stage.rest(stage.lesioned(z_all[i0 : i0 + m], a, mb, f))
+        for i0 in range(0, len(cols), m):
+            sl = slice(i0, i0 + m)
+            if stage is not None and z is not None:
+                # the stage gathers only what it reads (z and the removed channels) itself
+                pre = (stage.lesioned(z[sl], acts[sl], mb, None if fill is None else fill[sl])
+                       if idx is None else stage.lesioned(z, acts, mb, fill, rows=idx[sl]))
+                logits = stage.rest(pre)
             else:
+                a = acts[sl] if idx is None else acts[idx[sl]]
+                f = None if fill is None else (fill[sl] if idx is None else fill[idx[sl]])
                 logits = tail(apply_lesions(a, mb, f))
-            pred = _logits(logits).argmax(1).view(len(mb), len(a))
-            out[l0 : l0 + len(mb), cols[i0 : i0 + m]] = pred.cpu() == lab_all[i0 : i0 + m]
+            n = len(cols[sl])
+            pred = _logits(logits).argmax(1).view(len(mb), n)
+            out[l0 : l0 + len(mb), cols[sl]] = pred.cpu() == lab_all[sl]
     return out.numpy()
 
 
@@ -301,6 +401,77 @@ def fill_values(acts: torch.Tensor, contrast: np.ndarray, mode: str) -> torch.Te
         sel = torch.from_numpy(contrast == c).to(acts.device)
         fill[sel] = acts[sel].mean(0, keepdim=True)
     return fill
+
+
+# --------------------------------------------------------------------------- intact pass
+INTACT_CACHE_BYTES = 2 * 1024**3  # above this, each layer caches its own output in turn
+
+
+@dataclass
+class IntactPass:
+    """What one forward pass of the intact network records for a sweep over several layers.
+
+    logits (n_obs, n_classes); acts {layer: layer output (n_obs, C, ...)}; preact {layer:
+    (module, its output)} for the linear operation (see :class:`LinearStage`) the layer feeds.
+    """
+
+    logits: torch.Tensor
+    acts: dict[str, torch.Tensor]
+    preact: dict[str, tuple[nn.Module, torch.Tensor]]
+
+
+@torch.inference_mode()
+def _intact_pass(model: nn.Module, layers: list[str], x: torch.Tensor, traced,
+                 batch_size: int = 256, max_bytes: int = INTACT_CACHE_BYTES) -> IntactPass | None:
+    """Record every layer's output, the pre-activation it feeds and the logits in one pass.
+
+    A sweep over conv1..conv5 otherwise runs conv1 five times (once per head), the first
+    convolution of every tail once more, and every tail once more for the intact answers.
+    Values are cloned as soon as they are computed (a later in-place ReLU must not edit them).
+    ``traced``: :func:`cortexmap.models.split.trace_model` of the model (copied, not edited).
+    Returns None (the caller then works per layer) when a layer is not in the graph or the
+    recorded tensors would take more than ``max_bytes``.
+    """
+    from cortexmap.models.split import _copy, _layer_node
+
+    graph, qualnames = _copy(traced)
+    gm = fx.GraphModule(model, graph)
+    g = gm.graph
+    try:
+        nodes = {layer: _layer_node(g, qualnames, layer) for layer in layers}
+    except CortexmapError:  # unknown layer: split_at reports it
+        return None
+    lin = {}
+    for layer, node in nodes.items():
+        found = _stage_chain(node, gm.get_submodule)
+        if found is not None:
+            lin[layer] = found[1]
+    captured: dict[fx.Node, fx.Node] = {}
+    for n in [*nodes.values(), *lin.values()]:
+        if n not in captured:
+            with g.inserting_after(n):
+                captured[n] = g.call_method("clone", (n,))
+    output = next(n for n in g.nodes if n.op == "output")
+    keys = list(captured)
+    output.args = ((output.args[0], tuple(captured[k] for k in keys)),)
+    gm.recompile()
+    if not len(x):
+        return None
+    try:
+        parts = [gm(x[:batch_size])]
+        per_row = sum(t[0].numel() * t.element_size() for t in parts[0][1])
+        if per_row * len(x) > max_bytes:
+            return None
+        parts += [gm(x[i : i + batch_size]) for i in range(batch_size, len(x), batch_size)]
+    except Exception:  # e.g. a layer whose output is not a tensor: per layer instead
+        return None
+    logits = torch.cat([_logits(p[0]) for p in parts])
+    vals = {k: _same_layout(torch.cat([p[1][j] for p in parts])) for j, k in enumerate(keys)}
+    return IntactPass(
+        logits=logits,
+        acts={layer: vals[n] for layer, n in nodes.items()},
+        preact={layer: (model.get_submodule(n.target), vals[n]) for layer, n in lin.items()},
+    )
 
 
 # --------------------------------------------------------------------------- naive reference
@@ -476,7 +647,7 @@ def lesion_sweep(
     client: a ``dask.distributed.Client`` to spread chunks of lesions over its workers.
     resume_dir: folder where each finished layer is written atomically and reused on re-run.
     """
-    from cortexmap.models.split import layer_output, split_at
+    from cortexmap.models.split import layer_output, split_at, tail_at, trace_model
 
     if mode not in LESION_MODES:
         raise CortexmapError(f"Lesion mode must be one of {LESION_MODES}; got {mode!r}.")
@@ -492,10 +663,21 @@ def lesion_sweep(
     sets_by_layer = dict(lesion_sets or {})
     tables, baselines, n_channels = [], [], {}
 
+    # one forward pass of the intact network records every layer's output, the pre-activation
+    # of the linear operation each feeds, and the intact answers (None: per layer, as below)
+    try:
+        traced = trace_model(model)
+    except CortexmapError:
+        traced = None  # split_at below reports it
+    intact = None if traced is None else _intact_pass(model, list(layers), x, traced)
     for layer in track(list(layers), "kernel lesions (layers)", enabled=progress):
-        head, tail = split_at(model, layer)
-        with torch.inference_mode():
-            acts = _same_layout(layer_output(head, x, batch_size=256))
+        if intact is not None:  # no head needed, and no second trace
+            tail = tail_at(model, layer, traced)
+            acts = intact.acts[layer]
+        else:
+            head, tail = split_at(model, layer)
+            with torch.inference_mode():
+                acts = _same_layout(layer_output(head, x, batch_size=256))
         if acts.ndim < 2:
             raise CortexmapError(f"Layer {layer!r} output has no channel axis; choose another.")
         n_ch = int(acts.shape[1])
@@ -521,13 +703,17 @@ def lesion_sweep(
             continue
 
         fill = fill_values(acts, con, mode)
-        with torch.inference_mode():  # clone: a tail starting in-place must not edit the cache
-            base_correct = (
-                torch.cat([_logits(tail(acts[i : i + max_batch].clone())).argmax(1).cpu()
-                           for i in range(0, len(acts), max_batch)]) == lab_t
-            ).numpy()
+        if intact is not None:
+            base_correct = (intact.logits.argmax(1).cpu() == lab_t).numpy()
+        else:
+            with torch.inference_mode():  # clone: a tail starting in-place must not edit acts
+                base_correct = (
+                    torch.cat([_logits(tail(acts[i : i + max_batch].clone())).argmax(1).cpu()
+                               for i in range(0, len(acts), max_batch)]) == lab_t
+                ).numpy()
         correct = _evaluate(tail, acts, lab_t, masks, fill, batch_lesions, max_batch, client,
-                            progress and client is None, layer, base_correct)
+                            progress and client is None, layer, base_correct,
+                            None if intact is None else intact.preact.get(layer))
         names = [lesion_name(k) for k in kernel_lists]
         frames, bases = [], []
         for kind in ("kernel", "set"):
@@ -559,11 +745,13 @@ def _resumable(stem: Path, fp: str) -> bool:
 
 
 def _evaluate(tail, acts, labels, masks, fill, batch_lesions, max_batch, client, progress,
-              layer, base_correct) -> np.ndarray:
+              layer, base_correct, z_cached=None) -> np.ndarray:
     """Run :func:`lesion_correct` in-process (in chunks, with progress) or over Dask workers.
 
     Inputs a lesion does not change (:func:`changed_observations`) keep the intact network's
-    correctness without a forward pass.
+    correctness without a forward pass. ``z_cached``: (module, its output on ``acts``) from
+    :func:`_intact_pass`, used as the :class:`LinearStage` pre-activation when it is that
+    stage's module.
     """
     out = np.repeat(base_correct[None, :], len(masks), axis=0)
     changed = changed_observations(acts, masks, fill)
@@ -572,12 +760,14 @@ def _evaluate(tail, acts, labels, masks, fill, batch_lesions, max_batch, client,
         return out
     todo, changed = masks[active], changed[active]
     stage = linear_stage(tail)
-    z = None
-    if stage is not None:
-        from cortexmap.models.split import layer_output
-
-        with torch.inference_mode():
-            z = _same_layout(layer_output(stage.conv, acts, batch_size=max_batch))
+    if stage is not None and not stage.applies_to(acts):
+        stage = None
+    if stage is None:
+        z = None
+    elif z_cached is not None and z_cached[0] is stage.conv:
+        z = z_cached[1]  # computed by the intact pass over all layers
+    else:
+        z = _same_layout(stage.preactivation(acts, batch_size=max_batch))
     n_les = len(todo)
     if client is None:
         step = max(batch_lesions or 1, 1) * 8
