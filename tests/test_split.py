@@ -56,3 +56,16 @@ def test_resnet_inside_block_is_not_a_cut_point():
 def test_unknown_layer_lists_valid_names():
     with pytest.raises(CortexmapError, match="valid top-level names include: conv1, conv2"):
         split_at(_small_alexnet(), "conv9")
+
+
+@pytest.mark.parametrize("layer", ["conv1", "conv2", "conv1.0"])
+def test_tail_at_one_trace_equals_split_at(layer):
+    from cortexmap.models.split import tail_at, trace_model
+
+    model = _small_alexnet()
+    x = torch.randn(4, 3, 16, 16)
+    traced = trace_model(model)
+    head, tail = split_at(model, layer)
+    with torch.no_grad():
+        for _ in range(2):  # the traced graph is copied, not consumed
+            torch.testing.assert_close(tail_at(model, layer, traced)(head(x)), tail(head(x)))
