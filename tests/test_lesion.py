@@ -256,10 +256,12 @@ def _dask_sweep(rng, make_client):
     imgs = rng.random((8, 16, 16, 3)).astype(np.float32)
     labels = rng.integers(0, 5, 8)
     ibc = series(imgs, [1.0, 0.1])
-    local = ls.lesion_sweep(net, ["conv2"], ibc, labels, progress=False)
+    # conv1 feeds a Conv2d stage, conv2 no stage (pooling), fc6 a Linear stage
+    layers = ["conv1", "conv2", "fc6"]
+    local = ls.lesion_sweep(net, layers, ibc, labels, progress=False)
     client = make_client()
     try:
-        dist = ls.lesion_sweep(net, ["conv2"], ibc, labels, client=client, progress=False)
+        dist = ls.lesion_sweep(net, layers, ibc, labels, client=client, progress=False)
     finally:
         client.close()
         client.cluster.close()
