@@ -9,9 +9,13 @@ changing the mean input downstream layers expect).
 
 Efficient by construction:
 
-* the network is split at the layer (:func:`cortexmap.models.split.split_at`); the layer output
-  for every test image at every contrast is computed once and cached, and only the rest of the
-  network (``tail``) runs per lesion;
+* one forward pass of the intact network (:func:`_intact_pass`) records every chosen layer's
+  output for every test image at every contrast, the pre-activation of the linear operation it
+  feeds and the intact answers; per layer only the rest of the network (``tail``, cut from the
+  same trace with :func:`cortexmap.models.split.tail_at`) runs per lesion;
+* when the tail starts with a Conv2d (or Flatten -> Linear), that operation is not rerun
+  (:class:`LinearStage`: cached pre-activation minus the removed channel's contribution);
+* inputs a lesion does not change (:func:`changed_observations`) keep the intact answer;
 * several lesions are evaluated in one forward pass (``batch_lesions`` copies of the cached
   activations with different channel masks stacked along the batch axis);
 * chunks of lesions can be spread over Dask workers (``client`` from
