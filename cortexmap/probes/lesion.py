@@ -783,11 +783,16 @@ def _evaluate(tail, acts, labels, masks, fill, batch_lesions, max_batch, client,
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         n_chunks = min(n_les, n_workers * 2)  # two chunks per worker balances uneven speeds
         bounds = np.linspace(0, n_les, n_chunks + 1).astype(int)
-        # Tensors and modules travel to the workers once (scatter), not once per task.
-        shared = client.scatter([tail, acts.clone(), labels, None if fill is None else
-                                 fill.clone(), stage, None if z is None else z.clone()],
-                                broadcast=True)
-        tail_f, acts_f, labels_f, fill_f, stage_f, z_f = shared
+        # Tensors and modules travel to the workers once (scatter), not once per task. Keys
+        # are unique (hash=False): with content-hashed keys, equal data scattered for the next
+        # layer (labels, None) reuses a key the previous layer is releasing ("lost
+        # dependencies"); None is passed as is.
+        items = [tail, acts.clone(), labels, None if fill is None else fill.clone(), stage,
+                 None if z is None else z.clone()]
+        sent = iter(client.scatter([v for v in items if v is not None], broadcast=True,
+                                   hash=False))
+        tail_f, acts_f, labels_f, fill_f, stage_f, z_f = [
+            None if v is None else next(sent) for v in items]
         futures = [
             client.submit(_chunk_task, tail_f, acts_f, labels_f, todo[a:b], fill_f,
                           batch_lesions, max_batch, stage_f, z_f, changed[a:b], base_correct,
