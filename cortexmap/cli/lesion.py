@@ -85,7 +85,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                                        help="also accuracy per class"),
         sets: str = typer.Option(None, help="multi-kernel lesions 'conv1:3+7+9;conv2:1+2'"),
         n_top: int = typer.Option(None, help="kernels reported per layer (default 5)"),
-        n_random_sets: int = typer.Option(None, help="random control sets (default 20)"),
+        n_random_sets: int = typer.Option(None, help="random control sets (default 199)"),
         workers: int = typer.Option(None, help="Dask worker processes (default 0: in-process)"),
         scheduler: str = typer.Option(None, help="Dask scheduler address, slurm, pbs or sge"),
         seed: int = typer.Option(None, help="random seed (default 0)"),

@@ -118,7 +118,7 @@ class LesionConfig(BaseModel):
     lesion_sets: dict[str, list[list[int]]] = Field(default_factory=dict)
     n_top: int = 5
     low_contrast_max: float | None = None
-    n_random_sets: int = 20
+    n_random_sets: int = 199  # p-values down to 1 / (1 + 199) = 0.005
     batch_lesions: int | None = None
     max_batch: int = 512
     n_workers: int = 0
