@@ -12,7 +12,8 @@ from torch import nn
 
 from cortexmap.errors import CortexmapError
 from cortexmap.probes import lesion as ls
-from cortexmap.probes.contrast import model_input, stack_contrasts
+from cortexmap.probes.contrast import model_input
+from tests.lesion_check import assert_sweep_matches_naive
 
 CONTRASTS = [1.0, 0.5, 0.05, 0.01]
 
@@ -164,22 +165,9 @@ def test_fill_values_are_per_contrast_means():
 
 
 def test_fast_engine_matches_naive_full_forward(rng):
-    net = random_net()
     imgs = rng.random((12, 16, 16, 3)).astype(np.float32)
-    labels = rng.integers(0, 5, 12)
-    ibc = series(imgs, [1.0, 0.2])
-    sweep = ls.lesion_sweep(net, ["conv1", "conv2", "fc6"], ibc, labels, batch_lesions=3,
-                            progress=False)
-    stacked, lab, con, _ = stack_contrasts(ibc, labels)
-    x = model_input(net, stacked)
-    for layer, n_ch in sweep.n_channels.items():
-        naive = ls.naive_lesion_correct(net, layer, x, torch.as_tensor(lab), ls.kernel_masks(n_ch))
-        acc = pd.DataFrame(naive.T).groupby(con).mean().T  # (lesion, contrast)
-        m = sweep.matrix(layer)
-        base = sweep.baseline.set_index(["layer", "contrast"])["accuracy"]
-        for c in m.columns:
-            np.testing.assert_allclose(base[(layer, c)] - m[c].to_numpy(), acc[c].to_numpy(),
-                                       atol=1e-12)
+    assert_sweep_matches_naive(random_net(), ["conv1", "conv2", "fc6"], imgs,
+                               rng.integers(0, 5, 12), contrasts=(1.0, 0.2), batch_lesions=3)
 
 
 def test_linear_stage_shortcut_matches_rerunning_the_tail(rng):

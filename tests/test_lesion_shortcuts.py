@@ -17,7 +17,8 @@ from torch import nn
 
 from cortexmap.models.split import layer_output, split_at
 from cortexmap.probes import lesion as ls
-from cortexmap.probes.contrast import contrast_series, model_input, stack_contrasts
+from cortexmap.probes.contrast import contrast_series, model_input
+from tests.lesion_check import assert_sweep_matches_naive
 
 # (kernel, stride, padding, dilation) of the convolution after the lesioned layer
 GEOMETRIES = [
@@ -73,23 +74,6 @@ def resnet() -> nn.Module:
 
 def images(rng, n=10, size=16):
     return rng.random((n, size, size, 3)).astype(np.float32)
-
-
-def assert_sweep_matches_naive(net, layers, imgs, labels, **kw):
-    ibc = contrast_series(imgs, [1.0, 0.3])
-    sweep = ls.lesion_sweep(net, layers, ibc, labels, progress=False, **kw)
-    stacked, lab, con, _ = stack_contrasts(ibc, labels)
-    x = model_input(net, stacked)
-    for layer, n_ch in sweep.n_channels.items():
-        naive = ls.naive_lesion_correct(net, layer, x, torch.as_tensor(lab),
-                                        ls.kernel_masks(n_ch))
-        acc = pd.DataFrame(naive.T).groupby(con).mean().T  # (lesion, contrast)
-        m = sweep.matrix(layer)
-        base = sweep.baseline.set_index(["layer", "contrast"])["accuracy"]
-        for c in m.columns:
-            np.testing.assert_allclose(base[(layer, c)] - m[c].to_numpy(), acc[c].to_numpy(),
-                                       atol=1e-12)
-    return sweep
 
 
 def check_stage_against_tail(tail, stage, acts, contrast):
