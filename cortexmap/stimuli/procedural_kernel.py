@@ -124,7 +124,7 @@ def _mix64(z: np.uint64) -> np.uint64:
 @numba.njit(**_JIT)
 def _noise(key: np.uint64, counter: int) -> float:
     """Approximately standard-normal value for (image key, counter)."""
-    h = _mix64(key + np.uint64(counter))
+    h = _mix64(np.uint64(key) + np.uint64(counter))
     m = np.uint64(0xFFFF)
     total = (h & m) + ((h >> np.uint64(16)) & m) + ((h >> np.uint64(32)) & m) + (h >> np.uint64(48))
     return (float(total) - _NOISE_MEAN) / _NOISE_STD
