@@ -52,7 +52,9 @@ class UniversalConfig(BaseModel):
     n_images: int = Field(300, ge=10, description="Natural images (crops of the bundled set).")
     image_folder: str | None = Field(None, description="Use these images instead of crops.")
     n_dims: int = Field(30, ge=1, description="Principal dimensions per network.")
-    ks: list[int] = Field(default_factory=lambda: [1, 2, 3, 5, 7, 10, 15, 20, 30])
+    ks: list[int] = Field(default_factory=lambda: [1, 2, 3, 5, 7, 10, 15, 20, 30],
+                          description="Dimension counts of the reduction curve (those above "
+                                      "n_dims are left out).")
     n_folds: int = Field(5, ge=2)
     alphas: list[float] = Field(default_factory=lambda: list(DEFAULT_ALPHAS))
     rdm_metric: str = "euclidean"
