@@ -23,7 +23,7 @@ from cortexmap.config import build_config, read_config_file
 from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding, Report
 from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
-from cortexmap.utils.provenance import write_provenance
+from cortexmap.utils.provenance import checksum, write_provenance
 
 
 @dataclass(frozen=True)
@@ -97,12 +97,39 @@ class JobResult:
     report_path: Path
 
 
+def _input_checksums(config: dict[str, Any]) -> dict[str, str]:
+    """Checksums of what an analysis reads besides its settings.
+
+    The zoo (weights change with every retrain under the same names) and every existing file or
+    folder the config names (user weights, images, NIfTI data): a saved result is reused only
+    when these are unchanged too.
+    """
+    from cortexmap.models.zoo import zoo_dir
+
+    here = Path.cwd().resolve()
+    paths: dict[str, Path] = {"zoo": zoo_dir()}
+    pending: list[Any] = [config]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending += list(value.values())
+        elif isinstance(value, list):
+            pending += value
+        elif isinstance(value, str) and value and os.path.exists(value):
+            path = Path(value).resolve()
+            if path != here and path not in here.parents:  # never hash the whole working tree
+                paths[value] = path
+    return {name: checksum(path) for name, path in paths.items() if path.exists()}
+
+
 def _run_one(name: str, cfg: BaseModel, out: Path, progress: bool, resume: bool):
-    """Run one analysis, or reuse its saved result when it finished with the same config."""
+    """Run one analysis, or reuse its saved result when it finished with the same config,
+    cortexmap version and inputs (:func:`_input_checksums`)."""
     import cortexmap
 
     done = out / name / "result.pkl"
-    key = {"config": cfg.model_dump(mode="json"), "version": cortexmap.__version__}
+    dump = cfg.model_dump(mode="json")
+    key = {"config": dump, "version": cortexmap.__version__, "inputs": _input_checksums(dump)}
     if resume and done.exists():
         with open(done, "rb") as fh:
             saved = pickle.load(fh)
@@ -137,7 +164,8 @@ def run_job(
     ``[synthesis]``, ``[orientation]``, ``[lesion]``, ``[contrast]``, ``[universal]``) holding
     that analysis's config fields. ``demo`` starts from :data:`DEMO_SETTINGS`. ``resume`` reuses
     analyses that finished in an earlier, interrupted run of the same folder with the same
-    config and cortexmap version; the others run again.
+    config, cortexmap version and inputs (zoo weights, files the config names); the others
+    run again.
     extra_sections: optional callable ``(report) -> list[Finding]`` adding sections first.
     """
     names = list(analyses) if analyses else list(ANALYSES)

@@ -95,3 +95,33 @@ def test_report_command_rebuilds_the_combined_report(tmp_path, echo):
     assert "Echo 2" in html and "echo works" in html
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert isinstance(res.exception, CortexmapError) and "no result.pkl" in str(res.exception)
+
+
+class FileConfig(BaseModel):
+    weights: str
+    value: int = 1
+
+
+def test_resume_reruns_when_weights_or_named_files_change(tmp_path, echo, monkeypatch):
+    # the same names with other contents (a retrained zoo, an edited weight file) are not
+    # served from the saved result
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "index.json").write_text("{}")
+    monkeypatch.setenv("CORTEXMAP_ZOO_DIR", str(zoo))
+    weights = tmp_path / "net.pt"
+    weights.write_bytes(b"v1")
+    monkeypatch.setattr(sys.modules["echo_analysis"], "EchoConfig", FileConfig)
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(f'[echo]\nweights = "{weights}"\nvalue = 3\n')
+
+    def run():
+        return pipeline.run_job(tmp_path / "run", ["echo"], config_file=cfg, progress=False)
+
+    run()
+    assert bool(run().timings.resumed.iloc[0]) and CALLS == [3]
+    weights.write_bytes(b"v2")
+    assert not bool(run().timings.resumed.iloc[0]) and CALLS == [3, 3]
+    (zoo / "net.pt").write_bytes(b"retrained")
+    assert not bool(run().timings.resumed.iloc[0]) and CALLS == [3, 3, 3]
+    assert bool(run().timings.resumed.iloc[0])

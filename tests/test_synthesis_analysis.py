@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cortexmap.errors import CortexmapError
@@ -52,6 +53,12 @@ def test_run_writes_everything_and_resumes(tmp_path):
     # a different seed cannot reuse the checkpoint
     with pytest.raises(CortexmapError, match="different settings"):
         run_synthesis(_cfg(seed=3), out, progress=False, model=Tiny())
+    # nor can the same settings with other weights (e.g. a retrained network of the same name)
+    retrained = Tiny()
+    with torch.no_grad():
+        retrained.conv1[0].weight.mul_(1.5)
+    with pytest.raises(CortexmapError, match="different settings"):
+        run_synthesis(_cfg(steps=15), out, progress=False, model=retrained)
     with pytest.raises(CortexmapError, match="not empty"):
         run_synthesis(_cfg(resume=False), out, progress=False, model=Tiny())
 

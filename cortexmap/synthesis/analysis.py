@@ -32,6 +32,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.load import weights_fingerprint
 from cortexmap.report import Finding, Report
 from cortexmap.rsa import RDMs, compare
 from cortexmap.rsa.residual import residual_rdms
@@ -246,7 +247,8 @@ def run_synthesis(
 
     model: an already built torch module to use instead of loading ``config.model`` (the spec
     is then only a label). A run whose folder holds a ``checkpoint.pt`` from the same settings
-    continues from it (``config.resume``); ``config.steps`` may be raised to extend a run.
+    and network weights continues from it (``config.resume``); ``config.steps`` may be raised
+    to extend a run.
     """
     config = config or SynthesisConfig()
     if config.n_images < 3:
@@ -266,6 +268,8 @@ def run_synthesis(
     device = _device(config.device)
     torch.manual_seed(config.seed)
     net = model if model is not None else _load_model(config)
+    # a checkpoint of the same settings but other weights (e.g. a retrained zoo) is not resumed
+    fingerprint = f"{config.fingerprint()}-{weights_fingerprint(net)[:16]}"
     objective = LayerRDMObjective(net, layers, metric=config.metric,
                                   input_size=config.input_size).to(device)
     size = config.image_size or native_size(net)
@@ -282,7 +286,7 @@ def run_synthesis(
     t0 = time.perf_counter()
     opt = synthesize(objective, param, steps=config.steps, lr=config.lr, priors=priors,
                      seed=config.seed, checkpoint=ckpt, checkpoint_every=config.checkpoint_every,
-                     resume=config.resume, fingerprint=config.fingerprint(), progress=progress)
+                     resume=config.resume, fingerprint=fingerprint, progress=progress)
     t_synth = time.perf_counter() - t0
 
     synth_ids = [f"synth_{k:02d}" for k in range(config.n_images)]

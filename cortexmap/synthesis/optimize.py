@@ -50,8 +50,8 @@ def _load_checkpoint(path: Path, fingerprint: str | None) -> dict:
         ) from exc
     if fingerprint is not None and state.get("fingerprint") != fingerprint:
         raise CortexmapError(
-            f"Checkpoint {path} was written by a run with different settings (model, layers, "
-            "image count or size, parameterization, seed); delete it, pass resume=False "
+            f"Checkpoint {path} was written by a run with different settings (model, weights, "
+            "layers, image count or size, parameterization, seed); delete it, pass resume=False "
             "(--no-resume), or restore the original settings."
         )
     return state
