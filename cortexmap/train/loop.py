@@ -118,19 +118,20 @@ def epoch_data(config: TrainConfig, epoch: int) -> tuple[torch.Tensor, torch.Ten
     scene (``generate(view=1)``), so the positive pair shares the object but not the background
     photograph, which would otherwise be the easiest thing to match.
     """
-    start = (epoch - 1) * config.images_per_epoch
-    views = (0, 1) if config.objective == "simclr" else (0,)
+    n, start = config.images_per_epoch, (epoch - 1) * config.images_per_epoch
+    contrast = None
+    if config.contrast_range is not None:  # one level per image, shared by its views
+        rng = np.random.default_rng([config.data_seed, epoch, 7])
+        lo, hi = np.log(config.contrast_range[0]), np.log(config.contrast_range[1])
+        contrast = np.exp(rng.uniform(lo, hi, n)).astype(np.float32)
+        contrast[rng.random(n) >= config.contrast_fraction] = 1.0
     xs = []
-    for view in views:
-        imgs, labels, _, _ = generate("train", config.images_per_epoch, config.data_seed,
-                                      config.size, start=start, view=view)
-        if config.contrast_range is not None:
-            rng = np.random.default_rng([config.data_seed, epoch, 7])  # same levels per view
-            lo, hi = np.log(config.contrast_range[0]), np.log(config.contrast_range[1])
-            c = np.exp(rng.uniform(lo, hi, len(imgs))).astype(np.float32)
-            c[rng.random(len(imgs)) >= config.contrast_fraction] = 1.0
+    for view in (0, 1) if config.objective == "simclr" else (0,):
+        imgs, labels, _, _ = generate("train", n, config.data_seed, config.size, start=start,
+                                      view=view)
+        if contrast is not None:
             m = imgs.mean(axis=(1, 2, 3), keepdims=True)
-            imgs = m + c[:, None, None, None] * (imgs - m)  # as procedural.apply_contrast
+            imgs = m + contrast[:, None, None, None] * (imgs - m)  # as procedural.apply_contrast
         xs.append(normalize(imgs))
     return (xs[0] if len(xs) == 1 else torch.stack(xs, 1)), torch.from_numpy(labels)
 

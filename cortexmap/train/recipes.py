@@ -38,7 +38,7 @@ CARD_CONTRASTS: tuple[float, ...] = (1.0, 0.5, 0.1, 0.05, 0.01)
 N_TEST = 2000
 COMMAND = "python scripts/train_zoo.py"
 
-# One torch thread per run: the zoo is trained as several runs side by side on a shared machine.
+# One torch thread per run: a run's result does not depend on the machine's core count.
 _SUP = dict(objective="supervised", num_threads=1, batch_size=64, lr=3e-3, epochs=10,
             images_per_epoch=8192)
 _SSL = dict(objective="simclr", num_threads=1, batch_size=128, lr=2e-3, epochs=10,
@@ -61,7 +61,6 @@ ZOO_RECIPES: dict[str, TrainConfig] = {
     "resnet_untrained_s0": TrainConfig(arch="resnet", objective="untrained", seed=0, epochs=0,
                                        num_threads=1),
 }
-
 
 
 def default_zoo_dir() -> Path:
