@@ -59,6 +59,9 @@ def test_run_writes_everything_and_resumes(tmp_path):
         retrained.conv1[0].weight.mul_(1.5)
     with pytest.raises(CortexmapError, match="different settings"):
         run_synthesis(_cfg(steps=15), out, progress=False, model=retrained)
+    # with overwrite such a checkpoint is replaced: a fresh run, as the main job expects
+    fresh = run_synthesis(_cfg(steps=15), out, overwrite=True, progress=False, model=retrained)
+    assert fresh.extras["resumed_from"] == 0 and len(fresh.history) == 15
     with pytest.raises(CortexmapError, match="not empty"):
         run_synthesis(_cfg(resume=False), out, progress=False, model=Tiny())
 

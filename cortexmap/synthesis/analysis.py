@@ -37,7 +37,7 @@ from cortexmap.report import Finding, Report
 from cortexmap.rsa import RDMs, compare
 from cortexmap.rsa.residual import residual_rdms
 from cortexmap.synthesis.objective import LayerRDMObjective, native_size
-from cortexmap.synthesis.optimize import synthesize
+from cortexmap.synthesis.optimize import checkpoint_fingerprint, synthesize
 from cortexmap.synthesis.parameterization import make_parameterization
 from cortexmap.synthesis.priors import PriorConfig
 from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
@@ -263,13 +263,16 @@ def run_synthesis(
         )
     out = Path(outdir)
     ckpt = out / "checkpoint.pt"
-    if not (config.resume and ckpt.exists()):
-        prepare_output_dir(out, overwrite)
     device = _device(config.device)
     torch.manual_seed(config.seed)
     net = model if model is not None else _load_model(config)
-    # a checkpoint of the same settings but other weights (e.g. a retrained zoo) is not resumed
+    # a checkpoint of the same settings but other weights (e.g. a retrained zoo) is not resumed;
+    # with overwrite, such a checkpoint is replaced instead of refused
     fingerprint = f"{config.fingerprint()}-{weights_fingerprint(net)[:16]}"
+    resume = config.resume and ckpt.exists() and not (
+        overwrite and checkpoint_fingerprint(ckpt) != fingerprint)
+    if not resume:
+        prepare_output_dir(out, overwrite)
     objective = LayerRDMObjective(net, layers, metric=config.metric,
                                   input_size=config.input_size).to(device)
     size = config.image_size or native_size(net)
@@ -286,7 +289,7 @@ def run_synthesis(
     t0 = time.perf_counter()
     opt = synthesize(objective, param, steps=config.steps, lr=config.lr, priors=priors,
                      seed=config.seed, checkpoint=ckpt, checkpoint_every=config.checkpoint_every,
-                     resume=config.resume, fingerprint=fingerprint, progress=progress)
+                     resume=resume, fingerprint=fingerprint, progress=progress)
     t_synth = time.perf_counter() - t0
 
     synth_ids = [f"synth_{k:02d}" for k in range(config.n_images)]

@@ -41,13 +41,25 @@ def _save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def _load_checkpoint(path: Path, fingerprint: str | None) -> dict:
+def _read_checkpoint(path: Path) -> dict:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # unreadable or truncated file
         raise CortexmapError(
             f"Checkpoint {path} cannot be read ({exc}); delete it to start over."
         ) from exc
+
+
+def checkpoint_fingerprint(path: str | os.PathLike) -> str | None:
+    """The settings fingerprint a synthesis checkpoint was written with (None if unreadable)."""
+    try:
+        return _read_checkpoint(Path(path)).get("fingerprint")
+    except CortexmapError:
+        return None
+
+
+def _load_checkpoint(path: Path, fingerprint: str | None) -> dict:
+    state = _read_checkpoint(path)
     if fingerprint is not None and state.get("fingerprint") != fingerprint:
         raise CortexmapError(
             f"Checkpoint {path} was written by a run with different settings (model, weights, "
