@@ -59,7 +59,7 @@ def test_cached_ablation_equals_hooked_full_forward(net, images, layer, n_units,
     sets = make_unit_sets(np.arange(n_units)[::-1], ks=[1, 3], n_random=3, seed=0, layer=layer)
     # small batch forces several ablations per stacked batch and partial last chunks
     ab = LayerAblator(net, layer, batch_size=25)
-    assert (ab._first is not None) == shortcut  # linear first tail layer -> rank-k correction
+    assert (ab._stage is not None) == shortcut  # linear first tail layer -> rank-k correction
     feats = ab.cache(images)
     out = ab.outputs(feats, sets)
     assert out.shape == (len(sets), 10, 5)
@@ -177,7 +177,7 @@ def test_token_units_are_embedding_dims(images, layer, shortcut):
     sets = make_unit_sets(np.arange(8), ks=[2], n_random=2, seed=1, layer=layer)
     ab = LayerAblator(net, layer, batch_size=16)
     feats = ab.cache(images)
-    assert ab.n_units(feats) == 8 and (ab._first is not None) == shortcut
+    assert ab.n_units(feats) == 8 and (ab._stage is not None) == shortcut
     out = ab.outputs(feats, sets)
     with torch.no_grad():
         for i, s in enumerate(sets):

@@ -82,7 +82,8 @@ def check_stage_against_tail(tail, stage, acts, contrast):
     n_ch = acts.shape[1]
     fill = ls.fill_values(acts, contrast, "mean")
     rows = torch.tensor([0, 3, 4, len(acts) - 1])
-    for masks in (ls.kernel_masks(n_ch), ls.set_masks(n_ch, [[0, 1], [2, n_ch - 1]])):
+    nothing = np.zeros((1, n_ch), bool)  # an intact control row (ablation sets of k = 0)
+    for masks in (ls.kernel_masks(n_ch), ls.set_masks(n_ch, [[0, 1], [2, n_ch - 1]]), nothing):
         m = torch.from_numpy(masks)
         for f in (None, fill):
             with torch.inference_mode():

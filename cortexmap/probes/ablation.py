@@ -19,7 +19,6 @@ a sweep of hundreds of ablations costs a few tail passes instead of hundreds of 
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +29,7 @@ import torch.fx
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.probes.lesion import linear_stage
 from cortexmap.utils.progress import track
 
 #: Shift directions (dy, dx) applied at each shift size: right, left, down, up.
@@ -181,34 +181,6 @@ def pattern_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # The cached ablator
 # --------------------------------------------------------------------------------------------
 
-def _split_first_linear(tail: torch.fx.GraphModule) -> tuple[nn.Module, nn.Module] | None:
-    """If the tail starts with a Conv2d (zero padding, groups=1) or Linear that alone reads the
-    ablated activation, return (that layer, the rest of the tail after it); else None.
-
-    Zeroing k input channels of a linear layer changes its output by the contribution of those
-    channels only, so each ablation costs k/C of that layer instead of all of it.
-    """
-    graph = copy.deepcopy(tail.graph)
-    inputs = [n for n in graph.nodes if n.op == "placeholder"]
-    if len(inputs) != 1 or len(inputs[0].users) != 1:
-        return None
-    first = next(iter(inputs[0].users))
-    if first.op != "call_module" or first.args != (inputs[0],) or first.kwargs:
-        return None
-    module = tail.get_submodule(first.target)
-    conv_ok = (isinstance(module, nn.Conv2d) and module.groups == 1
-               and module.padding_mode == "zeros" and isinstance(module.padding, tuple))
-    if not (conv_ok or isinstance(module, nn.Linear)):
-        return None
-    with graph.inserting_before(inputs[0]):
-        pre = graph.placeholder("pre_activation")
-    first.replace_all_uses_with(pre)
-    graph.erase_node(first)
-    graph.erase_node(inputs[0])
-    rest = torch.fx.GraphModule(tail, graph)
-    return module, rest.eval()
-
-
 class LayerAblator:
     """Evaluate many channel ablations of ``layer`` from one cached forward pass.
 
@@ -234,12 +206,8 @@ class LayerAblator:
         self.tail.eval()
         self.batch_size = int(batch_size)
         self._taps: dict[tuple[str, ...], nn.Module] = {}
-        self._first: nn.Module | None = None
-        self._rest: nn.Module | None = None
-        if linear_shortcut:
-            split = _split_first_linear(self.tail)
-            if split is not None:
-                self._first, self._rest = split
+        # the tail's first linear operation is corrected, not rerun (the lesion engine's stage)
+        self._stage = linear_stage(self.tail) if linear_shortcut else None
 
     @torch.inference_mode()
     def cache(self, x: torch.Tensor) -> torch.Tensor:
@@ -254,17 +222,14 @@ class LayerAblator:
 
     def _ablated_pre(self, f: torch.Tensor, y0: torch.Tensor, units: tuple[int, ...]):
         """Output of the tail's first (linear) layer with ``units`` zeroed: the intact output
-        minus the contribution of the ablated input channels (k/C of the layer's cost)."""
-        if not units:  # a copy: the rest of the tail may start with an in-place ReLU
-            return y0.clone()
-        first, idx = self._first, list(units)
-        w = first.weight[:, idx]
-        if isinstance(first, nn.Conv2d):
-            corr = torch.nn.functional.conv2d(f[:, idx], w, None, first.stride, first.padding,
-                                              first.dilation)
-        else:  # Linear acts on the last axis: features (n, D) or token dims (n, T, D)
-            corr = f[..., idx] @ w.T
-        return y0 - corr
+        minus the contribution of the ablated input units (k/C of the layer's cost)."""
+        stage = self._stage
+        if unit_axis(f) == -1:  # token dims (n, T, D) read by a Linear: units are its inputs
+            idx = list(units)
+            return y0 - f[..., idx] @ stage.conv.weight[:, idx].T
+        mask = torch.zeros(1, f.shape[1], dtype=torch.bool)
+        mask[0, list(units)] = True
+        return stage.lesioned(y0, f, mask, None)
 
     def _batches(
         self, feats: torch.Tensor, unit_sets: Sequence[UnitSet], shortcut: bool = False
@@ -272,14 +237,13 @@ class LayerAblator:
         """Yield (set slice, image slice, stacked inputs (n_s * n_i, ...)) for the tail.
 
         Inputs are the masked layer output, or with ``shortcut`` the ablated output of the
-        tail's first linear layer (to be fed to ``self._rest``). Several ablations are stacked
+        tail's first linear layer (to be fed to ``self._stage.rest``). Several ablations are stacked
         into one batch of about ``batch_size`` rows, so small tails run as a few large matrix
         products instead of many small ones.
         """
         n = len(feats)
         masks = _unit_masks(unit_sets, self.n_units(feats)).to(feats.dtype)
-        y0 = (torch.cat([self._first(feats[i:i + self.batch_size])
-                         for i in range(0, n, self.batch_size)]) if shortcut else None)
+        y0 = self._stage.preactivation(feats, self.batch_size) if shortcut else None
 
         def piece(s: int, i0: int, i1: int) -> torch.Tensor:
             if shortcut:
@@ -311,8 +275,8 @@ class LayerAblator:
         n = len(feats)
         out: torch.Tensor | None = None
         # a generator, so only one stacked batch is in memory at a time
-        shortcut = self._first is not None
-        run = self._rest if shortcut else self.tail
+        shortcut = self._stage is not None
+        run = self._stage.rest if shortcut else self.tail
         batches = self._batches(feats, unit_sets, shortcut)
         total = self._n_batches(n, len(unit_sets))
         for sset, iset, stacked in track(batches, f"ablating {self.layer}", total=total,

@@ -162,16 +162,25 @@ class LinearStage:
             return self._linear_single(z, acts, ks, fill, rows)
         if rows is not None:
             z, acts, fill = z[rows], acts[rows], None if fill is None else fill[rows]
-        b, m = len(masks), len(acts)
         diff = acts if fill is None else acts - fill  # what each removed channel contributed
-        keep = masks.to(acts.dtype).view(b, 1, -1, *([1] * (acts.ndim - 2)))
-        x = (diff.unsqueeze(0) * keep).reshape(b * m, *acts.shape[1:])
-        if isinstance(self.conv, nn.Conv2d):
-            c = self.conv
-            d = nn.functional.conv2d(x, c.weight, None, c.stride, c.padding, c.dilation)
-        else:
-            d = nn.functional.linear(x.flatten(1) if self.flatten else x, self.conv.weight)
-        return (z.unsqueeze(0) - d.view(b, m, *z.shape[1:])).reshape(b * m, *z.shape[1:])
+        # per lesion, only its removed channels' share of the operation (k/C of its cost)
+        per = int(np.prod(acts.shape[2:], dtype=np.int64)) if self.flatten else 1
+        out = []
+        for mask in masks:
+            idx = torch.nonzero(mask).flatten()
+            if len(idx) == 0:  # nothing removed: a copy (the rest may start with in-place ReLU)
+                out.append(z.clone())
+                continue
+            part = diff.index_select(1, idx)
+            if isinstance(self.conv, nn.Conv2d):
+                c = self.conv
+                d = nn.functional.conv2d(part, c.weight.index_select(1, idx), None, c.stride,
+                                         c.padding, c.dilation)
+            else:  # Linear, reading the channels' features as contiguous blocks of columns
+                cols = (idx[:, None] * per + torch.arange(per, device=idx.device)).flatten()
+                d = nn.functional.linear(part.flatten(1), self.conv.weight.index_select(1, cols))
+            out.append(z - d)
+        return torch.cat(out)
 
     @staticmethod
     def _removed(acts: torch.Tensor, k: int, fill: torch.Tensor | None,
