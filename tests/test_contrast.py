@@ -85,6 +85,11 @@ def test_fit_recovers_planted_naka_rushton(rng):
     noisy = ct.naka_rushton(c, **truth) + rng.normal(0, 0.01, len(c))
     fit = ct.fit_contrast_curve(c, noisy, chance=0.1)
     assert 0.045 < fit.c50 < 0.08 and fit.r2 > 0.98
+    assert not fit.steep
+    # a jump between two sampled levels: the exponent runs to its bound, flagged as a step
+    step = ct.fit_contrast_curve(c, np.where(c >= 0.1, 0.9, 0.1), chance=0.1)
+    assert step.steep and 0.03 < step.c50 <= 0.1
+    assert ct.curve_table({"step": step, "smooth": fit})["steep"].tolist() == [True, False]
     with pytest.raises(CortexmapError, match="at least 3"):
         ct.fit_contrast_curve([1.0, 0.1], [0.9, 0.2], chance=0.1)
 

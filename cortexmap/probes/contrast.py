@@ -200,12 +200,17 @@ def accuracy_table(
     return out.sort_values(["contrast"], ascending=False, kind="stable").reset_index(drop=True)
 
 
+MAX_EXPONENT = 20.0  # upper bound of the fitted Naka-Rushton exponent (a step, in practice)
+
+
 @dataclass
 class ContrastCurve:
     """A Naka-Rushton fit of accuracy versus contrast.
 
     ``acc(c) = chance + (top - chance) * c**exponent / (c**exponent + c50**exponent)``;
     ``c50`` is the contrast at half maximum, ``r2`` the fit's coefficient of determination.
+    ``steep``: the exponent reached its upper bound (:data:`MAX_EXPONENT`), i.e. accuracy jumps
+    between two sampled levels and ``c50`` is only known to lie between them.
     """
 
     c50: float
@@ -213,6 +218,10 @@ class ContrastCurve:
     top: float
     chance: float
     r2: float
+
+    @property
+    def steep(self) -> bool:
+        return self.exponent >= 0.99 * MAX_EXPONENT
 
     def __call__(self, contrast) -> np.ndarray:
         return naka_rushton(np.asarray(contrast, dtype=float), self.c50, self.exponent,
@@ -253,7 +262,7 @@ def fit_contrast_curve(
 
     fit = least_squares(
         resid, x0=[np.log(c50_0), np.log(2.0), top0],
-        bounds=([np.log(1e-4), np.log(0.2), chance], [np.log(10.0), np.log(20.0), 1.0]),
+        bounds=([np.log(1e-4), np.log(0.2), chance], [np.log(10.0), np.log(MAX_EXPONENT), 1.0]),
     )
     log_c50, log_n, top = fit.x
     ss_res = float(np.sum(fit.fun**2))
@@ -264,10 +273,10 @@ def fit_contrast_curve(
 
 
 def curve_table(curves: Mapping[str, ContrastCurve]) -> pd.DataFrame:
-    """One row per named curve: condition, c50, exponent, top, chance, r2."""
+    """One row per named curve: condition, c50, exponent, top, chance, r2, steep."""
     return pd.DataFrame(
         [{"condition": k, "c50": v.c50, "exponent": v.exponent, "top": v.top,
-          "chance": v.chance, "r2": v.r2} for k, v in curves.items()]
+          "chance": v.chance, "r2": v.r2, "steep": v.steep} for k, v in curves.items()]
     )
 
 

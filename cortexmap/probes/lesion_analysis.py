@@ -588,8 +588,10 @@ def _contrast_findings(tables, curves: dict[str, ct.ContrastCurve], chance: floa
                   "maximum, i.e. makes recognition more contrast-invariant.",
             reproduced=bool(cn.c50 < c.c50),
             numbers=f"c50 {100 * c.c50:.2g}% intact vs {100 * cn.c50:.2g}% with input "
-                    "normalisation; " + ", ".join(f"{k}: c50 {100 * v.c50:.2g}%, top {v.top:.2f}"
-                                                   for k, v in curves.items())
+                    "normalisation; " + ", ".join(
+                        f"{k}: c50 {100 * v.c50:.2g}%, top {v.top:.2f}"
+                        + (" (a step between two levels: c50 only bracketed)" if v.steep else "")
+                        for k, v in curves.items())
                     + " (the fixed stage, not trained with the network, may lower the top).",
             analysis="contrast",
         ))
