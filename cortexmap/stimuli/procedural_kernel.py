@@ -181,8 +181,7 @@ def render_into(
     n, size = out.shape[0], out.shape[1]
     img = np.empty((size, size, 3))  # one image in float64, composited in place
     alpha = np.empty((size, size))  # object coverage
-    occl = np.empty((size, size))  # coverage by clutter in front of the object
-    scratch = np.empty((size, size))  # coverage by clutter behind it (not needed)
+    occl = np.empty((size, size))  # coverage by clutter (only the front clutter's is kept)
     for i in range(n):
         bg = bank[photo[i]]
         total = 0.0
@@ -203,7 +202,7 @@ def render_into(
                     img[y, x, ch] = m + gain[i] * (img[y, x, ch] - m) + offset[i]
         for j in range(c_on.shape[1]):
             if c_on[i, j] and not c_front[i, j]:
-                _clutter(img, scratch, c_kind[i, j], c_cx[i, j], c_cy[i, j], c_size[i, j],
+                _clutter(img, occl, c_kind[i, j], c_cx[i, j], c_cy[i, j], c_size[i, j],
                          c_rot[i, j], c_color[i, j])
 
         # object coordinates: translate, rotate, scale (y up; aspect stretch)
@@ -232,7 +231,7 @@ def render_into(
                         obj = outline_color[i, ch] + (fill - outline_color[i, ch]) * interior
                         img[y, x, ch] = img[y, x, ch] * (1 - a) + obj * a
 
-        occl[:] = 0.0
+        occl[:] = 0.0  # the clutter behind the object does not hide it
         for j in range(c_on.shape[1]):
             if c_on[i, j] and c_front[i, j]:
                 _clutter(img, occl, c_kind[i, j], c_cx[i, j], c_cy[i, j], c_size[i, j],
