@@ -45,7 +45,8 @@ def to_rsatoolbox(rdms: RDMs):
     return rt.rdm.RDMs(
         dissimilarities=rdms.vectors.copy(),
         dissimilarity_measure=_TO_RSATOOLBOX.get(rdms.metric, rdms.metric),
-        rdm_descriptors={"name": list(rdms.names), "index": list(range(len(rdms)))},
+        rdm_descriptors={**{k: list(v) for k, v in rdms.descriptors.items()},
+                         "name": list(rdms.names), "index": list(range(len(rdms)))},
         pattern_descriptors=pattern_descriptors,
     )
 
@@ -69,8 +70,11 @@ def from_rsatoolbox(obj, names: Sequence[str] | None = None) -> RDMs:
             conditions = [str(c) for c in pdesc[key]]
             break
     measure = obj.dissimilarity_measure or "unknown"
+    desc = getattr(obj, "rdm_descriptors", {}) or {}
+    descriptors = {str(k): [str(x) for x in v] for k, v in desc.items()
+                   if k not in ("name", "index") and len(v) == len(vectors)}
     return RDMs(vectors, int(obj.n_cond), list(names) if names is not None else [],
-                _FROM_RSATOOLBOX.get(measure, measure), conditions)
+                _FROM_RSATOOLBOX.get(measure, measure), conditions, descriptors)
 
 
 def to_rsatoolbox_dataset(
