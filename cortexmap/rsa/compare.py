@@ -16,10 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from cortexmap.errors import CortexmapError
+from cortexmap.rsa.cka import CKA_METHODS, cka
 from cortexmap.rsa.rdm import RDMs, n_conditions_from_pairs, triu_indices
 
 METHODS = ("pearson", "spearman", "kendall_tau_a", "cosine", "rho_a", "whitened_cosine",
-           "whitened_pearson")
+           "whitened_pearson", *CKA_METHODS)
 _ALIASES = {
     "corr": "pearson", "correlation": "pearson", "pearson": "pearson",
     "spearman": "spearman", "rho": "spearman",
@@ -27,6 +28,8 @@ _ALIASES = {
     "cosine": "cosine", "rho_a": "rho_a", "rho-a": "rho_a",
     "whitened_cosine": "whitened_cosine", "cosine_cov": "whitened_cosine",
     "whitened_pearson": "whitened_pearson", "corr_cov": "whitened_pearson",
+    "linear_cka": "cka", "rbf_cka": "cka_rbf",
+    **{m: m for m in CKA_METHODS},
 }
 
 try:  # scipy's compiled discordant-pair counter (the one scipy.stats.kendalltau and rsatoolbox use)
@@ -69,6 +72,16 @@ def as_vectors(x: RDMs | np.ndarray | Sequence, name: str = "RDMs") -> np.ndarra
     if not np.isfinite(v.sum()) and np.isinf(v).any():
         raise CortexmapError(f"{name} contains infinite dissimilarities; remove them.")
     return v
+
+
+def _as_rdms(x, name: str) -> RDMs:
+    """RDMs as they are; rsatoolbox RDMs converted; vectors wrapped (metric unknown)."""
+    if isinstance(x, RDMs):
+        return x
+    if hasattr(x, "get_vectors") and hasattr(x, "dissimilarity_measure"):
+        return RDMs.from_rsatoolbox(x)
+    v = as_vectors(x, name)
+    return RDMs(v, n_conditions_from_pairs(v.shape[1], name))
 
 
 def _n_conditions(x) -> int | None:
@@ -475,6 +488,10 @@ def compare(
         (len(rdms_a), len(rdms_b)) float64 matrix.
     """
     method = canonical_method(method)
+    if method in CKA_METHODS:
+        kernel, debiased = CKA_METHODS[method]
+        return cka(_as_rdms(rdms_a, "rdms_a"), _as_rdms(rdms_b, "rdms_b"), kernel=kernel,
+                   debiased=debiased)
     va, vb = _parse_pair(rdms_a, rdms_b)
     if method == "cosine":
         return _cosine_matrix(va, vb)

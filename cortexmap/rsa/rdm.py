@@ -102,6 +102,9 @@ class RDMs:
         names: one name per RDM (e.g. layer or subject names).
         metric: dissimilarity measure ("correlation", "euclidean", ... or any label).
         conditions: optional condition labels (length n), e.g. stimulus ids.
+        descriptors: optional per-RDM labels, {key: one value per RDM} (rsatoolbox's
+            ``rdm_descriptors``), e.g. ``{"subject": [...], "session": [...], "region": [...]}``;
+            select with :meth:`select`.
     """
 
     vectors: np.ndarray
@@ -109,6 +112,7 @@ class RDMs:
     names: list[str] = field(default_factory=list)
     metric: str = "unknown"
     conditions: list[str] | None = None
+    descriptors: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         vec = np.asarray(self.vectors, dtype=np.float64)
@@ -139,6 +143,35 @@ class RDMs:
                     f"Got {len(self.conditions)} condition labels for {self.n_conditions} "
                     "conditions; give one label per condition."
                 )
+        self.descriptors = {str(k): [str(v) for v in vals]
+                            for k, vals in (self.descriptors or {}).items()}
+        bad = {k: len(v) for k, v in self.descriptors.items() if len(v) != vec.shape[0]}
+        if bad:
+            raise CortexmapError(
+                f"RDM descriptors {bad} do not have one value per RDM ({vec.shape[0]} RDMs)."
+            )
+
+    def _described(self, idx: Sequence[int]) -> dict[str, list[str]]:
+        return {k: [v[i] for i in idx] for k, v in self.descriptors.items()}
+
+    def select(self, **criteria: str | Sequence[str]) -> RDMs:
+        """The RDMs whose descriptors match, e.g. ``select(region="IT", session="1")``; a
+        sequence of values matches any of them."""
+        unknown = [k for k in criteria if k not in self.descriptors]
+        if unknown:
+            raise CortexmapError(
+                f"Unknown RDM descriptor(s) {unknown}; these RDMs have {sorted(self.descriptors)}."
+            )
+        keep = np.ones(len(self), dtype=bool)
+        for key, wanted in criteria.items():
+            values = {str(wanted)} if isinstance(wanted, str) else {str(w) for w in wanted}
+            keep &= np.isin(self.descriptors[key], list(values))
+        if not keep.any():
+            raise CortexmapError(
+                f"No RDM matches {criteria}; available values: "
+                + "; ".join(f"{k}: {sorted(set(v))}" for k, v in self.descriptors.items())
+            )
+        return self[keep]
 
     # -- basic protocol ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -164,7 +197,7 @@ class RDMs:
                 return self.subset(key)
             idx = [int(k) for k in key]
         return RDMs(self.vectors[idx], self.n_conditions, [self.names[i] for i in idx],
-                    self.metric, self.conditions)
+                    self.metric, self.conditions, self._described(idx))
 
     def __repr__(self) -> str:
         shown = ", ".join(self.names[:4]) + (", ..." if len(self) > 4 else "")
@@ -194,7 +227,7 @@ class RDMs:
             )
         idx = [index[n] for n in names]
         return RDMs(self.vectors[idx], self.n_conditions, list(names), self.metric,
-                    self.conditions)
+                    self.conditions, self._described(idx))
 
     def subset_conditions(self, index: Sequence[int] | np.ndarray) -> RDMs:
         """Restrict (or reorder/resample) conditions; ``index`` are condition positions.
@@ -208,7 +241,7 @@ class RDMs:
         i, j = triu_indices(len(idx))
         vec[:, idx[i] == idx[j]] = np.nan
         conds = [self.conditions[k] for k in idx] if self.conditions is not None else None
-        return RDMs(vec, len(idx), list(self.names), self.metric, conds)
+        return RDMs(vec, len(idx), list(self.names), self.metric, conds, self.descriptors)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -250,10 +283,13 @@ class RDMs:
                     "over the same stimuli can be concatenated."
                 )
         metrics = {r.metric for r in rdms}
+        # descriptors carried by any part; RDMs without one get "" for it
+        keys = list(dict.fromkeys(k for r in rdms for k in r.descriptors))
+        desc = {k: [v for r in rdms for v in r.descriptors.get(k, [""] * len(r))] for k in keys}
         return cls(
             np.concatenate([r.vectors for r in rdms], axis=0), n,
             [name for r in rdms for name in r.names],
-            metrics.pop() if len(metrics) == 1 else "mixed", rdms[0].conditions,
+            metrics.pop() if len(metrics) == 1 else "mixed", rdms[0].conditions, desc,
         )
 
     # -- interop -------------------------------------------------------------------------------
@@ -267,7 +303,8 @@ class RDMs:
         return rt.rdm.RDMs(
             dissimilarities=self.vectors.copy(),
             dissimilarity_measure=_TO_RSATOOLBOX.get(self.metric, self.metric),
-            rdm_descriptors={"name": list(self.names), "index": list(range(len(self)))},
+            rdm_descriptors={**{k: list(v) for k, v in self.descriptors.items()},
+                             "name": list(self.names), "index": list(range(len(self)))},
             pattern_descriptors=pattern_descriptors,
         )
 
@@ -291,8 +328,11 @@ class RDMs:
                 conditions = [str(c) for c in pdesc[key]]
                 break
         measure = obj.dissimilarity_measure or "unknown"
+        desc = getattr(obj, "rdm_descriptors", {}) or {}
+        descriptors = {str(k): [str(x) for x in v] for k, v in desc.items()
+                       if k not in ("name", "index") and len(v) == len(vectors)}
         return cls(vectors, int(obj.n_cond), list(names) if names is not None else [],
-                   _FROM_RSATOOLBOX.get(measure, measure), conditions)
+                   _FROM_RSATOOLBOX.get(measure, measure), conditions, descriptors)
 
     # -- tables and files ----------------------------------------------------------------------
     def to_frame(self) -> pd.DataFrame:
@@ -315,7 +355,8 @@ class RDMs:
             p = p.with_suffix(".npz")
         check_output_file(p, overwrite)
         meta = {"format": "cortexmap.RDMs", "version": 1, "n_conditions": self.n_conditions,
-                "names": self.names, "metric": self.metric, "conditions": self.conditions}
+                "names": self.names, "metric": self.metric, "conditions": self.conditions,
+                "descriptors": self.descriptors}
         buf = io.BytesIO()
         np.savez_compressed(buf, vectors=self.vectors, meta=np.array(json.dumps(meta)))
         with atomic_path(p) as tmp:
@@ -338,7 +379,7 @@ class RDMs:
                 "`cortexmap rdm` or RDMs.save."
             ) from exc
         return cls(vectors, meta["n_conditions"], meta["names"], meta["metric"],
-                   meta.get("conditions"))
+                   meta.get("conditions"), meta.get("descriptors") or {})
 
 
 # ----------------------------------------------------------------------------------------------
