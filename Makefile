@@ -31,6 +31,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check cortexmap tests benchmarks scripts
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf runs .pytest_cache
