@@ -54,6 +54,8 @@ Examples:
   cortexmap compare model.npz brain.npz --method kendall_tau_a --n-perm 1000 --out runs/cmp_tau
 
   cortexmap compare runs/rdms/rdms.npz runs/rdms/rdms.npz --method pearson --out runs/self
+
+  cortexmap compare runs/rdms/rdms.npz runs/rdms/rdms.npz --method cka --out runs/cka
 """
 
 
@@ -151,7 +153,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
 
         from cortexmap.report import Report
         from cortexmap.rsa import RDMs, compute_rdms
-        from cortexmap.rsa.rdm import plot_rdms
+        from cortexmap.rsa.figures import plot_rdms
         from cortexmap.utils.io import prepare_output_dir, write_table
         from cortexmap.utils.progress import track
         from cortexmap.utils.provenance import write_provenance
@@ -195,7 +197,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         method: str = typer.Option(
             "spearman", "--method", "-m",
             help="pearson | spearman | kendall_tau_a | cosine | rho_a | whitened_cosine | "
-                 "whitened_pearson."),
+                 "whitened_pearson | cka | cka_debiased | cka_rbf | cka_rbf_debiased."),
         n_perm: int = typer.Option(
             0, "--n-perm", help="Condition-label permutations for p-values (0: none)."),
         seed: int = typer.Option(0, "--seed", help="Random seed for permutations."),
@@ -209,7 +211,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
 
         from cortexmap.report import Report
         from cortexmap.rsa import RDMs, compare, permutation_test
-        from cortexmap.rsa.compare import canonical_method, plot_similarity
+        from cortexmap.rsa.compare import canonical_method
+        from cortexmap.rsa.figures import plot_similarity
         from cortexmap.utils.io import prepare_output_dir, write_table
         from cortexmap.utils.provenance import write_provenance
 
