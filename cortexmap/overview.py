@@ -20,8 +20,7 @@ def layer_overview(
     """Add a section with the layer RDMs of ``model_spec`` on the bundled photographs."""
     from cortexmap.models import Extractor, list_layers, load
     from cortexmap.rsa import compare, compute_rdms
-    from cortexmap.rsa.compare import plot_similarity
-    from cortexmap.rsa.rdm import plot_rdms
+    from cortexmap.rsa.figures import plot_rdms, plot_similarity
     from cortexmap.stimuli import load_bundled
 
     model = load(model_spec)

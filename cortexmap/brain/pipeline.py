@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from cortexmap.brain.io import BrainData, load_atlas, load_dataset
+from cortexmap.brain.io import BrainData, load_atlas, load_dataset, write_nifti
 from cortexmap.brain.maps import assign_layers, model_maps, overlap_table, recovery_scores
 from cortexmap.brain.phantom import PhantomDataset, make_phantom, slab_mask
 from cortexmap.brain.roi import as_model_rdms, group_rdms, roi_rdms, roi_rsa
@@ -26,14 +26,8 @@ from cortexmap.brain.stats import GroupTestResult, clusters, group_test
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, write_table
 from cortexmap.utils.provenance import write_provenance
-
-
-def _gz(img) -> bytes:
-    import gzip
-
-    return gzip.compress(img.to_bytes(), compresslevel=1)
 
 
 def _models_for(dataset: Path, models: str | None, n_conditions: int) -> RDMs:
@@ -366,12 +360,12 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
     for name, g in res.group.items():
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         for kind in ("mean", "t", "p_fwe"):
-            write_bytes(maps_dir / f"{kind}_{safe}.nii.gz", _gz(g.img(kind)))
+            write_nifti(maps_dir / f"{kind}_{safe}.nii.gz", g.img(kind))
     masker = next(iter(res.group.values())).masker
     lab = np.zeros(masker.n_voxels, dtype=np.int16)
     for i, name in enumerate(res.group):
         lab[res.maps[name]] = i + 1
-    write_bytes(maps_dir / "winner.nii.gz", _gz(masker.inverse_transform(lab)))
+    write_nifti(maps_dir / "winner.nii.gz", masker.inverse_transform(lab))
     for name, df in res.tables.items():
         write_table(df, out / name)
     write_provenance(out, config=config, seed=config.seed, inputs={"dataset": root})

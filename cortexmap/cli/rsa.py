@@ -153,7 +153,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
 
         from cortexmap.report import Report
         from cortexmap.rsa import RDMs, compute_rdms
-        from cortexmap.rsa.rdm import plot_rdms
+        from cortexmap.rsa.figures import plot_rdms
         from cortexmap.utils.io import prepare_output_dir, write_table
         from cortexmap.utils.progress import track
         from cortexmap.utils.provenance import write_provenance
@@ -211,7 +211,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
 
         from cortexmap.report import Report
         from cortexmap.rsa import RDMs, compare, permutation_test
-        from cortexmap.rsa.compare import canonical_method, plot_similarity
+        from cortexmap.rsa.compare import canonical_method
+        from cortexmap.rsa.figures import plot_similarity
         from cortexmap.utils.io import prepare_output_dir, write_table
         from cortexmap.utils.provenance import write_provenance
 

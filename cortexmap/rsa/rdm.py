@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cortexmap.errors import CortexmapError
+from cortexmap.utils.io import atomic_path, check_output_file
 from cortexmap.utils.validation import as_finite_array, check_conditions
 
 METRICS = ("correlation", "euclidean", "sqeuclidean", "cosine", "crossnobis")
@@ -33,6 +34,29 @@ _BLOCK_UNITS = 8192
 # float32 products accumulate rounding error with the number of summed terms: short blocks keep
 # each float32 partial sum accurate, the float64 sum over blocks keeps the total accurate.
 _SINGLE_BLOCK_UNITS = 1024
+
+# Metric names differ between the two packages: cortexmap's "sqeuclidean" (squared distance per
+# unit) is rsatoolbox's "euclidean" method, whose RDMs it labels "squared euclidean".
+_TO_RSATOOLBOX = {
+    "sqeuclidean": "squared euclidean",
+    "euclidean": "euclidean (not squared)",
+    "correlation": "correlation",
+    "cosine": "cosine",
+    "crossnobis": "crossnobis",
+}
+_FROM_RSATOOLBOX = {v: k for k, v in _TO_RSATOOLBOX.items()} | {"euclidean": "sqeuclidean"}
+_CONDITION_KEYS = ("conditions", "conds", "stimulus", "stimuli", "condition")
+
+
+def rsatoolbox_module():
+    """The ``rsatoolbox`` package (optional; imported only when converting)."""
+    try:
+        import rsatoolbox
+    except ImportError as exc:  # pragma: no cover - rsatoolbox is a dev dependency
+        raise CortexmapError(
+            "rsatoolbox is not installed; pip install 'rsatoolbox>=0.3,<0.4' to convert."
+        ) from exc
+    return rsatoolbox
 
 
 # ----------------------------------------------------------------------------------------------
@@ -270,17 +294,45 @@ class RDMs:
 
     # -- interop -------------------------------------------------------------------------------
     def to_rsatoolbox(self):
-        """Convert to ``rsatoolbox.rdm.RDMs`` (needs rsatoolbox installed)."""
-        from cortexmap.rsa.interop import to_rsatoolbox
-
-        return to_rsatoolbox(self)
+        """Convert to ``rsatoolbox.rdm.RDMs`` (needs rsatoolbox installed): names in
+        rdm_descriptors["name"], condition labels in pattern_descriptors["conditions"]."""
+        rt = rsatoolbox_module()
+        pattern_descriptors = {"index": list(range(self.n_conditions))}
+        if self.conditions is not None:
+            pattern_descriptors["conditions"] = list(self.conditions)
+        return rt.rdm.RDMs(
+            dissimilarities=self.vectors.copy(),
+            dissimilarity_measure=_TO_RSATOOLBOX.get(self.metric, self.metric),
+            rdm_descriptors={**{k: list(v) for k, v in self.descriptors.items()},
+                             "name": list(self.names), "index": list(range(len(self)))},
+            pattern_descriptors=pattern_descriptors,
+        )
 
     @classmethod
     def from_rsatoolbox(cls, obj, names: Sequence[str] | None = None) -> RDMs:
-        """Convert from ``rsatoolbox.rdm.RDMs``."""
-        from cortexmap.rsa.interop import from_rsatoolbox
-
-        return from_rsatoolbox(obj, names=names)
+        """Convert from ``rsatoolbox.rdm.RDMs``. Names come from ``names``, else the rdm
+        descriptor "name", else "rdm0", "rdm1", ...; condition labels from a pattern descriptor
+        such as "conditions" or "conds" when present."""
+        if not (hasattr(obj, "get_vectors") and hasattr(obj, "n_cond")):
+            raise CortexmapError(
+                f"Expected an rsatoolbox.rdm.RDMs object; got {type(obj).__name__}."
+            )
+        vectors = np.asarray(obj.get_vectors(), dtype=np.float64)
+        if names is None:
+            desc = getattr(obj, "rdm_descriptors", {}) or {}
+            names = [str(n) for n in desc["name"]] if "name" in desc else None
+        conditions = None
+        pdesc = getattr(obj, "pattern_descriptors", {}) or {}
+        for key in _CONDITION_KEYS:
+            if key in pdesc and len(pdesc[key]) == obj.n_cond:
+                conditions = [str(c) for c in pdesc[key]]
+                break
+        measure = obj.dissimilarity_measure or "unknown"
+        desc = getattr(obj, "rdm_descriptors", {}) or {}
+        descriptors = {str(k): [str(x) for x in v] for k, v in desc.items()
+                       if k not in ("name", "index") and len(v) == len(vectors)}
+        return cls(vectors, int(obj.n_cond), list(names) if names is not None else [],
+                   _FROM_RSATOOLBOX.get(measure, measure), conditions, descriptors)
 
     # -- tables and files ----------------------------------------------------------------------
     def to_frame(self) -> pd.DataFrame:
@@ -298,8 +350,6 @@ class RDMs:
 
     def save(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
         """Write a ``.npz`` file atomically (vectors + JSON metadata); returns the path."""
-        from cortexmap.utils.io import atomic_path, check_output_file
-
         p = Path(path)
         if p.suffix != ".npz":
             p = p.with_suffix(".npz")
@@ -616,46 +666,3 @@ def compute_rdms(
     if metric != "crossnobis" and conditions is not None:
         labels = [str(c) for c in conditions]
     return RDMs(np.stack(vectors), n_cond, names, metric, labels)
-
-
-# ----------------------------------------------------------------------------------------------
-# Figures
-# ----------------------------------------------------------------------------------------------
-def plot_rdms(rdms: RDMs, max_rdms: int = 12, rank_transform: bool = True, cmap: str = "viridis"):
-    """Grid of RDM heatmaps (first ``max_rdms``); returns a matplotlib Figure.
-
-    rank_transform: show percentile ranks of the dissimilarities (the usual RSA display, which
-    makes RDMs with different scales comparable); False shows raw values with a colour bar.
-    """
-    import matplotlib.pyplot as plt
-
-    from cortexmap.rsa.compare import rank_rows
-
-    shown = rdms[: max(1, min(max_rdms, len(rdms)))]
-    k = len(shown)
-    cols = min(k, 4)
-    rows = int(np.ceil(k / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
-    vec = shown.vectors
-    if rank_transform:
-        ok = ~np.isnan(vec)
-        ranked = np.full_like(vec, np.nan)
-        for r in range(k):  # percentiles in [0, 100], NaN pairs left blank
-            ranked[r, ok[r]] = 100 * (rank_rows(vec[r, ok[r]])[0] - 1) / max(ok[r].sum() - 1, 1)
-        vec = ranked
-    mats = RDMs(vec, shown.n_conditions, shown.names, shown.metric).matrices()
-    for ax, mat, name in zip(axes.ravel(), mats, shown.names, strict=False):
-        im = ax.imshow(mat, cmap=cmap, interpolation="nearest")
-        ax.set_title(name, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
-                     label="percentile" if rank_transform else shown.metric)
-    for ax in axes.ravel()[k:]:
-        ax.axis("off")
-    title = f"RDMs ({shown.metric}, {shown.n_conditions} conditions)"
-    if len(rdms) > k:
-        title += f" - first {k} of {len(rdms)}"
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
