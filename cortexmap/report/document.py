@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from cortexmap.report.figures import figure_png
 from cortexmap.utils.io import write_text
 from cortexmap.utils.provenance import package_versions
 
@@ -75,12 +75,7 @@ class Section:
 
     def figure(self, fig: Any, caption: str, dpi: int = 110) -> Section:
         """Embed a matplotlib figure (closed afterwards) with a caption saying what it shows."""
-        import matplotlib.pyplot as plt
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-        plt.close(fig)
-        data = base64.b64encode(buf.getvalue()).decode("ascii")
+        data = base64.b64encode(figure_png(fig, dpi)).decode("ascii")
         alt = html.escape(caption.split(".")[0])
         self.blocks.append(_Block(
             "figure",
