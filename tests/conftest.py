@@ -10,6 +10,7 @@ import torch
 matplotlib.use("Agg")
 torch.set_num_threads(1)
 os.environ.setdefault("CORTEXMAP_NO_PROGRESS", "1")
+os.environ.setdefault("CORTEXMAP_OFFLINE", "1")  # tests never download weights
 
 
 @pytest.fixture(autouse=True)

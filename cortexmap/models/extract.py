@@ -363,10 +363,13 @@ class Extractor:
                 array_attrs=array_attrs,
                 compressor=compressor,
             )
+            from cortexmap.models.weights import weights_record
+
             # provenance.json sits beside the zarr metadata (zarr ignores it)
             write_provenance(
                 path,
-                config=attrs | {"batch_size": self.batch_size, "compressor": compressor},
+                config=attrs | {"batch_size": self.batch_size, "compressor": compressor,
+                                "weights": weights_record(self.model)},
                 inputs={"stimulus_ids": np.array(ids)},
             )
         # Writes (compression + disk) run in one background thread while the next batch is

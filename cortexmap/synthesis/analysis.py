@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cortexmap.errors import CortexmapError
 from cortexmap.models.load import weights_fingerprint
 from cortexmap.models.preprocessing import input_size_of
+from cortexmap.models.weights import STAGE_LAYERS
 from cortexmap.report import Finding, Report
 from cortexmap.rsa import RDMs, compare
 from cortexmap.rsa.residual import residual_rdms
@@ -54,6 +55,8 @@ DEFAULT_LAYERS: dict[str, list[str]] = {
     "zoo:vit": ["block1", "block2", "block3", "block4"],
     "alexnet": ["features.1", "features.4", "features.7", "features.9", "features.11",
                 "classifier.2"],
+    # real ImageNet networks: the last block of each resolution stage
+    **{name: layers[1:] for name, layers in STAGE_LAYERS.items()},
 }
 
 # "Well below natural": the synthesized mean |r| must be under this fraction of the natural one.
@@ -112,7 +115,7 @@ class SynthesisConfig(BaseModel):
 
 def default_layers(spec: str) -> list[str]:
     """Default layers for a model spec, or an error asking for ``layers``."""
-    name = spec.lower()
+    name = spec.lower().removesuffix(":untrained").removeprefix("imagenet:")
     for key, layers in DEFAULT_LAYERS.items():
         if name == key or name.startswith(key + "_") or name.startswith(key + "@"):
             return list(layers)
