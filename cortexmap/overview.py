@@ -53,4 +53,6 @@ def layer_overview(
         f"mean |Spearman| between layer RDMs = {np.mean(np.abs(off)):.2f} over "
         f"{len(off)} layer pairs of {model_spec}",
         "overview",
+        evidence="in-silico",
+        criterion="The mean |Spearman| between the RDMs of different layers exceeds 0.3.",
     )]

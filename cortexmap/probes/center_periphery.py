@@ -972,6 +972,9 @@ def _findings(result: CenterPeripheryResult) -> list[Finding]:
                  f"{cfg.alpha:g} (best "
                  f"{best.layer}: {best.interaction:+.3f}). " + nums),
         analysis="center_periphery",
+        evidence="method-check" if cfg.brain == "phantom" else "real-data",
+        criterion=f"At least one layer has I > 0 with its bootstrap CI above 0 and FDR q < "
+                  f"{cfg.alpha:g}.",
     )]
     grp = result.tables["groups"]
     if "background" in cfg.groups and all(g.selectivity is not None
@@ -993,6 +996,8 @@ def _findings(result: CenterPeripheryResult) -> list[Finding]:
             "; ".join(f"{r.layer}/{r.group}: {r.mean_eccentricity:.2f}"
                       for r in grp.itertuples()),
             analysis="center_periphery",
+            evidence="in-silico",
+            criterion="corr(BSI, eccentricity) is positive in more than half of the layers.",
         ))
     return findings
 

@@ -362,6 +362,9 @@ def _findings(res: SynthesisResult) -> list[Finding]:
                 f"synthesized {syn:.3f} ({res.config.n_images} images, {len(res.history)} "
                 f"steps) vs natural {nat:.3f} (ratio {syn / nat:.2f}); residual RDMs {resid:.3f}.",
         analysis="synthesis",
+        evidence="in-silico",
+        criterion=f"Mean |r| between layer RDMs of the synthesized images is below {WELL_BELOW:g} "
+                  "x that of the natural images.",
     )]
     if res.mapping is not None:
         out.extend(res.mapping.findings())
