@@ -47,7 +47,7 @@ from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding
 from cortexmap.rsa import RDMs
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, write_bytes
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_bytes
 
 SETS = ("natural", "synthesized", "residual", "partial")
 # Phantom data behind each set's maps: the residual methods reuse the natural-image phantom.
@@ -343,8 +343,9 @@ def compare_mappings(
             maps[which], masks[which] = group, on
             sub_out = out / which
             sub_out.mkdir(parents=True, exist_ok=True)
+            files = safe_filenames(list(layers), "layer")
             for k, layer in enumerate(layers):
-                write_bytes(sub_out / f"r_{layer}.nii.gz",
+                write_bytes(sub_out / f"r_{files[layer]}.nii.gz",
                             _gz(masker.inverse_transform(group[k].astype(np.float32),
                                                          fill=np.nan)))
             atlas = ds.atlas()
