@@ -86,7 +86,7 @@ def _zoo_model():
             return load(name), name
         except Exception as exc:  # zoo entry not trained on this machine
             warnings.warn(f"{name} unavailable ({exc})", stacklevel=2)
-    from cortexmap.train.architectures import build
+    from cortexmap.models.architectures import build
 
     return load(build("alexnet", seed=0)), "AlexNetSmall (untrained; zoo missing)"
 

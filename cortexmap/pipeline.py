@@ -2,9 +2,10 @@
 
 Each analysis runs into its own subfolder of the run folder (its tables, figures, report and
 provenance); the combined ``report.html`` starts with a summary that says, for each published
-finding, whether this run reproduced it. A finished analysis leaves ``result.json`` (findings,
-report sections, resume key) and its tables as Parquet behind, so an interrupted job resumes with
-the analyses it has not finished yet; nothing in a run folder is ever unpickled.
+finding, what kind of evidence it is (in-silico, method-check, real-data), its pass criterion and
+whether this run met it. A finished analysis leaves ``result.json`` (findings, report sections,
+resume key) and its tables as Parquet behind, so an interrupted job resumes with the analyses it
+has not finished yet; nothing in a run folder is ever unpickled.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydantic import BaseModel
 
 from cortexmap.config import build_config, read_config_file
 from cortexmap.errors import CortexmapError
-from cortexmap.report import Finding, Report
+from cortexmap.report import Finding, Report, findings_table
 from cortexmap.report.store import RESULT_FILE, load_result, save_result
 from cortexmap.utils.io import lock_output_dir, prepare_output_dir, write_table
 from cortexmap.utils.provenance import checksum, write_provenance
@@ -195,7 +196,7 @@ def run_job(
         rows.append({"analysis": n, "seconds": round(seconds, 1), "resumed": reused})
     timings = pd.DataFrame(rows)
     write_table(timings, out / "timings")
-    write_table(pd.DataFrame([f.__dict__ for f in findings]), out / "findings")
+    write_table(findings_table(findings), out / "findings")
     report.findings(findings)
     report.section("Run time", "Wall-clock seconds per analysis in this run (0 = reused "
                    "from an earlier, interrupted run).").table(timings, "Timings.")

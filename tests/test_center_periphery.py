@@ -8,6 +8,7 @@ from scipy.stats import spearmanr
 
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, Preprocessing
+from cortexmap.models.architectures import build
 from cortexmap.probes.center_periphery import (
     CenterPeripheryConfig,
     background_selectivity,
@@ -20,7 +21,6 @@ from cortexmap.probes.center_periphery import (
 from cortexmap.probes.receptive_field import receptive_fields
 from cortexmap.rsa import RDMs, compute_rdms
 from cortexmap.stimuli import StimulusSet, load_bundled
-from cortexmap.train.architectures import build
 
 
 def tiny_alexnet() -> torch.nn.Module:

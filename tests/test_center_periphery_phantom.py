@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from cortexmap.models import Preprocessing
+from cortexmap.models.architectures import build
 from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
 from cortexmap.report import Report
 from cortexmap.stimuli import load_bundled
-from cortexmap.train.architectures import build
 
 LAYERS = ["conv1", "conv3", "conv5"]
 

@@ -67,7 +67,7 @@ def bn_net() -> nn.Module:
 
 
 def resnet() -> nn.Module:
-    from cortexmap.train.architectures import build
+    from cortexmap.models.architectures import build
 
     return build("resnet", seed=0).eval()
 

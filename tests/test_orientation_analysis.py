@@ -30,7 +30,7 @@ def _gabors(n: int, ksize: int = 5, wavelength_px: float = 4.0) -> torch.Tensor:
 
 def _state(seed: int, gabor_mix: float) -> dict:
     """AlexNetSmall weights whose conv1 is ``gabor_mix`` Gabor + (1 - mix) random filters."""
-    from cortexmap.train.architectures import build
+    from cortexmap.models.architectures import build
 
     model = build("alexnet", 10, seed=seed)
     w = model.conv1[0].weight.data
@@ -43,7 +43,7 @@ def _state(seed: int, gabor_mix: float) -> dict:
 def planted_zoo(tmp_path_factory):
     """A zoo folder: 'toy' with checkpoints at epochs 1-3 whose conv1 turns into Gabors, and
     two more networks; selectivity rises by construction."""
-    from cortexmap.train.loop import CHECKPOINT_FORMAT
+    from cortexmap.models.checkpoint import CHECKPOINT_FORMAT
 
     root = tmp_path_factory.mktemp("zoo")
     models = {}

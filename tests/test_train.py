@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.architectures import fold_batchnorm
 from cortexmap.stimuli.procedural import generate
 from cortexmap.train import (
     TrainConfig,
@@ -23,7 +24,6 @@ from cortexmap.train import (
     nt_xent,
     train,
 )
-from cortexmap.train.architectures import fold_batchnorm
 
 TINY = dict(images_per_epoch=48, batch_size=16, n_val=16, probe_images=32, num_threads=1)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from cortexmap.brain.io import BrainData, load_atlas, load_dataset
+from cortexmap.brain.io import BrainData, load_atlas, load_dataset, write_nifti
 from cortexmap.brain.maps import assign_layers, model_maps, overlap_table, recovery_scores
 from cortexmap.brain.phantom import PhantomDataset, make_phantom, slab_mask
 from cortexmap.brain.roi import as_model_rdms, group_rdms, roi_rdms, roi_rsa
@@ -26,14 +26,8 @@ from cortexmap.brain.stats import GroupTestResult, clusters, group_test
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
 from cortexmap.utils.provenance import write_provenance
-
-
-def _gz(img) -> bytes:
-    import gzip
-
-    return gzip.compress(img.to_bytes(), compresslevel=1)
 
 
 def _models_for(dataset: Path, models: str | None, n_conditions: int) -> RDMs:
@@ -184,7 +178,9 @@ def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool
         findings.append(Finding(
             "ROI RSA ranks the planted layer first in every phantom region", all(ok),
             "; ".join(f"{r}: planted {m}, best {best.get(r)}" for r, m in planted.items()),
-            analysis="brain"))
+            analysis="brain", evidence="method-check",
+            criterion="In every region of the phantom, the model RDM planted there has the "
+                      "highest ROI RSA."))
     for name, df in tables.items():
         write_table(df, out / name)
     grp.save(out / "group_rdms.npz")
@@ -339,7 +335,9 @@ def group_searchlight(
             "Searchlight recovers every planted region (Dice >= 0.7)",
             bool((rec["dice"] >= 0.7).all()),
             "; ".join(f"{r.region}: Dice {r.dice:.2f}" for r in rec.itertuples()),
-            analysis="brain"))
+            analysis="brain", evidence="method-check",
+            criterion="The significant searchlight map of each planted model overlaps its "
+                      "planted region with Dice >= 0.7."))
     return GroupSearchlight(results, group, maps, tables, findings)
 
 
@@ -367,12 +365,12 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
     files = safe_filenames(list(res.group), "model")
     for name, g in res.group.items():
         for kind in ("mean", "t", "p_fwe"):
-            write_bytes(maps_dir / f"{kind}_{files[name]}.nii.gz", _gz(g.img(kind)))
+            write_nifti(maps_dir / f"{kind}_{files[name]}.nii.gz", g.img(kind))
     masker = next(iter(res.group.values())).masker
     lab = np.zeros(masker.n_voxels, dtype=np.int16)
     for i, name in enumerate(res.group):
         lab[res.maps[name]] = i + 1
-    write_bytes(maps_dir / "winner.nii.gz", _gz(masker.inverse_transform(lab)))
+    write_nifti(maps_dir / "winner.nii.gz", masker.inverse_transform(lab))
     for name, df in res.tables.items():
         write_table(df, out / name)
     write_provenance(out, config=config, seed=config.seed, inputs={"dataset": root})

@@ -39,18 +39,12 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from cortexmap.brain.io import BrainData, BrainMasker
+from cortexmap.brain.io import BrainData, BrainMasker, write_nifti
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs, rank_rows
 from cortexmap.rsa.compare import canonical_method
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import (
-    prepare_output_dir,
-    safe_filenames,
-    write_bytes,
-    write_table,
-    write_text,
-)
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table, write_text
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
 
@@ -348,8 +342,8 @@ class SearchlightResult:
         out = prepare_output_dir(outdir, overwrite)
         files = safe_filenames(list(self.model_names), "model")
         for i, name in enumerate(self.model_names):
-            write_bytes(out / f"r_{files[name]}.nii.gz", _gz(self.img(i)))
-        write_bytes(out / "winner.nii.gz", _gz(self.winner_img()))
+            write_nifti(out / f"r_{files[name]}.nii.gz", self.img(i))
+        write_nifti(out / "winner.nii.gz", self.winner_img())
         write_text(out / "winner.tsv", pd.DataFrame(
             {"index": np.arange(1, len(self.model_names) + 1), "name": self.model_names}
         ).to_csv(sep="\t", index=False))
@@ -360,10 +354,6 @@ class SearchlightResult:
         return out
 
 
-def _gz(img: nib.Nifti1Image) -> bytes:
-    import gzip
-
-    return gzip.compress(img.to_bytes(), compresslevel=1)
 
 
 # ----------------------------------------------------------------------------------------------

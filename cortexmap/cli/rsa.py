@@ -54,6 +54,8 @@ Examples:
   cortexmap compare model.npz brain.npz --method kendall_tau_a --n-perm 1000 --out runs/cmp_tau
 
   cortexmap compare runs/rdms/rdms.npz runs/rdms/rdms.npz --method pearson --out runs/self
+
+  cortexmap compare runs/rdms/rdms.npz runs/rdms/rdms.npz --method cka --out runs/cka
 """
 
 
@@ -150,8 +152,9 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         import matplotlib.pyplot as plt
 
         from cortexmap.report import Report
+        from cortexmap.report.figures import save_figure
         from cortexmap.rsa import RDMs, compute_rdms
-        from cortexmap.rsa.rdm import plot_rdms
+        from cortexmap.rsa.figures import plot_rdms
         from cortexmap.utils.io import prepare_output_dir, write_table
         from cortexmap.utils.progress import track
         from cortexmap.utils.provenance import write_provenance
@@ -175,7 +178,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         rdms.save(outdir / "rdms.npz", overwrite=True)
         write_table(rdms.to_frame(), outdir / "rdm_vectors")
         fig = plot_rdms(rdms)
-        fig.savefig(outdir / "rdms.png", dpi=110)
+        save_figure(fig, outdir / "rdms.png", close=False)
         report = Report("RDMs", f"{len(rdms)} RDM(s) from {input}")
         report.section(
             "RDMs", f"{metric} RDMs over {rdms.n_conditions} conditions "
@@ -195,7 +198,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         method: str = typer.Option(
             "spearman", "--method", "-m",
             help="pearson | spearman | kendall_tau_a | cosine | rho_a | whitened_cosine | "
-                 "whitened_pearson."),
+                 "whitened_pearson | cka | cka_debiased | cka_rbf | cka_rbf_debiased."),
         n_perm: int = typer.Option(
             0, "--n-perm", help="Condition-label permutations for p-values (0: none)."),
         seed: int = typer.Option(0, "--seed", help="Random seed for permutations."),
@@ -208,8 +211,10 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         import pandas as pd
 
         from cortexmap.report import Report
+        from cortexmap.report.figures import save_figure
         from cortexmap.rsa import RDMs, compare, permutation_test
-        from cortexmap.rsa.compare import canonical_method, match_conditions, plot_similarity
+        from cortexmap.rsa.compare import canonical_method, match_conditions
+        from cortexmap.rsa.figures import plot_similarity
         from cortexmap.utils.io import prepare_output_dir, write_table
         from cortexmap.utils.provenance import write_provenance
 
@@ -234,7 +239,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
 
         write_text(outdir / "similarity_matrix.csv", wide.to_csv(index_label="rdm"))
         fig = plot_similarity(sim, a.names, b.names, method)
-        fig.savefig(outdir / "similarity.png", dpi=110)
+        save_figure(fig, outdir / "similarity.png", close=False)
         report = Report("RDM comparison", f"{rdms_a} vs {rdms_b} ({method})")
         sec = report.section("Similarity", f"{method} between every RDM of A and of B.")
         sec.figure(fig, "Rows: RDMs of A; columns: RDMs of B.")

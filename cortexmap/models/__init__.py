@@ -3,7 +3,7 @@
 Public API::
 
     from cortexmap.models import load, list_layers, Extractor, ActivationStore
-    model = load("zoo:alexnet_sup_s0")            # or "alexnet", "timm:resnet18", a file
+    model = load("zoo:alexnet_sup_s0")            # or "mobilenet_v2", "alexnet:untrained", a file
     list_layers(model)                             # [LayerInfo(name, kind, shape), ...]
     acts = Extractor(model, ["conv3", "fc7"], pooling="mean").extract(stimuli)
 """
@@ -29,11 +29,14 @@ from cortexmap.models.unit_masks import (
     image_mask,
     periphery_ring,
 )
+from cortexmap.models.weights import UNTRAINED, WeightsRecord, imagenet_networks, model_card
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "POOLINGS",
+    "UNTRAINED",
+    "WeightsRecord",
     "ActivationStore",
     "CenterDisk",
     "Extractor",
@@ -46,10 +49,12 @@ __all__ = [
     "coverage",
     "extract",
     "image_mask",
+    "imagenet_networks",
     "input_size_of",
     "list_layers",
     "load",
     "load_weights",
+    "model_card",
     "module_names",
     "periphery_ring",
     "preprocess",

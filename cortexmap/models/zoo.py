@@ -23,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.checkpoint import attach_preprocessing, load_checkpoint, model_from_checkpoint
 
 _NAME_RE = re.compile(r"^(?:zoo:)?(?P<base>[A-Za-z0-9_]+)(?:@ep(?P<epoch>\d+))?$")
 
@@ -111,8 +112,6 @@ def load_zoo(name: str) -> nn.Module:
     dataset's mean/std) and ``cortexmap_name``. Raises CortexmapError for an unknown name or
     epoch (listing the valid ones) and for a missing, corrupt or mismatched weight file (naming it).
     """
-    from cortexmap.train.loop import attach_preprocessing, load_checkpoint, model_from_checkpoint
-
     base, epoch = _parse(name)
     label = base if epoch is None else f"{base}@ep{epoch}"
     path = zoo_dir() / f"{label}.pt"

@@ -8,7 +8,9 @@ Public API (see docs/rsa.md)::
     lower, upper = noise_ceiling(subject_rdms, method="spearman")
 """
 
+from cortexmap.rsa.cka import cka, cka_frame
 from cortexmap.rsa.compare import METHODS, compare, rank_rows
+from cortexmap.rsa.figures import plot_rdms, plot_similarity
 from cortexmap.rsa.interop import from_rsatoolbox, to_rsatoolbox, to_rsatoolbox_dataset
 from cortexmap.rsa.noise_ceiling import NoiseCeiling, noise_ceiling, pool_rdms
 from cortexmap.rsa.rdm import METRICS, RDMs, compute_rdms
@@ -25,7 +27,8 @@ from cortexmap.rsa.stats import (
 
 __all__ = [
     "METHODS", "METRICS", "BootstrapResult", "NoiseCeiling", "PermutationResult", "RDMs",
-    "SignFlipResult", "bootstrap_conditions", "compare", "compute_rdms", "fdr", "fdr_reject",
-    "from_rsatoolbox", "noise_ceiling", "permutation_test", "pool_rdms", "rank_rows",
+    "SignFlipResult", "bootstrap_conditions", "cka", "cka_frame", "compare", "compute_rdms",
+    "fdr", "fdr_reject", "from_rsatoolbox", "noise_ceiling", "permutation_test", "plot_rdms",
+    "plot_similarity", "pool_rdms", "rank_rows",
     "sign_flip_test", "to_rsatoolbox", "to_rsatoolbox_dataset",
 ]

@@ -16,10 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from cortexmap.errors import CortexmapError
-from cortexmap.rsa.rdm import RDMs
+from cortexmap.rsa.cka import CKA_METHODS, cka
+from cortexmap.rsa.rdm import RDMs, n_conditions_from_pairs, triu_indices
 
 METHODS = ("pearson", "spearman", "kendall_tau_a", "cosine", "rho_a", "whitened_cosine",
-           "whitened_pearson")
+           "whitened_pearson", *CKA_METHODS)
 _ALIASES = {
     "corr": "pearson", "correlation": "pearson", "pearson": "pearson",
     "spearman": "spearman", "rho": "spearman",
@@ -27,6 +28,8 @@ _ALIASES = {
     "cosine": "cosine", "rho_a": "rho_a", "rho-a": "rho_a",
     "whitened_cosine": "whitened_cosine", "cosine_cov": "whitened_cosine",
     "whitened_pearson": "whitened_pearson", "corr_cov": "whitened_pearson",
+    "linear_cka": "cka", "rbf_cka": "cka_rbf",
+    **{m: m for m in CKA_METHODS},
 }
 
 try:  # scipy's compiled discordant-pair counter (the one scipy.stats.kendalltau and rsatoolbox use)
@@ -69,6 +72,16 @@ def as_vectors(x: RDMs | np.ndarray | Sequence, name: str = "RDMs") -> np.ndarra
     if not np.isfinite(v.sum()) and np.isinf(v).any():
         raise CortexmapError(f"{name} contains infinite dissimilarities; remove them.")
     return v
+
+
+def _as_rdms(x, name: str) -> RDMs:
+    """RDMs as they are; rsatoolbox RDMs converted; vectors wrapped (metric unknown)."""
+    if isinstance(x, RDMs):
+        return x
+    if hasattr(x, "get_vectors") and hasattr(x, "dissimilarity_measure"):
+        return RDMs.from_rsatoolbox(x)
+    v = as_vectors(x, name)
+    return RDMs(v, n_conditions_from_pairs(v.shape[1], name))
 
 
 def _n_conditions(x) -> int | None:
@@ -439,8 +452,6 @@ def _whiten(v: np.ndarray) -> np.ndarray:
     """
     from scipy import sparse
 
-    from cortexmap.rsa.rdm import n_conditions_from_pairs, triu_indices
-
     n = n_conditions_from_pairs(v.shape[1])
     i, j = triu_indices(n)
     pairs = np.arange(len(i))
@@ -477,6 +488,10 @@ def compare(
         (len(rdms_a), len(rdms_b)) float64 matrix.
     """
     method = canonical_method(method)
+    if method in CKA_METHODS:
+        kernel, debiased = CKA_METHODS[method]
+        return cka(_as_rdms(rdms_a, "rdms_a"), _as_rdms(rdms_b, "rdms_b"), kernel=kernel,
+                   debiased=debiased)
     va, vb = _parse_pair(rdms_a, rdms_b)
     if method == "cosine":
         return _cosine_matrix(va, vb)
@@ -525,34 +540,6 @@ def compare(
     if len(vb) <= len(va):
         return np.stack([tau_a_one_reference(va, ref, n_threads=n_threads) for ref in vb], axis=1)
     return np.stack([tau_a_one_reference(vb, ref, n_threads=n_threads) for ref in va], axis=0)
-
-
-def plot_similarity(
-    sim: np.ndarray, names_a: Sequence[str], names_b: Sequence[str], method: str,
-    annotate: bool | None = None,
-):
-    """Heatmap of a compare() matrix (n_a, n_b); returns a matplotlib Figure."""
-    import matplotlib.pyplot as plt
-
-    sim = np.asarray(sim)
-    n_a, n_b = sim.shape
-    fig, ax = plt.subplots(figsize=(min(2 + 0.6 * n_b, 14), min(1.5 + 0.45 * n_a, 14)))
-    lim = float(np.nanmax(np.abs(sim))) if np.isfinite(sim).any() else 1.0
-    im = ax.imshow(sim, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
-    ax.set_xticks(range(n_b), list(names_b), rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n_a), list(names_a), fontsize=8)
-    if annotate is None:
-        annotate = n_a * n_b <= 150
-    if annotate:
-        for i in range(n_a):
-            for j in range(n_b):
-                strong = abs(sim[i, j]) > 0.6 * lim  # white text on saturated cells
-                ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if strong else "black")
-    fig.colorbar(im, ax=ax, label=method)
-    ax.set_title(f"RDM similarity ({method})", fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 def match_conditions(a: RDMs, b: RDMs, labels: tuple[str, str] = ("A", "B")) -> RDMs:

@@ -25,14 +25,6 @@ from cortexmap.stimuli.masks import (
     threshold_mask,
 )
 
-
-def preprocess(stimuli, preprocessing=None):
-    """Stimuli -> model input tensor (n, 3, S, S); see :func:`cortexmap.models.preprocess`."""
-    from cortexmap.models.preprocessing import preprocess as _pp
-
-    return _pp(stimuli, preprocessing)
-
-
 __all__ = [
     "FolderImages",
     "StimulusSet",
@@ -48,7 +40,6 @@ __all__ = [
     "luminance",
     "measure_contrast",
     "polygon_mask",
-    "preprocess",
     "read_image",
     "read_mask_file",
     "resize_images",

@@ -33,10 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cortexmap.errors import CortexmapError
 from cortexmap.models.load import weights_fingerprint
+from cortexmap.models.preprocessing import input_size_of
+from cortexmap.models.weights import STAGE_LAYERS
 from cortexmap.report import Finding, Report
 from cortexmap.rsa import RDMs, compare
 from cortexmap.rsa.residual import residual_rdms
-from cortexmap.synthesis.objective import LayerRDMObjective, native_size
+from cortexmap.synthesis.objective import LayerRDMObjective
 from cortexmap.synthesis.optimize import checkpoint_fingerprint, synthesize
 from cortexmap.synthesis.parameterization import make_parameterization
 from cortexmap.synthesis.priors import PriorConfig
@@ -53,6 +55,8 @@ DEFAULT_LAYERS: dict[str, list[str]] = {
     "zoo:vit": ["block1", "block2", "block3", "block4"],
     "alexnet": ["features.1", "features.4", "features.7", "features.9", "features.11",
                 "classifier.2"],
+    # real ImageNet networks: the last block of each resolution stage
+    **{name: layers[1:] for name, layers in STAGE_LAYERS.items()},
 }
 
 # "Well below natural": the synthesized mean |r| must be under this fraction of the natural one.
@@ -158,7 +162,7 @@ def _check_finished_outputs(out: Path, config: SynthesisConfig) -> None:
 
 def default_layers(spec: str) -> list[str]:
     """Default layers for a model spec, or an error asking for ``layers``."""
-    name = spec.lower()
+    name = spec.lower().removesuffix(":untrained").removeprefix("imagenet:")
     for key, layers in DEFAULT_LAYERS.items():
         if name == key or name.startswith(key + "_") or name.startswith(key + "@"):
             return list(layers)
@@ -324,7 +328,7 @@ def run_synthesis(
         _check_finished_outputs(out, config)  # (another checkpoint is refused by synthesize)
     objective = LayerRDMObjective(net, layers, metric=config.metric,
                                   input_size=config.input_size).to(device)
-    size = config.image_size or native_size(net)
+    size = config.image_size or input_size_of(net)
     objective.check_input(size)
     nat_images, nat_ids = _natural_images(config, size)
     if config.calibrate_batchnorm:
@@ -409,6 +413,9 @@ def _findings(res: SynthesisResult) -> list[Finding]:
                 f"synthesized {syn:.3f} ({res.config.n_images} images, {len(res.history)} "
                 f"steps) vs natural {nat:.3f} (ratio {syn / nat:.2f}); residual RDMs {resid:.3f}.",
         analysis="synthesis",
+        evidence="in-silico",
+        criterion=f"Mean |r| between layer RDMs of the synthesized images is below {WELL_BELOW:g} "
+                  "x that of the natural images.",
     )]
     if res.mapping is not None:
         out.extend(res.mapping.findings())

@@ -1,7 +1,9 @@
-"""Training small networks on the procedural object dataset (issue 3).
+"""Training small networks on the procedural object dataset.
 
-- :mod:`cortexmap.train.architectures`: ``build(arch)``; AlexNet-, VGG-, ResNet- and ViT-like
-  networks for 64x64 inputs with readable top-level layer names.
+The architectures (``build(arch)``) and the checkpoint files live in
+:mod:`cortexmap.models.architectures` and :mod:`cortexmap.models.checkpoint`, so that loading a
+zoo network never needs the training code.
+
 - :mod:`cortexmap.train.objectives`: supervised cross-entropy, SimCLR (NT-Xent with batched
   augmentations), linear probes on frozen features.
 - :mod:`cortexmap.train.loop`: ``TrainConfig``, ``train(config, outdir, resume=True)`` with
@@ -9,18 +11,9 @@
 - :mod:`cortexmap.train.recipes`: the zoo's recipes and ``build_zoo`` (train + package).
 """
 
-from cortexmap.train.architectures import ARCHITECTURES, build, feature_dim, features
-from cortexmap.train.loop import (
-    DATA_MEAN,
-    DATA_STD,
-    TrainConfig,
-    TrainResult,
-    evaluate,
-    load_checkpoint,
-    model_from_checkpoint,
-    normalize,
-    train,
-)
+from cortexmap.models.architectures import ARCHITECTURES, build, feature_dim, features
+from cortexmap.models.checkpoint import DATA_MEAN, DATA_STD, load_checkpoint, model_from_checkpoint
+from cortexmap.train.loop import TrainConfig, TrainResult, evaluate, normalize, train
 from cortexmap.train.objectives import OBJECTIVES, augment, fit_linear_probe, nt_xent
 
 __all__ = [

@@ -34,22 +34,26 @@ from pydantic import BaseModel, Field, field_validator
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.architectures import ARCHITECTURES, build, feature_dim, fold_batchnorm
+from cortexmap.models.checkpoint import (
+    CHECKPOINT_FORMAT,
+    DATA_MEAN,
+    DATA_STD,
+    attach_preprocessing,
+    load_checkpoint,
+    save_checkpoint,
+)
+from cortexmap.models.predict import predict
 from cortexmap.stimuli.procedural import CLASSES, generate
-from cortexmap.train.architectures import ARCHITECTURES, build, feature_dim, fold_batchnorm
 from cortexmap.train.objectives import (
     ProjectionHead,
     fit_linear_probe,
     simclr_step,
     supervised_step,
 )
-from cortexmap.utils.io import atomic_path, write_json, write_table
+from cortexmap.utils.io import write_json, write_table
 from cortexmap.utils.progress import make_progress
 from cortexmap.utils.provenance import write_provenance
-
-CHECKPOINT_FORMAT = "cortexmap-checkpoint-v1"
-# Normalisation of network inputs; measured on 4096 procedural training images (seed 0).
-DATA_MEAN: tuple[float, float, float] = (0.474, 0.444, 0.434)
-DATA_STD: tuple[float, float, float] = (0.220, 0.212, 0.215)
 
 
 class TrainConfig(BaseModel):
@@ -149,60 +153,6 @@ def _check_writable(outdir: Path) -> None:
         ) from exc
 
 
-def _save(path: Path, obj: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`train`; CortexmapError naming the file if unreadable."""
-    p = Path(path)
-    if not p.is_file():
-        raise CortexmapError(f"Checkpoint {p} does not exist; check the path.")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip errors of every kind mean the same thing here
-        raise CortexmapError(
-            f"Weight file {p} is corrupt or not a PyTorch file ({type(exc).__name__}: {exc}); "
-            "re-create it (retrain, or restore it from git)."
-        ) from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CortexmapError(
-            f"Weight file {p} is not a cortexmap checkpoint (no format tag {CHECKPOINT_FORMAT!r}); "
-            "load plain state_dicts with cortexmap.models.load(path, arch=...)."
-        )
-    return ckpt
-
-
-def model_from_checkpoint(
-    ckpt: dict[str, Any], path: str | os.PathLike = "<checkpoint>"
-) -> nn.Module:
-    """Build the architecture recorded in ``ckpt`` and load its weights (float32, eval mode)."""
-    norm = bool(ckpt.get("train_norm", False))
-    model = build(ckpt["arch"], ckpt.get("num_classes", len(CLASSES)), train_norm=norm)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CortexmapError(
-            f"Weight file {path} does not match architecture {ckpt['arch']!r}: "
-            f"{str(exc).splitlines()[0]} {' '.join(str(exc).split())[:300]}; the file belongs to "
-            "another architecture or version; retrain it."
-        ) from exc
-    return fold_batchnorm(model.eval()).eval()
-
-
-def attach_preprocessing(model: nn.Module, size: int, name: str) -> nn.Module:
-    """Set ``cortexmap_preprocessing`` (models.preprocessing.Preprocessing), ``cortexmap_name``."""
-    try:
-        from cortexmap.models.preprocessing import Preprocessing
-    except ImportError:  # models module not there yet: a plain record with the same fields
-        from types import SimpleNamespace as Preprocessing  # type: ignore[assignment]
-    model.cortexmap_preprocessing = Preprocessing(size=size, mean=DATA_MEAN, std=DATA_STD)
-    model.cortexmap_name = name
-    return model
-
-
 @torch.no_grad()
 def evaluate(
     model: nn.Module, images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor,
@@ -213,10 +163,7 @@ def evaluate(
     y = torch.as_tensor(labels)
     was_training = model.training
     model.eval()
-    correct = sum(
-        int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-        for i in range(0, len(x), batch_size)
-    )
+    correct = int((predict(model, x, batch_size) == y.numpy()).sum())
     model.train(was_training)
     return correct / max(len(x), 1)
 
@@ -321,7 +268,7 @@ def train(
                    "val_acc": evaluate(model, x_val, y_val) if config.objective == "supervised"
                    else float("nan"), "lr": 0.0, "seconds": 0.0, "images_seen": 0}
             history.append(row)
-            _save(out / "checkpoints" / "ep0.pt", state(0, full=False))
+            save_checkpoint(out / "checkpoints" / "ep0.pt", state(0, full=False))
 
     if stop_after is not None and stop_after < 0:
         raise CortexmapError(f"stop_after must be >= 0, got {stop_after}.")
@@ -384,8 +331,8 @@ def train(
                 bar.update(task, info=f"loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} "
                                       f"val {row['val_acc']:.3f}")
             if epoch in config.checkpoint_epochs:
-                _save(out / "checkpoints" / f"ep{epoch}.pt", state(epoch, full=False))
-            _save(last, state(epoch, full=True))
+                save_checkpoint(out / "checkpoints" / f"ep{epoch}.pt", state(epoch, full=False))
+            save_checkpoint(last, state(epoch, full=True))
             if callback is not None:
                 callback(epoch, row)
     finally:
@@ -410,7 +357,7 @@ def train(
                         "probe": 1.0})
     final = state(last_epoch, full=False)
     final["linear_probe"] = config.objective != "supervised"
-    _save(out / "final.pt", final)
+    save_checkpoint(out / "final.pt", final)
     hist = pd.DataFrame(history)
     write_table(hist, out / "history")
     model = fold_batchnorm(model.eval()).eval()

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cortexmap.train.architectures import feature_dim, features
+from cortexmap.models.architectures import feature_dim, features
 
 OBJECTIVES = ("supervised", "simclr", "untrained")
 

@@ -20,23 +20,23 @@ from typing import Any
 
 import torch
 
-from cortexmap.stimuli.procedural import CLASSES, generate
-from cortexmap.train.loop import (
+from cortexmap.models.checkpoint import (
     DATA_MEAN,
     DATA_STD,
-    TrainConfig,
-    evaluate,
     load_checkpoint,
     model_from_checkpoint,
-    normalize,
-    train,
+    save_checkpoint,
 )
+from cortexmap.stimuli.procedural import CLASSES, generate
+from cortexmap.train.loop import TrainConfig, evaluate, normalize, train
 from cortexmap.utils.io import write_json, write_text
 from cortexmap.utils.progress import track
 
 CARD_CONTRASTS: tuple[float, ...] = (1.0, 0.5, 0.1, 0.05, 0.01)
 N_TEST = 2000
 COMMAND = "python scripts/train_zoo.py"
+# Optimiser state and the SimCLR head stay in the run folder; the zoo ships the network only.
+_TRAINING_STATE = ("optimizer", "scheduler", "head")
 
 # One torch thread per run: a run's result does not depend on the machine's core count.
 _SUP = dict(objective="supervised", num_threads=1, batch_size=64, lr=3e-3, epochs=10,
@@ -150,11 +150,11 @@ def package(
             c = load_checkpoint(src)
             c["model"] = _half(c["model"])
             c["name"] = f"{name}@ep{e}"
-            _save_ckpt(zoo / f"{name}@ep{e}.pt", c)
+            save_checkpoint(zoo / f"{name}@ep{e}.pt", c, drop=_TRAINING_STATE)
             epochs.append(e)
     ckpt["model"] = _half(ckpt["model"])
     ckpt["name"] = name
-    _save_ckpt(zoo / f"{name}.pt", ckpt)
+    save_checkpoint(zoo / f"{name}.pt", ckpt, drop=_TRAINING_STATE)
     objective_text = {
         "supervised": "supervised 10-way classification (cross-entropy)" + (
             f"; {cfg.contrast_fraction:.0%} of training images at a contrast drawn log-uniformly "
@@ -207,14 +207,6 @@ def refresh_cards(zoo_dir: str | os.PathLike) -> None:
             hist = [{k: float("nan") if v is None else v for k, v in h.items()}
                     for h in card["history"]]
             write_text(card_file.with_suffix(".md"), _card_markdown({**card, "history": hist}))
-
-
-def _save_ckpt(path: Path, obj: dict[str, Any]) -> None:
-    from cortexmap.utils.io import atomic_path
-
-    obj = {k: v for k, v in obj.items() if k not in ("optimizer", "scheduler", "head")}
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def write_index(zoo_dir: str | os.PathLike) -> Path:

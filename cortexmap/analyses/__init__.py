@@ -1,0 +1,1 @@
+"""The published analyses, one module each, on one shared contract (:mod:`.base`)."""
