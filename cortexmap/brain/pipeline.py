@@ -41,7 +41,7 @@ from cortexmap.errors import CortexmapError
 from cortexmap.models.preprocessing import input_size_of
 from cortexmap.rsa import CompareMethod, RdmMetric, RDMs
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
 from cortexmap.utils.provenance import write_provenance
 
 
@@ -374,7 +374,8 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
     from cortexmap.report import Report
 
     root = Path(config.dataset)
-    out = prepare_output_dir(outdir, overwrite)
+    # --overwrite replaces the whole output: no map of an earlier run stays beside the new ones
+    out = prepare_output_dir(outdir, overwrite, replace=True)
     subjects = load_dataset(root)
     models = _models_for(root, config.rdms, len(subjects[0].condition_names))
     atlas = _atlas_for(root, config.atlas, config.atlas_table)
@@ -388,10 +389,10 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
         r.save(out / "subjects" / r.subject, overwrite=True)
     maps_dir = out / "group"
     maps_dir.mkdir(parents=True, exist_ok=True)
+    files = safe_filenames(list(res.group), "model")
     for name, g in res.group.items():
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         for kind in ("mean", "t", "p_fwe"):
-            write_nifti(maps_dir / f"{kind}_{safe}.nii.gz", g.img(kind))
+            write_nifti(maps_dir / f"{kind}_{files[name]}.nii.gz", g.img(kind))
     masker = next(iter(res.group.values())).masker
     lab = np.zeros(masker.n_voxels, dtype=np.int16)
     for i, name in enumerate(res.group):

@@ -76,7 +76,7 @@ from cortexmap.rsa import (
 from cortexmap.rsa.compare import CompareMethod
 from cortexmap.rsa.rdm import PatternMetric, n_conditions_from_pairs
 from cortexmap.stimuli import load_bundled, load_folder, resize_masks
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_bytes, write_table
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.validation import check_conditions
@@ -937,8 +937,9 @@ def run_center_periphery(
     for name, df in tables.items():
         write_table(df, out / name)
     RDMs.concat(all_group_rdms).save(out / "group_rdms.npz")
+    files = safe_filenames(list(region), "region")
     for r, rd in region.items():
-        rd.save(out / f"region_rdms_{r}.npz")
+        rd.save(out / f"region_rdms_{files[r]}.npz")
     for name, png in result.figure_pngs().items():
         write_bytes(out / f"{name}.png", png)
     report = Report("cortexmap: center-periphery organization")

@@ -117,12 +117,59 @@ class SynthesisConfig(ModelFields, DaskFields):
         return v
 
     def fingerprint(self) -> str:
-        """Hash of the settings a checkpoint depends on (steps excluded: runs can be extended)."""
+        """Hash of the settings a checkpoint depends on (steps excluded: runs can be extended).
+
+        BatchNorm calibration changes the network the images are optimized through, so it
+        and the natural images it calibrates on (their contents) are part of it.
+        """
         keys = ["model", "weights", "arch", "layers", "n_images", "image_size", "input_size",
                 "lr", "parameterization", "decay_power", "squash", "jitter", "tv_weight",
-                "range_weight", "metric", "seed"]
-        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True, default=str)
+                "range_weight", "metric", "seed", "calibrate_batchnorm"]
+        values = {k: getattr(self, k) for k in keys}
+        if self.calibrate_batchnorm:
+            values["natural"] = self.natural_checksum()
+        blob = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def natural_checksum(self) -> str:
+        """'bundled', or the SHA-256 of the natural-image folder's files."""
+        from cortexmap.utils.provenance import checksum
+
+        if self.natural == "bundled" or not Path(self.natural).exists():
+            return self.natural
+        return checksum(self.natural)
+
+    def output_settings(self) -> dict:
+        """Everything that changes a finished run's outputs, besides ``steps`` (raising it
+        extends a run on purpose): compared before a resumed run replaces them."""
+        values = self.model_dump(mode="json", exclude=_RUN_ONLY)
+        values["natural"] = self.natural_checksum()
+        return values
+
+
+#: Settings that change how a synthesis run executes, never what it writes.
+_RUN_ONLY = {"steps", "resume", "checkpoint_every", "scheduler", "device"}
+
+
+def _check_finished_outputs(out: Path, config: SynthesisConfig) -> None:
+    """Refuse to replace a finished run's outputs made with other settings (not ``steps``)."""
+    prov = out / "provenance.json"
+    if not prov.is_file():
+        return
+    try:
+        saved = json.loads(prov.read_text(encoding="utf-8"))
+        old = {k: v for k, v in saved["config"].items() if k not in _RUN_ONLY}
+        old["natural"] = saved.get("inputs", {}).get("natural", old.get("natural"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        old = None
+    new = config.output_settings()
+    if old != new:
+        diff = sorted(k for k in new if old is None or old.get(k) != new[k])
+        raise CortexmapError(
+            f"{out} holds the finished results of a synthesis run with other settings "
+            f"(differs in: {', '.join(diff) or 'unreadable provenance.json'}); pass --overwrite "
+            "to replace them, or choose another --out."
+        )
 
 
 def default_layers(spec: str) -> list[str]:
@@ -280,6 +327,8 @@ def run_synthesis(
         overwrite and checkpoint_fingerprint(ckpt) != fingerprint)
     if not resume:
         prepare_output_dir(out, overwrite)
+    elif not overwrite and checkpoint_fingerprint(ckpt) == fingerprint:
+        _check_finished_outputs(out, config)  # (another checkpoint is refused by synthesize)
     objective = LayerRDMObjective(net, layers, metric=config.metric,
                                   input_size=config.input_size).to(device)
     size = config.image_size or input_size_of(net)
@@ -347,8 +396,10 @@ def run_synthesis(
     result.add_to_report(report)
     report.findings(result.findings)
     report.write(out / "report.html")
+    # the natural folder's checksum is what _check_finished_outputs compares on a resume
+    natural = {} if config.natural == "bundled" else {"natural": config.natural}
     write_provenance(out, config=config, seed=config.seed,
-                     inputs={"synthesized_images": images})
+                     inputs={"synthesized_images": images, **natural})
     return result
 
 
