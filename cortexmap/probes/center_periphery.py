@@ -49,10 +49,12 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from cortexmap.config import AnalysisConfig, Seed
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, load
+from cortexmap.models.preprocessing import input_size_of
 from cortexmap.probes.receptive_field import (
     ReceptiveFields,
     default_spatial_layers,
@@ -61,6 +63,7 @@ from cortexmap.probes.receptive_field import (
     spatial_layers,
 )
 from cortexmap.report import Finding, Report, findings_table
+from cortexmap.report.figures import figure_png
 from cortexmap.rsa import (
     RDMs,
     bootstrap_conditions,
@@ -70,9 +73,10 @@ from cortexmap.rsa import (
     noise_ceiling,
     permutation_test,
 )
-from cortexmap.rsa.rdm import n_conditions_from_pairs
+from cortexmap.rsa.compare import CompareMethod
+from cortexmap.rsa.rdm import PatternMetric, n_conditions_from_pairs
 from cortexmap.stimuli import load_bundled, load_folder, resize_masks
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_bytes, write_table
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.validation import check_conditions
@@ -555,7 +559,7 @@ def _noise_ceiling(subject_rdms: RDMs, method: str) -> tuple[float, float]:
 # The analysis: config, result, run
 
 
-class CenterPeripheryConfig(BaseModel):
+class CenterPeripheryConfig(AnalysisConfig):
     """Settings of :func:`run_center_periphery` (defaults: zoo AlexNet, bundled images, phantom).
 
     Model and stimuli
@@ -594,8 +598,6 @@ class CenterPeripheryConfig(BaseModel):
         untrained with a bootstrap CI of the difference above 0.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     model: str = "zoo:alexnet_sup_s0"
     weights: str | None = None
     arch: str | None = None
@@ -616,13 +618,13 @@ class CenterPeripheryConfig(BaseModel):
     fill: Literal["gray", "mean"] = "gray"
     rf_method: Literal["auto", "analytic", "gradient"] = "auto"
 
-    rdm_metric: str = "correlation"
-    compare_method: str = "spearman"
+    rdm_metric: PatternMetric = "correlation"
+    compare_method: CompareMethod = "spearman"
     n_perm: int = Field(1000, ge=1)
     n_boot: int = Field(1000, ge=1)
     bootstrap: Literal["conditions", "subjects"] = "conditions"
     alpha: float = Field(0.05, gt=0, lt=1)
-    seed: int = 0
+    seed: Seed = 0
 
     brain: str = "phantom"
     atlas: str | None = None
@@ -670,8 +672,8 @@ class CenterPeripheryResult:
     def figure_pngs(self) -> dict[str, bytes]:
         """Both figures rendered once as PNG bytes: {"figure_layers": ..., "figure_layout": ...}."""
         if self._pngs is None:
-            self._pngs = {"figure_layers": _png(self.figure_layers()),
-                          "figure_layout": _png(self.figure_layout())}
+            self._pngs = {"figure_layers": figure_png(self.figure_layers()),
+                          "figure_layout": figure_png(self.figure_layout())}
         return self._pngs
 
     def figure_layers(self):
@@ -936,7 +938,7 @@ def run_center_periphery(
         updates["brain"] = f"<ROI RDMs: {', '.join(region_rdms)}>"
     cfg = cfg.model_copy(update=updates)
     check_conditions(len(stim), "The stimulus set")
-    size = int(model.cortexmap_preprocessing.size)
+    size = input_size_of(model)
     conv = spatial_layers(model, size)
     layers = list(cfg.layers) if cfg.layers else default_spatial_layers(model, size)
     for layer in layers:
@@ -1025,8 +1027,9 @@ def run_center_periphery(
         write_table(df, out / name)
     write_table(findings_table(result.findings), out / "findings")
     RDMs.concat(all_group_rdms).save(out / "group_rdms.npz")
+    files = safe_filenames(list(region), "region")
     for r, rd in region.items():
-        rd.save(out / f"region_rdms_{r}.npz")
+        rd.save(out / f"region_rdms_{files[r]}.npz")
     for name, png in result.figure_pngs().items():
         write_bytes(out / f"{name}.png", png)
     report = Report("cortexmap: center-periphery organization")
@@ -1037,17 +1040,6 @@ def run_center_periphery(
                      inputs={"stimuli": stim.images, **({"masks": masks} if masks is not None
                                                         else {})})
     return result
-
-
-def _png(fig) -> bytes:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def _findings(result: CenterPeripheryResult) -> list[Finding]:

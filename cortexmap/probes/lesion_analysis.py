@@ -28,11 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.preprocessing import input_size_of
 from cortexmap.probes import contrast as ct
 from cortexmap.probes import lesion as ls
 from cortexmap.report import Finding
+from cortexmap.report.figures import save_figure
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
 from cortexmap.utils.provenance import write_provenance
 
 ZOO_CONV_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
@@ -70,22 +72,6 @@ def _prepare_out(outdir: str | os.PathLike, overwrite: bool, resumable: bool) ->
     if resumable and (out / "sweep").is_dir():
         return out
     return prepare_output_dir(out, overwrite)
-
-
-def _savefig(fig, path: Path) -> None:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
-
-
-def _model_size(model: nn.Module, default: int) -> int:
-    prep = getattr(model, "cortexmap_preprocessing", None)
-    return int(getattr(prep, "size", default) or default)
 
 
 # --------------------------------------------------------------------------- lesion analysis
@@ -217,7 +203,7 @@ def run_lesion(
     net = _load_model(config.model, model)
     if images is None:
         images, labels, class_names = _test_set(config.n_images, config.seed,
-                                                _model_size(net, config.image_size))
+                                                input_size_of(net, default=config.image_size))
     ct.check_test_set(np.asarray(images), labels)
     ibc = ct.contrast_series(images, config.contrasts, config.contrast_kind)
     out = _prepare_out(outdir, overwrite, config.resume)
@@ -273,15 +259,17 @@ def run_lesion(
              "per_class": "lesion_per_class"}
     for key, df in tables.items():
         write_table(df, out / stems[key])
+    files = safe_filenames(list(config.layers), "layer")
     for layer in config.layers:
         matrix = result.matrix(layer)  # kernels x contrast, the paper's table
         wide = matrix.rename(columns=lambda c: f"drop_{100 * c:g}%").reset_index()
-        write_table(wide.rename(columns={"lesion": "kernel"}), out / f"lesion_matrix_{layer}")
-        _savefig(ls.plot_drop_heatmap(matrix, layer), out / f"heatmap_{layer}.png")
+        wide = wide.rename(columns={"lesion": "kernel"})
+        write_table(wide, out / f"lesion_matrix_{files[layer]}")
+        save_figure(ls.plot_drop_heatmap(matrix, layer), out / f"heatmap_{files[layer]}.png")
         if layer in kernel_images:
             imgs, titles, what = kernel_images[layer]
-            _savefig(ls.plot_images(imgs, titles, f"{layer}: {what}"),
-                     out / f"top_kernels_{layer}.png")
+            save_figure(ls.plot_images(imgs, titles, f"{layer}: {what}"),
+                        out / f"top_kernels_{files[layer]}.png")
     _write_report(result, f"Kernel lesions and contrast: {config.model}", out)
     write_provenance(out, config=config, seed=config.seed,
                      inputs={"test_images": np.asarray(images), "labels": np.asarray(labels)})
@@ -336,7 +324,7 @@ def _appearance(net: nn.Module, config: LesionConfig, top: pd.DataFrame):
             images[layer] = (rgb, [f"k{k}" for k in kernels], "first-layer weights (RGB)")
             continue
         table, imgs = ls.preferred_gratings(net, layer, kernels,
-                                            size=_model_size(net, config.image_size))
+                                            size=input_size_of(net, default=config.image_size))
         table.insert(0, "layer", layer)
         rows.append(table)
         titles = [f"k{r.kernel}: {r.orientation_deg:g}°, {r.spatial_freq_cpi:g} c/i"
@@ -514,7 +502,7 @@ def run_contrast(
     net = _load_model(config.model, model)
     if images is None:
         images, labels, class_names = _test_set(config.n_images, config.seed,
-                                                _model_size(net, config.image_size))
+                                                input_size_of(net, default=config.image_size))
     images = np.asarray(images, dtype=np.float32)
     ct.check_test_set(images, labels)
     out = prepare_output_dir(outdir, overwrite)
@@ -552,7 +540,7 @@ def run_contrast(
     for key, df in tables.items():
         write_table(df, out / stems[key])
     for name, fig in result.figures().items():
-        _savefig(fig, out / f"{name}.png")
+        save_figure(fig, out / f"{name}.png")
     _write_report(result, f"Image contrast: {config.model}", out)
     write_provenance(out, config=config, seed=config.seed,
                      inputs={"test_images": images, "labels": np.asarray(labels)})

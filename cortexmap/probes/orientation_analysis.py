@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.predict import predict
 from cortexmap.probes.ablation import (
     AblationResult,
     plot_accuracy_drops,
@@ -209,8 +210,7 @@ def accuracy(
     model: nn.Module, x: torch.Tensor, labels: np.ndarray, batch_size: int = 256
 ) -> float:
     """Top-1 accuracy of ``model`` on preprocessed images x (n, 3, S, S)."""
-    pred = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-    return float((pred.numpy() == np.asarray(labels)).mean())
+    return float((predict(model, x, batch_size) == np.asarray(labels)).mean())
 
 
 def _tuning_kwargs(config: OrientationConfig) -> dict[str, Any]:

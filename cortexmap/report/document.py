@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import jinja2
 import pandas as pd
 
 from cortexmap.errors import CortexmapError
+from cortexmap.report.figures import figure_png
 from cortexmap.utils.io import write_text
 from cortexmap.utils.provenance import package_versions
 
@@ -145,12 +145,7 @@ class Section:
 
     def figure(self, fig: Any, caption: str, dpi: int = 110) -> Section:
         """Embed a matplotlib figure (closed afterwards) with a caption saying what it shows."""
-        import matplotlib.pyplot as plt
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-        plt.close(fig)
-        data = base64.b64encode(buf.getvalue()).decode("ascii")
+        data = base64.b64encode(figure_png(fig, dpi)).decode("ascii")
         alt = html.escape(caption.split(".")[0])
         self.blocks.append(_Block(
             "figure",
