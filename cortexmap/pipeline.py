@@ -2,7 +2,8 @@
 
 Each analysis runs into its own subfolder of the run folder (its tables, figures, report and
 provenance); the combined ``report.html`` starts with a summary that says, for each published
-finding, whether this run reproduced it. A finished analysis leaves ``result.pkl`` behind, so an
+finding, what kind of evidence it is (in-silico, method-check, real-data), its pass criterion and
+whether this run met it. A finished analysis leaves ``result.pkl`` behind, so an
 interrupted job resumes with the analyses it has not finished yet.
 """
 
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 
 from cortexmap.config import build_config, read_config_file
 from cortexmap.errors import CortexmapError
-from cortexmap.report import Finding, Report
+from cortexmap.report import Finding, Report, findings_table
 from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
 from cortexmap.utils.provenance import checksum, write_provenance
 
@@ -195,7 +196,7 @@ def run_job(
         rows.append({"analysis": n, "seconds": round(seconds, 1), "resumed": reused})
     timings = pd.DataFrame(rows)
     write_table(timings, out / "timings")
-    write_table(pd.DataFrame([f.__dict__ for f in findings]), out / "findings")
+    write_table(findings_table(findings), out / "findings")
     report.findings(findings)
     report.section("Run time", "Wall-clock seconds per analysis in this run (0 = reused "
                    "from an earlier, interrupted run).").table(timings, "Timings.")

@@ -36,7 +36,9 @@ CALLS = []
 def run_echo(cfg, outdir, overwrite=False, progress=True):
     CALLS.append(cfg.value)
     outdir.mkdir(parents=True, exist_ok=True)
-    return EchoResult(cfg.value, [Finding("echo works", cfg.value > 0, f"value={cfg.value}")])
+    return EchoResult(cfg.value, [Finding("echo works", cfg.value > 0, f"value={cfg.value}",
+                                               evidence="in-silico",
+                                               criterion="The value is positive.")])
 
 
 @pytest.fixture

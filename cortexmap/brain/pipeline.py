@@ -178,7 +178,9 @@ def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool
         findings.append(Finding(
             "ROI RSA ranks the planted layer first in every phantom region", all(ok),
             "; ".join(f"{r}: planted {m}, best {best.get(r)}" for r, m in planted.items()),
-            analysis="brain"))
+            analysis="brain", evidence="method-check",
+            criterion="In every region of the phantom, the model RDM planted there has the "
+                      "highest ROI RSA."))
     for name, df in tables.items():
         write_table(df, out / name)
     grp.save(out / "group_rdms.npz")
@@ -333,7 +335,9 @@ def group_searchlight(
             "Searchlight recovers every planted region (Dice >= 0.7)",
             bool((rec["dice"] >= 0.7).all()),
             "; ".join(f"{r.region}: Dice {r.dice:.2f}" for r in rec.itertuples()),
-            analysis="brain"))
+            analysis="brain", evidence="method-check",
+            criterion="The significant searchlight map of each planted model overlaps its "
+                      "planted region with Dice >= 0.7."))
     return GroupSearchlight(results, group, maps, tables, findings)
 
 

@@ -10,7 +10,8 @@ from rich.console import Console
 console = Console()
 
 DEMO_HELP = """Run every analysis on the bundled defaults (zoo networks, bundled images, phantom
-brain) and write one HTML report with a summary of which published findings were reproduced.
+brain) and write one HTML report with a summary of the findings: each with its evidence class
+(in-silico, method-check, real-data), pass criterion and verdict.
 
 An interrupted demo resumes: analyses that finished are reused (use --no-resume to redo them).
 
@@ -45,6 +46,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         resume: bool = typer.Option(True, help="Reuse analyses finished by an earlier run."),
         overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
     ) -> None:
+        from cortexmap.cli.common import finding_line
         from cortexmap.overview import layer_overview
         from cortexmap.pipeline import run_job
 
@@ -54,8 +56,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
             extra_sections=lambda report: layer_overview(report, overview_model),
         )
         for f in result.findings:
-            mark = "[green]yes[/]" if f.reproduced else "[red]no [/]"
-            console.print(f"{mark} [bold]{f.analysis}[/]: {f.claim} — {f.numbers}")
+            console.print(f"[bold]{f.analysis}[/] " + finding_line(f))
         console.print(f"report: {result.report_path}")
 
     @app.command("report", help=REPORT_HELP)

@@ -152,6 +152,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         import matplotlib.pyplot as plt
 
         from cortexmap.report import Report
+        from cortexmap.report.figures import save_figure
         from cortexmap.rsa import RDMs, compute_rdms
         from cortexmap.rsa.figures import plot_rdms
         from cortexmap.utils.io import prepare_output_dir, write_table
@@ -177,7 +178,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         rdms.save(outdir / "rdms.npz", overwrite=True)
         write_table(rdms.to_frame(), outdir / "rdm_vectors")
         fig = plot_rdms(rdms)
-        fig.savefig(outdir / "rdms.png", dpi=110)
+        save_figure(fig, outdir / "rdms.png", close=False)
         report = Report("RDMs", f"{len(rdms)} RDM(s) from {input}")
         report.section(
             "RDMs", f"{metric} RDMs over {rdms.n_conditions} conditions "
@@ -210,6 +211,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         import pandas as pd
 
         from cortexmap.report import Report
+        from cortexmap.report.figures import save_figure
         from cortexmap.rsa import RDMs, compare, permutation_test
         from cortexmap.rsa.compare import canonical_method
         from cortexmap.rsa.figures import plot_similarity
@@ -241,7 +243,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
 
         write_text(outdir / "similarity_matrix.csv", wide.to_csv(index_label="rdm"))
         fig = plot_similarity(sim, a.names, b.names, method)
-        fig.savefig(outdir / "similarity.png", dpi=110)
+        save_figure(fig, outdir / "similarity.png", close=False)
         report = Report("RDM comparison", f"{rdms_a} vs {rdms_b} ({method})")
         sec = report.section("Similarity", f"{method} between every RDM of A and of B.")
         sec.figure(fig, "Rows: RDMs of A; columns: RDMs of B.")

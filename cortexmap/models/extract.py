@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from cortexmap.errors import CortexmapError
-from cortexmap.models.layers import LayerInfo, first_tensor, probe, resolve_layers
+from cortexmap.models.hooks import StopForward, first_tensor, run_with_hooks
+from cortexmap.models.layers import LayerInfo, probe, resolve_layers
 from cortexmap.models.preprocessing import Preprocessing, preprocess
 from cortexmap.models.store import ActivationStore
 from cortexmap.models.unit_masks import as_unit_masks
@@ -31,10 +32,6 @@ from cortexmap.utils.progress import track
 
 Pooling = Literal["none", "mean", "max", "center"]
 POOLINGS = ("none", "mean", "max", "center")
-
-
-class _StopForward(Exception):
-    """Raised by a hook once every requested layer has fired (skips the rest of the net)."""
 
 
 def spatial_view(t: torch.Tensor) -> torch.Tensor | None:
@@ -238,22 +235,12 @@ class Extractor:
                         else:
                             captured[k] = v.to("cpu", torch.float32, copy=True).contiguous()
                     if self.early_stop and not any(v > 0 for v in remaining.values()):
-                        raise _StopForward
+                        raise StopForward
 
             return hook
 
-        handles = [modules[n].register_forward_hook(make_hook(n)) for n in self.layers]
-        was_training = self.model.training  # e.g. a network in the middle of training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                self.model(x)
-        except _StopForward:
-            pass
-        finally:
-            for h in handles:
-                h.remove()
-            self.model.train(was_training)
+        run_with_hooks(self.model, x, [(modules[n], make_hook(n)) for n in self.layers],
+                       eval_mode=True)
         missing = [n for n in self.output_shapes() if n not in captured]
         if missing:
             raise CortexmapError(f"Layers {missing} produced no output for this batch.")

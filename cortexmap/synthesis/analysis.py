@@ -33,11 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cortexmap.errors import CortexmapError
 from cortexmap.models.load import weights_fingerprint
+from cortexmap.models.preprocessing import input_size_of
 from cortexmap.models.weights import STAGE_LAYERS
 from cortexmap.report import Finding, Report
 from cortexmap.rsa import RDMs, compare
 from cortexmap.rsa.residual import residual_rdms
-from cortexmap.synthesis.objective import LayerRDMObjective, native_size
+from cortexmap.synthesis.objective import LayerRDMObjective
 from cortexmap.synthesis.optimize import checkpoint_fingerprint, synthesize
 from cortexmap.synthesis.parameterization import make_parameterization
 from cortexmap.synthesis.priors import PriorConfig
@@ -278,7 +279,7 @@ def run_synthesis(
         prepare_output_dir(out, overwrite)
     objective = LayerRDMObjective(net, layers, metric=config.metric,
                                   input_size=config.input_size).to(device)
-    size = config.image_size or native_size(net)
+    size = config.image_size or input_size_of(net)
     objective.check_input(size)
     nat_images, nat_ids = _natural_images(config, size)
     if config.calibrate_batchnorm:
@@ -361,6 +362,9 @@ def _findings(res: SynthesisResult) -> list[Finding]:
                 f"synthesized {syn:.3f} ({res.config.n_images} images, {len(res.history)} "
                 f"steps) vs natural {nat:.3f} (ratio {syn / nat:.2f}); residual RDMs {resid:.3f}.",
         analysis="synthesis",
+        evidence="in-silico",
+        criterion=f"Mean |r| between layer RDMs of the synthesized images is below {WELL_BELOW:g} "
+                  "x that of the natural images.",
     )]
     if res.mapping is not None:
         out.extend(res.mapping.findings())

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy import stats
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.preprocessing import input_size_of
 from cortexmap.report import Finding, Report
 from cortexmap.universal.dimensions import (
     Dimensions,
@@ -141,7 +142,7 @@ def network_activations(
     """(layer used, activations (n_images, n_units) flattened) of one loaded network."""
     from cortexmap.models import Extractor
 
-    size = int(model.cortexmap_preprocessing.size)
+    size = input_size_of(model)
     layer = layer or _default_layer(model, size)
     acts = Extractor(model, [layer], pooling="none").extract(stimuli, progress=progress)[layer]
     return layer, acts.reshape(len(acts), -1).astype(np.float64)
@@ -202,6 +203,9 @@ def _findings(rel: pd.DataFrame, red: pd.DataFrame) -> list[Finding]:
         f"Spearman rho = {pooled.spearman_rho:.2f} (p = {pooled.spearman_p:.1e}) over "
         f"{int(pooled.n_dims)} dimensions",
         "universal",
+        evidence="method-check",
+        criterion="Spearman rho between universality and brain similarity over dimensions is "
+                  "above 0 with p < 0.05.",
     )]
     mean = red.groupby(["selection", "k"]).rsa.mean()
     full = mean["full layer"].mean()
@@ -215,6 +219,9 @@ def _findings(rel: pd.DataFrame, red: pd.DataFrame) -> list[Finding]:
         f"full layer RSA {full:.3f}; k80 = {k80 if k80 is not None else 'not reached'}"
         + (f" (most {most[k80]:.3f} vs least {least[k80]:.3f})" if k80 is not None else ""),
         "universal",
+        evidence="method-check",
+        criterion="The smallest k whose most-universal dimensions reach 80 % of the full "
+                  "layer's RSA is below 10, and the k least-universal ones score lower.",
     ))
     return found
 
@@ -257,7 +264,7 @@ def run_universal(
         for spec in track(networks, "universal: extracting networks", enabled=progress):
             model = load(spec)
             if stim is None:  # one image set for all, at the first network's input size
-                stim = _stimuli(cfg, int(model.cortexmap_preprocessing.size))
+                stim = _stimuli(cfg, input_size_of(model))
             layers_used[spec], activations[spec] = network_activations(
                 model, cfg.layers.get(spec), stim)
     if brain is None:
