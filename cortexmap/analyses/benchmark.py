@@ -111,9 +111,11 @@ class BenchmarkResult:
         add_benchmark_sections(self, report)
 
 
-def real_finding(claim: str, passed: bool, numbers: str, criterion: str) -> Finding:
+def real_finding(claim: str, passed: bool, numbers: str, criterion: str,
+                 control: str = "") -> Finding:
     """A finding on real brain or behaviour data."""
-    return Finding(claim, bool(passed), numbers, "benchmark")
+    return Finding(claim, bool(passed), numbers, "benchmark", evidence="real-data",
+                   criterion=criterion, control=control)
 
 
 def load_real_data(cfg: BenchmarkConfig) -> dict:
@@ -131,6 +133,14 @@ def target_rdms(data: dict, target: str) -> RDMs:
     if target == "mIT":
         return d.rdms.select(region=region)
     return d.subject_rdms(region)
+
+
+def model_rdms(nets: dict[str, NetworkRDMs], dataset: str) -> RDMs:
+    """Every network's layer RDMs for one data set, named ``network|layer``."""
+    stacked = RDMs.concat([net.rdms[dataset] for net in nets.values()])
+    names = [f"{n}|{layer}" for n, net in nets.items() for layer in net.layers]
+    return RDMs(stacked.vectors, stacked.n_conditions, names, stacked.metric,
+                stacked.conditions, stacked.descriptors)
 
 
 def _evaluation_rows(ev: ModelEvaluation, nets: dict[str, NetworkRDMs], target: str,
@@ -167,7 +177,7 @@ def _score_targets(cfg: BenchmarkConfig, data: dict, nets: dict[str, NetworkRDMs
     for target, method in track(jobs, "benchmark: scoring", enabled=progress):
         dataset = TARGETS[target][0]
         names = [(n, layer) for n, net in nets.items() for layer in net.layers]
-        models = RDMs.concat([net.rdms[dataset] for net in nets.values()])
+        models = model_rdms(nets, dataset)
         data_rdms = target_rdms(data, target)
         ev = evaluate_models(models, data_rdms, method, cfg.n_boot, cfg.seed)
         frame = _evaluation_rows(ev, nets, target, names)
@@ -280,6 +290,8 @@ def run_benchmark(
     nets = {spec: network_rdms(spec, stimuli, cfg.n_layers, cfg.layers.get(spec), imagenet,
                                cfg.rdm_metric)
             for spec in track(specs, "benchmark: networks", enabled=progress)}
+    for dataset in data:  # the layer RDMs, for reuse and checks
+        model_rdms(nets, dataset).save(out / "rdms" / f"{dataset}.npz")
     tables = _score_targets(cfg, data, nets, progress)
     tables["reference"] = _reference(cfg, data)
     if cfg.universal:
