@@ -96,7 +96,7 @@ def test_report_command_rebuilds_the_combined_report(tmp_path, echo):
     html = out.read_text()
     assert "Echo 2" in html and "echo works" in html
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
-    assert isinstance(res.exception, CortexmapError) and "no result.pkl" in str(res.exception)
+    assert isinstance(res.exception, CortexmapError) and "no result.json" in str(res.exception)
 
 
 class FileConfig(BaseModel):

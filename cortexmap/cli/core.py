@@ -25,7 +25,7 @@ Examples:
 """
 
 REPORT_HELP = """Rebuild the combined HTML report of a run folder from the saved results of its
-analyses (each subfolder's result.pkl), e.g. after editing captions or to merge runs.
+analyses (each subfolder's result.json and tables; nothing is unpickled), e.g. to merge runs.
 
 Examples:
 
@@ -66,20 +66,24 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         title: str = typer.Option("cortexmap report", help="Report title."),
     ) -> None:
         from cortexmap.errors import CortexmapError
-        from cortexmap.pipeline import load_result
         from cortexmap.report import Report
+        from cortexmap.report.store import RESULT_FILE, load_result
 
         rep = Report(title)
         found = []
         for run in runs:
-            pickles = sorted(run.glob("result.pkl")) + sorted(run.glob("*/result.pkl"))
-            if not pickles:
+            saved = sorted(run.glob(RESULT_FILE)) + sorted(run.glob(f"*/{RESULT_FILE}"))
+            if not saved:
+                old = sorted(run.glob("result.pkl")) + sorted(run.glob("*/result.pkl"))
+                hint = (" It holds result.pkl files of an older cortexmap, which are not read "
+                        "(unpickling can run code); run the job again to re-create them."
+                        if old else "")
                 raise CortexmapError(
-                    f"{run} holds no result.pkl (in it or its subfolders); point to a folder "
-                    "written by `cortexmap demo`."
+                    f"{run} holds no {RESULT_FILE} (in it or its subfolders); point to a folder "
+                    f"written by `cortexmap demo`.{hint}"
                 )
-            for pkl in pickles:
-                result = load_result(pkl)
+            for file in saved:
+                result = load_result(file)
                 result.add_to_report(rep)
                 found.extend(result.findings)
         rep.findings(found)

@@ -213,18 +213,14 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         from cortexmap.report import Report
         from cortexmap.report.figures import save_figure
         from cortexmap.rsa import RDMs, compare, permutation_test
-        from cortexmap.rsa.compare import canonical_method
+        from cortexmap.rsa.compare import canonical_method, match_conditions
         from cortexmap.rsa.figures import plot_similarity
         from cortexmap.utils.io import prepare_output_dir, write_table
         from cortexmap.utils.provenance import write_provenance
 
         method = canonical_method(method)
         a, b = RDMs.load(rdms_a), RDMs.load(rdms_b)
-        if a.n_conditions != b.n_conditions:
-            raise CortexmapError(
-                f"{rdms_a} has {a.n_conditions} conditions but {rdms_b} has {b.n_conditions}; "
-                "compare RDMs computed on the same stimuli."
-            )
+        b = match_conditions(a, b, (str(rdms_a), str(rdms_b)))  # same stimulus, same position
         outdir = prepare_output_dir(out, overwrite)
         if n_perm > 0:
             res = permutation_test(a, b, method, n_perm=n_perm, seed=seed,

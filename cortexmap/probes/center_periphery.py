@@ -49,8 +49,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from cortexmap.config import AnalysisConfig, Seed
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, load
 from cortexmap.models.preprocessing import input_size_of
@@ -72,9 +73,10 @@ from cortexmap.rsa import (
     noise_ceiling,
     permutation_test,
 )
-from cortexmap.rsa.rdm import n_conditions_from_pairs
+from cortexmap.rsa.compare import CompareMethod
+from cortexmap.rsa.rdm import PatternMetric, n_conditions_from_pairs
 from cortexmap.stimuli import load_bundled, load_folder, resize_masks
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_bytes, write_table
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.validation import check_conditions
@@ -552,7 +554,7 @@ def _noise_ceiling(subject_rdms: RDMs, method: str) -> tuple[float, float]:
 # The analysis: config, result, run
 
 
-class CenterPeripheryConfig(BaseModel):
+class CenterPeripheryConfig(AnalysisConfig):
     """Settings of :func:`run_center_periphery` (defaults: zoo AlexNet, bundled images, phantom).
 
     Model and stimuli
@@ -582,8 +584,6 @@ class CenterPeripheryConfig(BaseModel):
         phantom_subjects, phantom_runs, phantom_snr, phantom_resolution_mm.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     model: str = "zoo:alexnet_sup_s0"
     weights: str | None = None
     arch: str | None = None
@@ -604,13 +604,13 @@ class CenterPeripheryConfig(BaseModel):
     fill: Literal["gray", "mean"] = "gray"
     rf_method: Literal["auto", "analytic", "gradient"] = "auto"
 
-    rdm_metric: str = "correlation"
-    compare_method: str = "spearman"
+    rdm_metric: PatternMetric = "correlation"
+    compare_method: CompareMethod = "spearman"
     n_perm: int = Field(1000, ge=1)
     n_boot: int = Field(1000, ge=1)
     bootstrap: Literal["conditions", "subjects"] = "conditions"
     alpha: float = Field(0.05, gt=0, lt=1)
-    seed: int = 0
+    seed: Seed = 0
 
     brain: str = "phantom"
     atlas: str | None = None
@@ -937,8 +937,9 @@ def run_center_periphery(
     for name, df in tables.items():
         write_table(df, out / name)
     RDMs.concat(all_group_rdms).save(out / "group_rdms.npz")
+    files = safe_filenames(list(region), "region")
     for r, rd in region.items():
-        rd.save(out / f"region_rdms_{r}.npz")
+        rd.save(out / f"region_rdms_{files[r]}.npz")
     for name, png in result.figure_pngs().items():
         write_bytes(out / f"{name}.png", png)
     report = Report("cortexmap: center-periphery organization")

@@ -34,7 +34,7 @@ from cortexmap.probes import lesion as ls
 from cortexmap.report import Finding
 from cortexmap.report.figures import save_figure
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
 from cortexmap.utils.provenance import write_provenance
 
 ZOO_CONV_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
@@ -259,15 +259,17 @@ def run_lesion(
              "per_class": "lesion_per_class"}
     for key, df in tables.items():
         write_table(df, out / stems[key])
+    files = safe_filenames(list(config.layers), "layer")
     for layer in config.layers:
         matrix = result.matrix(layer)  # kernels x contrast, the paper's table
         wide = matrix.rename(columns=lambda c: f"drop_{100 * c:g}%").reset_index()
-        write_table(wide.rename(columns={"lesion": "kernel"}), out / f"lesion_matrix_{layer}")
-        save_figure(ls.plot_drop_heatmap(matrix, layer), out / f"heatmap_{layer}.png")
+        wide = wide.rename(columns={"lesion": "kernel"})
+        write_table(wide, out / f"lesion_matrix_{files[layer]}")
+        save_figure(ls.plot_drop_heatmap(matrix, layer), out / f"heatmap_{files[layer]}.png")
         if layer in kernel_images:
             imgs, titles, what = kernel_images[layer]
             save_figure(ls.plot_images(imgs, titles, f"{layer}: {what}"),
-                     out / f"top_kernels_{layer}.png")
+                        out / f"top_kernels_{files[layer]}.png")
     _write_report(result, f"Kernel lesions and contrast: {config.model}", out)
     write_provenance(out, config=config, seed=config.seed,
                      inputs={"test_images": np.asarray(images), "labels": np.asarray(labels)})

@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,10 @@ from cortexmap.utils.io import atomic_path, check_output_file
 from cortexmap.utils.validation import as_finite_array, check_conditions
 
 METRICS = ("correlation", "euclidean", "sqeuclidean", "cosine", "crossnobis")
+#: A config field naming an RDM distance.
+RdmMetric = Literal[METRICS]
+#: An RDM distance computed from one response pattern per condition (crossnobis needs runs).
+PatternMetric = Literal[tuple(m for m in METRICS if m != "crossnobis")]
 
 # Units processed per BLAS block: big enough for an efficient GEMM, small enough that the float64
 # copy of one block of a 1000-condition layer stays around 64 MB.
@@ -369,14 +373,26 @@ class RDMs:
         p = Path(path)
         if not p.exists():
             raise CortexmapError(f"RDM file {p} does not exist; check the path.")
+        import zipfile
+
+        why = ""
         try:
-            with np.load(p, allow_pickle=False) as z:
+            z = np.load(p, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy array
+                why = (f" (it holds a bare array of shape {np.shape(z)}; build RDMs from it "
+                       "with RDMs.from_matrices or compute them with `cortexmap rdm`)")
+                raise ValueError("not an .npz archive")
+            with z:
                 vectors = z["vectors"]
                 meta = json.loads(str(z["meta"]))
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            if not why and p.stat().st_size == 0:
+                why = " (the file is empty)"
+            elif not why and isinstance(exc, (zipfile.BadZipFile, EOFError)):
+                why = f" (it is truncated or not a zip archive: {exc})"
             raise CortexmapError(
-                f"{p} is not an RDM file written by cortexmap (RDMs.save); re-create it with "
-                "`cortexmap rdm` or RDMs.save."
+                f"{p} is not an RDM file written by cortexmap (RDMs.save){why}; re-create it "
+                "with `cortexmap rdm` or RDMs.save."
             ) from exc
         return cls(vectors, meta["n_conditions"], meta["names"], meta["metric"],
                    meta.get("conditions"), meta.get("descriptors") or {})
