@@ -117,10 +117,11 @@ def residual_rdms(
     ``"residual-<metric>"``.
     """
     vecs, names, extra = _vectors_and_names(rdms, names)
+    n_conditions = extra["n_conditions"] or n_conditions_from_pairs(vecs.shape[1])
     res = residual_vectors(vecs, rank=rank, names=names)
     return RDMs(
         vectors=res,
-        n_conditions=extra["n_conditions"] or n_conditions_from_pairs(res.shape[1]),
+        n_conditions=n_conditions,
         names=[f"{n}{suffix}" for n in names],
         metric=f"residual-{extra['metric']}",
         conditions=extra["conditions"],
