@@ -60,6 +60,8 @@ ANALYSES: dict[str, Analysis] = {a.name: a for a in [
              "run_contrast"),
     Analysis("universal", "Universal dimensions", "cortexmap.universal.analysis",
              "UniversalConfig", "run_universal"),
+    Analysis("benchmark", "Real data: model-vs-brain benchmark", "cortexmap.analyses.benchmark",
+             "BenchmarkConfig", "run_benchmark"),
 ]}
 
 #: Settings of ``make demo``: the published analyses at sizes that finish in minutes on 2 cores.
@@ -70,6 +72,10 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
     "lesion": {},
     "contrast": {},
     "universal": {},
+    # a few minutes: one ImageNet network and its twin, two zoo networks, 4 layers; without the
+    # data the part is skipped and the report says how to get it
+    "benchmark": {"max_imagenet": 1, "n_layers": 4, "n_boot": 100, "n_boot_variants": 100,
+                  "if_missing": "skip", "download": False},
 }
 
 

@@ -54,14 +54,9 @@ from pydantic import Field, field_validator
 from cortexmap.config import AnalysisConfig, Seed
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, load
+from cortexmap.models.layers import default_conv_layers, spatial_layers
 from cortexmap.models.preprocessing import input_size_of
-from cortexmap.probes.receptive_field import (
-    ReceptiveFields,
-    default_spatial_layers,
-    project_mask,
-    receptive_fields,
-    spatial_layers,
-)
+from cortexmap.probes.receptive_field import ReceptiveFields, project_mask, receptive_fields
 from cortexmap.report import Finding, Report, findings_table
 from cortexmap.report.figures import figure_png
 from cortexmap.rsa import (
@@ -940,7 +935,7 @@ def run_center_periphery(
     check_conditions(len(stim), "The stimulus set")
     size = input_size_of(model)
     conv = spatial_layers(model, size)
-    layers = list(cfg.layers) if cfg.layers else default_spatial_layers(model, size)
+    layers = list(cfg.layers) if cfg.layers else default_conv_layers(model, size)
     for layer in layers:
         if layer not in conv:
             # receptive_fields names the problem (unknown or not convolutional) precisely

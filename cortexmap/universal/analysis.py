@@ -23,6 +23,7 @@ from scipy import stats
 
 from cortexmap.config import BrainFields, Count, DaskFields, ModelSpec, Seed
 from cortexmap.errors import CortexmapError
+from cortexmap.models.layers import spatial_layers
 from cortexmap.models.preprocessing import input_size_of
 from cortexmap.report import Finding, Report
 from cortexmap.rsa import CompareMethod, PatternMetric
@@ -111,10 +112,7 @@ class UniversalResult:
 
 def _default_layer(model, size: int) -> str:
     """The last top-level layer with a spatial grid: a conv map (C, H, W) or tokens (T, D)."""
-    from cortexmap.models import list_layers
-
-    top = [info for info in list_layers(model, size) if "." not in info.name]
-    spatial = [info.name for info in top if len(info.shape) >= 2]
+    spatial = spatial_layers(model, size, top_level=True, tokens=True)
     if spatial:
         return spatial[-1]
     raise CortexmapError(
