@@ -26,7 +26,7 @@ from cortexmap.brain.stats import GroupTestResult, clusters, group_test
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
 from cortexmap.utils.provenance import write_provenance
 
 
@@ -178,7 +178,9 @@ def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool
         findings.append(Finding(
             "ROI RSA ranks the planted layer first in every phantom region", all(ok),
             "; ".join(f"{r}: planted {m}, best {best.get(r)}" for r, m in planted.items()),
-            analysis="brain"))
+            analysis="brain", evidence="method-check",
+            criterion="In every region of the phantom, the model RDM planted there has the "
+                      "highest ROI RSA."))
     for name, df in tables.items():
         write_table(df, out / name)
     grp.save(out / "group_rdms.npz")
@@ -333,7 +335,9 @@ def group_searchlight(
             "Searchlight recovers every planted region (Dice >= 0.7)",
             bool((rec["dice"] >= 0.7).all()),
             "; ".join(f"{r.region}: Dice {r.dice:.2f}" for r in rec.itertuples()),
-            analysis="brain"))
+            analysis="brain", evidence="method-check",
+            criterion="The significant searchlight map of each planted model overlaps its "
+                      "planted region with Dice >= 0.7."))
     return GroupSearchlight(results, group, maps, tables, findings)
 
 
@@ -343,7 +347,8 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
     from cortexmap.report import Report
 
     root = Path(config.dataset)
-    out = prepare_output_dir(outdir, overwrite)
+    # --overwrite replaces the whole output: no map of an earlier run stays beside the new ones
+    out = prepare_output_dir(outdir, overwrite, replace=True)
     subjects = load_dataset(root)
     models = _models_for(root, config.rdms, len(subjects[0].condition_names))
     atlas = _atlas_for(root, config.atlas, config.atlas_table)
@@ -357,10 +362,10 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
         r.save(out / "subjects" / r.subject, overwrite=True)
     maps_dir = out / "group"
     maps_dir.mkdir(parents=True, exist_ok=True)
+    files = safe_filenames(list(res.group), "model")
     for name, g in res.group.items():
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         for kind in ("mean", "t", "p_fwe"):
-            write_nifti(maps_dir / f"{kind}_{safe}.nii.gz", g.img(kind))
+            write_nifti(maps_dir / f"{kind}_{files[name]}.nii.gz", g.img(kind))
     masker = next(iter(res.group.values())).masker
     lab = np.zeros(masker.n_voxels, dtype=np.int16)
     for i, name in enumerate(res.group):

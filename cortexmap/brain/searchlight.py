@@ -44,7 +44,7 @@ from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs, rank_rows
 from cortexmap.rsa.compare import canonical_method
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, write_table, write_text
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table, write_text
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
 
@@ -340,8 +340,9 @@ class SearchlightResult:
     def save(self, outdir: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write r_<model>.nii.gz per model, winner.nii.gz + winner.tsv, summary table."""
         out = prepare_output_dir(outdir, overwrite)
+        files = safe_filenames(list(self.model_names), "model")
         for i, name in enumerate(self.model_names):
-            write_nifti(out / f"r_{_safe(name)}.nii.gz", self.img(i))
+            write_nifti(out / f"r_{files[name]}.nii.gz", self.img(i))
         write_nifti(out / "winner.nii.gz", self.winner_img())
         write_text(out / "winner.tsv", pd.DataFrame(
             {"index": np.arange(1, len(self.model_names) + 1), "name": self.model_names}
@@ -353,8 +354,6 @@ class SearchlightResult:
         return out
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 # ----------------------------------------------------------------------------------------------

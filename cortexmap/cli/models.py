@@ -98,10 +98,10 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         arch: str = typer.Option(None, help="Architecture of a state_dict checkpoint."),
         leaves: bool = typer.Option(False, "--leaves", help="Only leaf modules (no containers)."),
     ) -> None:
-        from cortexmap.models import list_layers
+        from cortexmap.models import input_size_of, list_layers
 
         m = _load_model(model, weights, arch, input_size)
-        size = input_size or m.cortexmap_preprocessing.size
+        size = input_size or input_size_of(m)
         infos = list_layers(m, input_size=size, leaves_only=leaves)
         table = Table(title=f"{m.cortexmap_name} — layers for a {size}x{size} input")
         for col in ("layer", "type", "output shape", "units"):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.hooks import first_tensor, run_with_hooks
 from cortexmap.models.preprocessing import input_size_of
 
 
@@ -47,21 +48,7 @@ def module_names(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_modules() if n]
 
 
-def first_tensor(out) -> torch.Tensor | None:
-    """The tensor a layer outputs (first tensor of a tuple/list/dict/namedtuple output)."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (tuple, list)):
-        for o in out:
-            t = first_tensor(o)
-            if t is not None:
-                return t
-    return None
-
-
-def _device_of(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
     p = next(iter(model.parameters()), None)
     return p.device if p is not None else torch.device("cpu")
 
@@ -83,7 +70,6 @@ def probe(
     modules = dict(model.named_modules())
     wanted = list(names) if names is not None else module_names(model)
     infos: dict[str, list] = {}
-    handles = []
 
     def make_hook(name: str):
         def hook(mod, inp, out):
@@ -95,13 +81,9 @@ def probe(
 
         return hook
 
-    for n in wanted:
-        handles.append(modules[n].register_forward_hook(make_hook(n)))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device=_device_of(model)))
+        run_with_hooks(model, torch.zeros(1, 3, size, size, device=device_of(model)),
+                       [(modules[n], make_hook(n)) for n in wanted], eval_mode=True)
     except Exception as exc:
         if allow_partial and all(n in infos for n in wanted):
             return {n: LayerInfo(n, *infos[n]) for n in wanted}
@@ -110,10 +92,6 @@ def probe(
             f"{str(exc)[:200]}); give the input size it expects (input_size=..., "
             "--input-size)."
         ) from exc
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
     return {n: LayerInfo(n, *infos[n]) for n in wanted if n in infos}
 
 

@@ -28,6 +28,7 @@ from pydantic import ConfigDict, Field
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.preprocessing import input_size_of
 from cortexmap.models.weights import weights_record
 from cortexmap.probes import contrast as ct
 from cortexmap.probes import lesion as ls
@@ -39,8 +40,9 @@ from cortexmap.probes.testset import (
     resolve_test_set,
 )
 from cortexmap.report import Finding
+from cortexmap.report.figures import save_figure
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
 from cortexmap.utils.provenance import write_provenance
 
 ZOO_CONV_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
@@ -82,8 +84,8 @@ def _test_set(config, net: nn.Module, images, labels, class_names) -> _Tested:
     refused here, before any output exists."""
     proxy = config.accuracy == "agreement"
     if images is None:
-        ts = resolve_test_set(config, _model_size(net, config.image_size), config.n_images,
-                              config.seed)
+        ts = resolve_test_set(config, input_size_of(net, default=config.image_size),
+                              config.n_images, config.seed)
     else:
         images = np.asarray(images, dtype=np.float32)
         if labels is None and not proxy:
@@ -104,22 +106,6 @@ def _prepare_out(outdir: str | os.PathLike, overwrite: bool, resumable: bool) ->
     if resumable and (out / "sweep").is_dir():
         return out
     return prepare_output_dir(out, overwrite)
-
-
-def _savefig(fig, path: Path) -> None:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
-
-
-def _model_size(model: nn.Module, default: int) -> int:
-    prep = getattr(model, "cortexmap_preprocessing", None)
-    return int(getattr(prep, "size", default) or default)
 
 
 # --------------------------------------------------------------------------- lesion analysis
@@ -309,15 +295,17 @@ def run_lesion(
              "per_class": "lesion_per_class"}
     for key, df in tables.items():
         write_table(df, out / stems[key])
+    files = safe_filenames(list(config.layers), "layer")
     for layer in config.layers:
         matrix = result.matrix(layer)  # kernels x contrast, the paper's table
         wide = matrix.rename(columns=lambda c: f"drop_{100 * c:g}%").reset_index()
-        write_table(wide.rename(columns={"lesion": "kernel"}), out / f"lesion_matrix_{layer}")
-        _savefig(ls.plot_drop_heatmap(matrix, layer), out / f"heatmap_{layer}.png")
+        wide = wide.rename(columns={"lesion": "kernel"})
+        write_table(wide, out / f"lesion_matrix_{files[layer]}")
+        save_figure(ls.plot_drop_heatmap(matrix, layer), out / f"heatmap_{files[layer]}.png")
         if layer in kernel_images:
             imgs, titles, what = kernel_images[layer]
-            _savefig(ls.plot_images(imgs, titles, f"{layer}: {what}"),
-                     out / f"top_kernels_{layer}.png")
+            save_figure(ls.plot_images(imgs, titles, f"{layer}: {what}"),
+                        out / f"top_kernels_{files[layer]}.png")
     _write_report(result, f"Kernel lesions and contrast: {config.model}", out)
     write_provenance(out, config=config, seed=config.seed,
                      inputs={"test_images": np.asarray(images), "labels": np.asarray(labels)},
@@ -373,7 +361,7 @@ def _appearance(net: nn.Module, config: LesionConfig, top: pd.DataFrame):
             images[layer] = (rgb, [f"k{k}" for k in kernels], "first-layer weights (RGB)")
             continue
         table, imgs = ls.preferred_gratings(net, layer, kernels,
-                                            size=_model_size(net, config.image_size))
+                                            size=input_size_of(net, default=config.image_size))
         table.insert(0, "layer", layer)
         rows.append(table)
         titles = [f"k{r.kernel}: {r.orientation_deg:g}°, {r.spatial_freq_cpi:g} c/i"
@@ -409,6 +397,9 @@ def _lesion_findings(config: LesionConfig, tables: dict[str, pd.DataFrame],
                  f"{per_kernel['high'].mean():.4f} over {len(per_kernel)} kernels "
                  f"(one-sided Wilcoxon p = {p:.2g})."),
         analysis="lesion",
+        evidence="in-silico",
+        criterion="Single-kernel drops are larger at low than at full contrast (one-sided "
+                  "Wilcoxon p < 0.05, mean low-contrast drop > 0).",
     )]
     low_sets = sets[sets["contrast"].isin(low_levels)]
     lines, pvals = [], {}
@@ -429,6 +420,9 @@ def _lesion_findings(config: LesionConfig, tables: dict[str, pd.DataFrame],
         numbers=f"low contrast = {_pct(low_levels)}; " + "; ".join(lines)
         + f" ({wins}/{len(lines)} layers with p < 0.05).",
         analysis="lesion",
+        evidence="in-silico",
+        criterion="In the first lesioned layer the top set's low-contrast drop beats the random "
+                  "sets' (empirical p < 0.05).",
     ))
     return findings
 
@@ -456,6 +450,9 @@ class ContrastConfig(TestSetFields):
     norm_pool / input_norm_pool: normalisation pool sizes (odd, pixels of the map / image);
     norm_sigma: semi-saturation constant as a fraction of the typical full-contrast energy.
     test_images / test_labels / class_names / accuracy: as in :class:`LesionConfig`.
+    control_model: a network with the same layer names (typically the untrained twin,
+    ``"NAME:untrained"``) whose contrast decoding is measured on the same images as the control
+    of the decoding finding (table ``contrast_decoding_control``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -478,6 +475,9 @@ class ContrastConfig(TestSetFields):
     norm_pool: int = 3
     input_norm_pool: int = 9
     norm_sigma: float = 0.1
+    # a second network (e.g. "mobilenet_v2:untrained") whose contrast decoding per layer is
+    # measured on the same images as a control (same layer names)
+    control_model: str | None = None
 
 
 @dataclass
@@ -520,6 +520,10 @@ class ContrastResult:
                    "level (grouped by image) and RSA with a contrast model RDM, per layer.")
         sec.table(self.tables["decoding"].merge(self.tables["rsa"], on="layer"),
                   "Contrast decoding and RSA per layer.")
+        if "decoding_control" in self.tables:
+            sec.table(self.tables["decoding_control"],
+                      f"Control: contrast decoding per layer of {cfg.control_model} on the same "
+                      "images.")
 
 
 def run_contrast(
@@ -547,6 +551,12 @@ def run_contrast(
     net = _load_model(config.model, model)
     tested = _test_set(config, net, images, labels, class_names)
     images, labels, class_names = tested.images, tested.targets, tested.class_names
+    control = None
+    if config.control_model:
+        from cortexmap.models import resolve_layers
+
+        control = _load_model(config.control_model, None)
+        resolve_layers(control, config.layers)
     out = prepare_output_dir(outdir, overwrite)
     ibc = ct.contrast_series(images, levels, config.contrast_kind)
     chance = 1.0 / tested.n_classes
@@ -574,21 +584,41 @@ def run_contrast(
                           metric=config.rsa_metric)
     tables = {"accuracy": accuracy, "curves": ct.curve_table(curves), "decoding": decoding,
               "rsa": rsa}
+    if control is not None:
+        c_acts = ct.layer_activations(control, config.layers, stacked, pooling=config.pooling)
+        tables["decoding_control"] = ct.contrast_decoding(
+            c_acts, con, groups, n_splits=config.n_splits, seed=config.seed)
+        tables["decoding_control"].insert(0, "network", config.control_model)
     result = ContrastResult(config, tables, _contrast_findings(tables, curves, chance), curves,
                             out, tested.measure)
+    if control is not None:
+        _add_decoding_control(result.findings, tables["decoding_control"], config.control_model)
     if tested.proxy:
         name_proxy(result.findings)
     stems = {"accuracy": "contrast_accuracy", "curves": "contrast_curves",
-             "decoding": "contrast_decoding", "rsa": "contrast_rsa"}
+             "decoding": "contrast_decoding", "rsa": "contrast_rsa",
+             "decoding_control": "contrast_decoding_control"}
     for key, df in tables.items():
         write_table(df, out / stems[key])
     for name, fig in result.figures().items():
-        _savefig(fig, out / f"{name}.png")
+        save_figure(fig, out / f"{name}.png")
     _write_report(result, f"Image contrast: {config.model}", out)
     write_provenance(out, config=config, seed=config.seed,
                      inputs={"test_images": images, "labels": np.asarray(labels)},
-                     models={config.model: weights_record(net)})
+                     models={config.model: weights_record(net)}
+                     | ({config.control_model: weights_record(control)} if control else {}))
     return result
+
+
+def _add_decoding_control(findings, dec: pd.DataFrame, name: str) -> None:
+    """The control network's decoding beside the 'contrast is encoded early' finding."""
+    first, last = dec.iloc[0], dec.iloc[-1]
+    text = (f"{name}: {first['layer']} {first['decoding_accuracy']:.3f} (chance "
+            f"{first['chance']:.3f}), last layer {last['layer']} "
+            f"{last['decoding_accuracy']:.3f}")
+    for f in findings:
+        if "decodable" in f.claim:
+            f.control = f"{f.control}; {text}" if f.control else text
 
 
 def _contrast_findings(tables, curves: dict[str, ct.ContrastCurve], chance: float):
@@ -604,6 +634,9 @@ def _contrast_findings(tables, curves: dict[str, ct.ContrastCurve], chance: floa
                  f"{100 * intact['contrast'].min():g}% (chance {chance:.2f}); Naka-Rushton c50 = "
                  f"{100 * c.c50:.2g}%, exponent {c.exponent:.2g}, R² = {c.r2:.3f}."),
         analysis="contrast",
+        evidence="in-silico",
+        criterion="Accuracy falls by more than 0.2 from the highest to the lowest contrast and "
+                  "a Naka-Rushton curve fits with R² > 0.9.",
     )]
     dec = tables["decoding"]
     first = dec.iloc[0]
@@ -617,6 +650,8 @@ def _contrast_findings(tables, curves: dict[str, ct.ContrastCurve], chance: floa
                  f"{best['decoding_accuracy']:.3f}; last layer {dec.iloc[-1]['layer']} "
                  f"{dec.iloc[-1]['decoding_accuracy']:.3f}."),
         analysis="contrast",
+        evidence="in-silico",
+        criterion="Contrast decoding from the first layer exceeds twice chance.",
     ))
     norm = [k for k in curves if k.startswith("input")]
     if norm:
@@ -632,6 +667,8 @@ def _contrast_findings(tables, curves: dict[str, ct.ContrastCurve], chance: floa
                         for k, v in curves.items())
                     + " (the fixed stage, not trained with the network, may lower the top).",
             analysis="contrast",
+            evidence="in-silico",
+            criterion="c50 with input normalisation is lower than intact.",
         ))
     return findings
 

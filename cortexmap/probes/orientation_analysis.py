@@ -38,6 +38,7 @@ from pydantic import ConfigDict, Field
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.predict import predict
 from cortexmap.models.weights import weights_record
 from cortexmap.probes.ablation import (
     AblationResult,
@@ -60,7 +61,7 @@ from cortexmap.probes.testset import (
     output_size,
     resolve_test_set,
 )
-from cortexmap.report import Finding
+from cortexmap.report import Finding, findings_table
 from cortexmap.utils.dask import close_client
 from cortexmap.utils.io import prepare_output_dir, write_json, write_table
 from cortexmap.utils.progress import track
@@ -69,6 +70,9 @@ from cortexmap.utils.provenance import write_provenance
 ANALYSIS = "orientation"
 #: Fraction of selective lower-layer units above which "lower layers are orientation selective".
 SELECTIVE_FRACTION = 0.25
+#: How much more of the lower layers' units must be selective in a trained network than in its
+#: untrained twin for "training makes them selective".
+TWIN_MARGIN = 0.10
 #: Default grating spatial frequencies in cycles per pixel: 4, 8 and 12 cycles across a 64 px
 #: image, 14, 28 and 42 across 224 px (a fixed count per image would put a 224 px network's
 #: small early receptive fields far below their preferred frequency).
@@ -297,8 +301,7 @@ def accuracy(
     model: nn.Module, x: torch.Tensor, labels: np.ndarray, batch_size: int = 256
 ) -> float:
     """Top-1 accuracy of ``model`` on preprocessed images x (n, 3, S, S)."""
-    pred = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-    return float((pred.numpy() == np.asarray(labels)).mean())
+    return float((predict(model, x, batch_size) == np.asarray(labels)).mean())
 
 
 def spatial_freqs_cpi(config: OrientationConfig, size: int) -> list[float]:
@@ -495,7 +498,11 @@ def run_orientation(
         rows = _sweep(list(names), config, partial, None, None, None, "networks", progress)
         nets = pd.concat(rows, ignore_index=True)
         tables["networks"] = nets
-        tables["network_correlation"] = _network_correlation(nets)
+        if np.isfinite(_lower(nets, config.n_lower)["test_accuracy"].to_numpy(float)).sum() >= 3:
+            tables["network_correlation"] = _network_correlation(nets)
+        twins = twin_table(nets)
+        if len(twins):
+            tables["untrained_twins"] = twins
 
     ablation = None
     if config.ablation:
@@ -507,12 +514,12 @@ def run_orientation(
 
     result = OrientationResult(config=config, outdir=out, tuning=tuning, tables=tables,
                                ablation=ablation, extras=extras)
-    result.findings = _findings(result)
+    result.findings = _findings(result) + _twin_findings(result)
     if test_set.proxy:
         name_proxy([f for f in result.findings if "accuracy" in f.claim])
     for name, df in tables.items():
         write_table(df, out / name)
-    write_table(pd.DataFrame([vars(f) for f in result.findings]), out / "findings")
+    write_table(findings_table(result.findings), out / "findings")
 
     if config.report:
         from cortexmap.report import Report
@@ -558,6 +565,57 @@ def _lower(df: pd.DataFrame, n_lower: int) -> pd.DataFrame:
         fraction_selective=("fraction_selective", "mean"), osi_mean=("osi_mean", "mean"),
         test_accuracy=("test_accuracy", "first"), layers=("layer", lambda s: ",".join(s)),
     )
+
+
+def twin_table(nets: pd.DataFrame) -> pd.DataFrame:
+    """Each trained network of a sweep beside its untrained twin (``X`` and ``X:untrained``
+    both swept): per layer, the fraction of selective units and the mean / median OSI."""
+    from cortexmap.models.weights import UNTRAINED
+
+    models = list(dict.fromkeys(nets["model"]))
+    parts = []
+    for m in models:
+        if m.endswith(UNTRAINED) or m + UNTRAINED not in models:
+            continue
+        a = nets[nets["model"] == m]
+        b = nets[nets["model"] == m + UNTRAINED].set_index("layer")
+        cols = ["fraction_selective", "osi_mean", "osi_median"]
+        both = a[a["layer"].isin(b.index)][["layer", "layer_rank", *cols]].copy()
+        for c in cols:
+            both[f"{c}_untrained"] = b.loc[both["layer"], c].to_numpy()
+        both.insert(0, "network", m)
+        parts.append(both)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _twin_findings(res: OrientationResult) -> list[Finding]:
+    """One verdict per trained network: its lower layers vs those of its untrained twin."""
+    cfg, twins = res.config, res.tables.get("untrained_twins")
+    if twins is None or not len(twins):
+        return []
+    out = []
+    for net, g in twins.groupby("network", sort=False):
+        low = g[g["layer_rank"] < cfg.n_lower]
+        trained = float(low["fraction_selective"].mean())
+        random_ = float(low["fraction_selective_untrained"].mean())
+        per_layer = "; ".join(
+            f"{r.layer} {r.fraction_selective:.0%} vs {r.fraction_selective_untrained:.0%} "
+            f"(mean OSI {r.osi_mean:.2f} vs {r.osi_mean_untrained:.2f})" for r in g.itertuples())
+        out.append(Finding(
+            claim=f"Training makes the lower layers of {net} orientation selective: more of "
+                  "their units are selective than in the same architecture with random weights.",
+            reproduced=bool(trained >= SELECTIVE_FRACTION and trained - random_ >= TWIN_MARGIN),
+            numbers=f"{net}, selective fraction trained vs untrained per layer: {per_layer}.",
+            analysis=ANALYSIS,
+            evidence="in-silico",
+            criterion=f"Over the first {cfg.n_lower} layers the trained network's mean selective "
+                      f"fraction is at least {SELECTIVE_FRACTION:.0%} and exceeds its untrained "
+                      f"twin's by at least {TWIN_MARGIN:.2f}.",
+            control=f"{net}:untrained (seeded random init): mean selective fraction "
+                    f"{random_:.0%} vs {trained:.0%} trained over the first {cfg.n_lower} "
+                    "layers.",
+        ))
+    return out
 
 
 def _network_correlation(nets: pd.DataFrame) -> pd.DataFrame:
@@ -611,6 +669,9 @@ def _findings(res: OrientationResult) -> list[Finding]:
         numbers=f"{cfg.model}, {cfg.unit} units, alpha {cfg.alpha}: selective fraction "
                 f"{per_layer}.",
         analysis=ANALYSIS,
+        evidence="in-silico",
+        criterion=f"The mean selective fraction of the first {cfg.n_lower} layers is at least "
+                  f"{SELECTIVE_FRACTION:.0%}.",
     ))
     if "dynamics" in t:
         d = t["dynamics"]
@@ -631,6 +692,9 @@ def _findings(res: OrientationResult) -> list[Finding]:
                     f"{first['acc']:.3f} -> {last['acc']:.3f}; Spearman(epoch, OSI) {rho_e:.2f}, "
                     f"Spearman(OSI, accuracy) {rho_a:.2f} (p {p_a:.3f}).",
             analysis=ANALYSIS,
+            evidence="in-silico",
+            criterion="Mean lower-layer OSI is higher at the last checkpoint than at the first "
+                      "and Spearman(OSI, accuracy) over checkpoints is positive.",
         ))
     if "network_correlation" in t:
         c = t["network_correlation"].set_index("measure")
@@ -644,6 +708,9 @@ def _findings(res: OrientationResult) -> list[Finding]:
                     f"Pearson r {o.pearson_r:.2f} (p {o.pearson_p:.3f}); selective fraction: "
                     f"Spearman rho {f.spearman_rho:.2f} (p {f.spearman_p:.3f}).",
             analysis=ANALYSIS,
+            evidence="in-silico",
+            criterion="Spearman rho between lower-layer mean OSI and test accuracy over "
+                      "networks is above 0 with p < 0.05.",
         ))
     if res.ablation is not None:
         out.extend(_ablation_findings(res))
@@ -674,6 +741,9 @@ def _ablation_findings(res: OrientationResult) -> list[Finding]:
         reproduced=bool(wins > len(ks) / 2),
         numbers=f"accuracy drop (intact {res.extras['test_accuracy']:.3f}): " + "; ".join(parts),
         analysis=ANALYSIS,
+        evidence="in-silico",
+        criterion="For most k, the most-selective set's drop exceeds the upper end of the "
+                  "random sets' 95 % range and the least-selective set's drop.",
     )]
     inv = res.tables.get("shift_invariance")
     if inv is not None and len(inv):
@@ -698,6 +768,9 @@ def _ablation_findings(res: OrientationResult) -> list[Finding]:
                     f"{float(change.get('random', np.nan)):+.4f} (lower end {rnd_low:+.4f}), "
                     f"least {least:+.4f}.",
             analysis=ANALYSIS,
+            evidence="in-silico",
+            criterion="The most-selective ablation's change of invariance is below the lower end "
+                      "of the random sets' 95 % range and below the least-selective change.",
         ))
     return out
 
@@ -767,6 +840,23 @@ def plot_networks(nets: pd.DataFrame):
     return fig
 
 
+def plot_twins(twins: pd.DataFrame):
+    """Selective fraction per layer, trained (solid) vs untrained twin (dashed), per network."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    for i, (net, g) in enumerate(twins.groupby("network", sort=False)):
+        ax.plot(g["layer_rank"], g["fraction_selective"], "o-", color=f"C{i}", label=net)
+        ax.plot(g["layer_rank"], g["fraction_selective_untrained"], "s--", color=f"C{i}",
+                alpha=0.6)
+    ax.set_xlabel("layer (stem, then the end of each stage)")
+    ax.set_ylabel("fraction selective")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, title="solid: trained, dashed: untrained", title_fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def _add_to_report(res: OrientationResult, report) -> None:
     cfg = res.config
     where = "centre of the map" if cfg.unit == "center" else "mean over positions"
@@ -800,13 +890,26 @@ def _add_to_report(res: OrientationResult, report) -> None:
                    "checkpoint (dashed).")
         sub.table(res.tables["dynamics"][["epoch", "layer", "fraction_selective", "osi_mean",
                                           "test_accuracy"]], "Selectivity over training.")
-    if "networks" in res.tables:
+    if "network_correlation" in res.tables:
         sub = sec.subsection("Across networks")
         sub.figure(plot_networks(res.tables["networks"]),
                    f"Mean OSI of each network's first {cfg.n_lower} spatial layers against its "
                    "test accuracy.")
         sub.table(res.tables["network_correlation"],
                   "Correlation of lower-layer selectivity with test accuracy across networks.")
+    elif "networks" in res.tables:
+        nets = res.tables["networks"]
+        sub = sec.subsection("Across networks")
+        sub.table(nets[["model", "layer", "fraction_selective", "osi_mean", "test_accuracy",
+                        "accuracy_note"]],
+                  "Selectivity per network and layer (fewer than 3 networks with a measured "
+                  "accuracy: no correlation).")
+    if "untrained_twins" in res.tables:
+        sub = sec.subsection("Trained networks and their untrained twins")
+        sub.figure(plot_twins(res.tables["untrained_twins"]),
+                   "Fraction of orientation-selective units per layer of each trained network "
+                   "(solid) and of the same architecture with random weights (dashed).")
+        sub.table(res.tables["untrained_twins"], "Selectivity per layer, trained vs untrained.")
     if res.ablation is not None:
         sub = sec.subsection(f"Ablation of {res.ablation.layer}")
         sub.figure(plot_accuracy_drops(res.ablation.accuracy),

@@ -3,7 +3,8 @@
 The configs of these analyses share four fields (:class:`TestSetFields`):
 
 ``test_images``
-    A folder of images (default: the procedural test split the zoo was trained for).
+    A folder of images, or ``"bundled"`` (the 16 bundled photographs; their ids are the photo
+    names), default: the procedural test split the zoo was trained for.
 ``test_labels``
     A CSV with an id column (``id``/``image``/``file``: the image file name, with or without
     extension) and a label column (``label``/``category``/``class``): a class index in the
@@ -164,20 +165,26 @@ def resolve_test_set(fields: TestSetFields, size: int, n_default: int, seed: int
                        f"the procedural test split ({len(CLASSES)} classes)", proxy)
     from cortexmap.stimuli.folder import load_folder, read_categories
 
-    folder = Path(fields.test_images).expanduser()
+    bundled = fields.test_images.strip().lower() == "bundled"
+    folder = "the bundled photographs" if bundled else Path(fields.test_images).expanduser()
     if not proxy and fields.test_labels is None:
         raise CortexmapError(
             f"Test images {folder} need labels for accuracy: test_labels=CSV (id,label; CLI "
             "--labels) with class_names (e.g. 'imagenet'), or accuracy='agreement' (CLI "
             "--accuracy agreement) to use the network's own top-1 on the intact image as a proxy."
         )
-    stim = load_folder(folder, size=size)
+    if bundled:
+        from cortexmap.stimuli.bundled import load_bundled
+
+        stim = load_bundled(size)
+    else:
+        stim = load_folder(folder, size=size)
     labels = None
     if not proxy:
         raw = read_categories(os.fspath(Path(fields.test_labels).expanduser()), stim.ids)
         labels = _label_indices(raw, names, str(fields.test_labels))
     return TestSet(stim.images, labels, names, len(names) if names else None,
-                   f"the folder {folder}", proxy)
+                   str(folder) if bundled else f"the folder {folder}", proxy)
 
 
 @torch.inference_mode()

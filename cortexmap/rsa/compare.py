@@ -540,3 +540,44 @@ def compare(
     if len(vb) <= len(va):
         return np.stack([tau_a_one_reference(va, ref, n_threads=n_threads) for ref in vb], axis=1)
     return np.stack([tau_a_one_reference(vb, ref, n_threads=n_threads) for ref in va], axis=0)
+
+
+def match_conditions(a: RDMs, b: RDMs, labels: tuple[str, str] = ("A", "B")) -> RDMs:
+    """``b`` with its conditions reordered to ``a``'s order, matched by condition label.
+
+    Two RDM sets compare entry by entry, so the same stimulus must sit at the same position in
+    both. When both carry labels, ``b`` is reordered to match ``a``; labels that do not match
+    (or repeat) are an error naming them. Without labels on either side the order is taken as
+    it is (the caller is told by a warning).
+    """
+    import warnings
+
+    if a.n_conditions != b.n_conditions:
+        raise CortexmapError(
+            f"{labels[0]} has {a.n_conditions} conditions but {labels[1]} has {b.n_conditions}; "
+            "compare RDMs computed on the same stimuli."
+        )
+    if a.conditions is None or b.conditions is None:
+        warnings.warn(
+            f"{labels[0] if a.conditions is None else labels[1]} has no condition labels, so "
+            "the conditions are assumed to be in the same order in both; save RDMs with "
+            "condition labels (e.g. `cortexmap rdm --conditions`) to have them checked.",
+            UserWarning, stacklevel=2)
+        return b
+    for name, conds in zip(labels, (a.conditions, b.conditions), strict=True):
+        if len(set(conds)) != len(conds):
+            dup = sorted({c for c in conds if conds.count(c) > 1})[:5]
+            raise CortexmapError(f"{name} repeats the condition labels {dup}; labels must be "
+                                 "unique to match conditions.")
+    only_a = [c for c in a.conditions if c not in set(b.conditions)]
+    only_b = [c for c in b.conditions if c not in set(a.conditions)]
+    if only_a or only_b:
+        raise CortexmapError(
+            f"The RDMs describe different conditions: {labels[0]} has {only_a[:5]} that "
+            f"{labels[1]} lacks, and {labels[1]} has {only_b[:5]} that {labels[0]} lacks; "
+            "compare RDMs computed on the same stimuli (labels must match)."
+        )
+    if a.conditions == b.conditions:
+        return b
+    pos = {c: k for k, c in enumerate(b.conditions)}
+    return b.subset_conditions([pos[c] for c in a.conditions])

@@ -369,14 +369,26 @@ class RDMs:
         p = Path(path)
         if not p.exists():
             raise CortexmapError(f"RDM file {p} does not exist; check the path.")
+        import zipfile
+
+        why = ""
         try:
-            with np.load(p, allow_pickle=False) as z:
+            z = np.load(p, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy array
+                why = (f" (it holds a bare array of shape {np.shape(z)}; build RDMs from it "
+                       "with RDMs.from_matrices or compute them with `cortexmap rdm`)")
+                raise ValueError("not an .npz archive")
+            with z:
                 vectors = z["vectors"]
                 meta = json.loads(str(z["meta"]))
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            if not why and p.stat().st_size == 0:
+                why = " (the file is empty)"
+            elif not why and isinstance(exc, (zipfile.BadZipFile, EOFError)):
+                why = f" (it is truncated or not a zip archive: {exc})"
             raise CortexmapError(
-                f"{p} is not an RDM file written by cortexmap (RDMs.save); re-create it with "
-                "`cortexmap rdm` or RDMs.save."
+                f"{p} is not an RDM file written by cortexmap (RDMs.save){why}; re-create it "
+                "with `cortexmap rdm` or RDMs.save."
             ) from exc
         return cls(vectors, meta["n_conditions"], meta["names"], meta["metric"],
                    meta.get("conditions"), meta.get("descriptors") or {})

@@ -33,11 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cortexmap.errors import CortexmapError
 from cortexmap.models.load import weights_fingerprint
+from cortexmap.models.preprocessing import input_size_of
 from cortexmap.models.weights import STAGE_LAYERS
 from cortexmap.report import Finding, Report
 from cortexmap.rsa import RDMs, compare
 from cortexmap.rsa.residual import residual_rdms
-from cortexmap.synthesis.objective import LayerRDMObjective, native_size
+from cortexmap.synthesis.objective import LayerRDMObjective
 from cortexmap.synthesis.optimize import checkpoint_fingerprint, synthesize
 from cortexmap.synthesis.parameterization import make_parameterization
 from cortexmap.synthesis.priors import PriorConfig
@@ -104,12 +105,59 @@ class SynthesisConfig(BaseModel):
     scheduler: str | None = Field(None, description="dask scheduler address for the searchlight")
 
     def fingerprint(self) -> str:
-        """Hash of the settings a checkpoint depends on (steps excluded: runs can be extended)."""
+        """Hash of the settings a checkpoint depends on (steps excluded: runs can be extended).
+
+        BatchNorm calibration changes the network the images are optimized through, so it
+        and the natural images it calibrates on (their contents) are part of it.
+        """
         keys = ["model", "weights", "arch", "layers", "n_images", "image_size", "input_size",
                 "lr", "parameterization", "decay_power", "squash", "jitter", "tv_weight",
-                "range_weight", "metric", "seed"]
-        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True, default=str)
+                "range_weight", "metric", "seed", "calibrate_batchnorm"]
+        values = {k: getattr(self, k) for k in keys}
+        if self.calibrate_batchnorm:
+            values["natural"] = self.natural_checksum()
+        blob = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def natural_checksum(self) -> str:
+        """'bundled', or the SHA-256 of the natural-image folder's files."""
+        from cortexmap.utils.provenance import checksum
+
+        if self.natural == "bundled" or not Path(self.natural).exists():
+            return self.natural
+        return checksum(self.natural)
+
+    def output_settings(self) -> dict:
+        """Everything that changes a finished run's outputs, besides ``steps`` (raising it
+        extends a run on purpose): compared before a resumed run replaces them."""
+        values = self.model_dump(mode="json", exclude=_RUN_ONLY)
+        values["natural"] = self.natural_checksum()
+        return values
+
+
+#: Settings that change how a synthesis run executes, never what it writes.
+_RUN_ONLY = {"steps", "resume", "checkpoint_every", "scheduler", "device"}
+
+
+def _check_finished_outputs(out: Path, config: SynthesisConfig) -> None:
+    """Refuse to replace a finished run's outputs made with other settings (not ``steps``)."""
+    prov = out / "provenance.json"
+    if not prov.is_file():
+        return
+    try:
+        saved = json.loads(prov.read_text(encoding="utf-8"))
+        old = {k: v for k, v in saved["config"].items() if k not in _RUN_ONLY}
+        old["natural"] = saved.get("inputs", {}).get("natural", old.get("natural"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        old = None
+    new = config.output_settings()
+    if old != new:
+        diff = sorted(k for k in new if old is None or old.get(k) != new[k])
+        raise CortexmapError(
+            f"{out} holds the finished results of a synthesis run with other settings "
+            f"(differs in: {', '.join(diff) or 'unreadable provenance.json'}); pass --overwrite "
+            "to replace them, or choose another --out."
+        )
 
 
 def default_layers(spec: str) -> list[str]:
@@ -276,9 +324,11 @@ def run_synthesis(
         overwrite and checkpoint_fingerprint(ckpt) != fingerprint)
     if not resume:
         prepare_output_dir(out, overwrite)
+    elif not overwrite and checkpoint_fingerprint(ckpt) == fingerprint:
+        _check_finished_outputs(out, config)  # (another checkpoint is refused by synthesize)
     objective = LayerRDMObjective(net, layers, metric=config.metric,
                                   input_size=config.input_size).to(device)
-    size = config.image_size or native_size(net)
+    size = config.image_size or input_size_of(net)
     objective.check_input(size)
     nat_images, nat_ids = _natural_images(config, size)
     if config.calibrate_batchnorm:
@@ -343,8 +393,10 @@ def run_synthesis(
     result.add_to_report(report)
     report.findings(result.findings)
     report.write(out / "report.html")
+    # the natural folder's checksum is what _check_finished_outputs compares on a resume
+    natural = {} if config.natural == "bundled" else {"natural": config.natural}
     write_provenance(out, config=config, seed=config.seed,
-                     inputs={"synthesized_images": images})
+                     inputs={"synthesized_images": images, **natural})
     return result
 
 
@@ -361,6 +413,9 @@ def _findings(res: SynthesisResult) -> list[Finding]:
                 f"synthesized {syn:.3f} ({res.config.n_images} images, {len(res.history)} "
                 f"steps) vs natural {nat:.3f} (ratio {syn / nat:.2f}); residual RDMs {resid:.3f}.",
         analysis="synthesis",
+        evidence="in-silico",
+        criterion=f"Mean |r| between layer RDMs of the synthesized images is below {WELL_BELOW:g} "
+                  "x that of the natural images.",
     )]
     if res.mapping is not None:
         out.extend(res.mapping.findings())

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy import stats
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.preprocessing import input_size_of
 from cortexmap.report import Finding, Report
 from cortexmap.universal.dimensions import (
     Dimensions,
@@ -43,7 +44,8 @@ class UniversalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     networks: list[str] | None = Field(
-        None, description="Model specs; default: every zoo network except brain_network."
+        None, description="Model specs (or SPEC=WEIGHTS, a network with its own weights "
+                          "file); default: every zoo network except brain_network."
     )
     layers: dict[str, str] = Field(
         default_factory=dict,
@@ -141,7 +143,7 @@ def network_activations(
     """(layer used, activations (n_images, n_units) flattened) of one loaded network."""
     from cortexmap.models import Extractor
 
-    size = int(model.cortexmap_preprocessing.size)
+    size = input_size_of(model)
     layer = layer or _default_layer(model, size)
     acts = Extractor(model, [layer], pooling="none").extract(stimuli, progress=progress)[layer]
     return layer, acts.reshape(len(acts), -1).astype(np.float64)
@@ -202,6 +204,9 @@ def _findings(rel: pd.DataFrame, red: pd.DataFrame) -> list[Finding]:
         f"Spearman rho = {pooled.spearman_rho:.2f} (p = {pooled.spearman_p:.1e}) over "
         f"{int(pooled.n_dims)} dimensions",
         "universal",
+        evidence="method-check",
+        criterion="Spearman rho between universality and brain similarity over dimensions is "
+                  "above 0 with p < 0.05.",
     )]
     mean = red.groupby(["selection", "k"]).rsa.mean()
     full = mean["full layer"].mean()
@@ -215,6 +220,9 @@ def _findings(rel: pd.DataFrame, red: pd.DataFrame) -> list[Finding]:
         f"full layer RSA {full:.3f}; k80 = {k80 if k80 is not None else 'not reached'}"
         + (f" (most {most[k80]:.3f} vs least {least[k80]:.3f})" if k80 is not None else ""),
         "universal",
+        evidence="method-check",
+        criterion="The smallest k whose most-universal dimensions reach 80 % of the full "
+                  "layer's RSA is below 10, and the k least-universal ones score lower.",
     ))
     return found
 
@@ -248,18 +256,21 @@ def run_universal(
     cfg = config or UniversalConfig()
     out = prepare_output_dir(outdir, overwrite)
     layers_used: dict[str, str] = {}
-    stim = None
+    stim, records = None, {}
     if activations is None:
-        from cortexmap.models import load
+        from cortexmap.models.load import load_entry
 
         networks = cfg.networks or _default_networks(cfg)
+        from cortexmap.models.weights import weights_record
+
+        models = {spec: load_entry(spec) for spec in networks}  # every spec checked first
+        records = {spec: weights_record(m) for spec, m in models.items()}
+        # one image set for all, at the largest input size (each network resizes it down)
+        stim = _stimuli(cfg, max(input_size_of(m) for m in models.values()))
         activations = {}
         for spec in track(networks, "universal: extracting networks", enabled=progress):
-            model = load(spec)
-            if stim is None:  # one image set for all, at the first network's input size
-                stim = _stimuli(cfg, int(model.cortexmap_preprocessing.size))
             layers_used[spec], activations[spec] = network_activations(
-                model, cfg.layers.get(spec), stim)
+                models.pop(spec), cfg.layers.get(spec), stim)
     if brain is None:
         if stim is None:
             raise CortexmapError(
@@ -298,5 +309,5 @@ def run_universal(
     result.add_to_report(report)
     report.findings(result.findings)
     report.write(out / "report.html")
-    write_provenance(out, config=cfg, seed=cfg.seed, inputs=activations)
+    write_provenance(out, config=cfg, seed=cfg.seed, inputs=activations, models=records)
     return result
