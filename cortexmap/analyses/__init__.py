@@ -6,6 +6,7 @@ table of a job config file and the main job pick it up from here.
 """
 
 from cortexmap.analyses.base import Analysis
+from cortexmap.analyses.benchmark import BenchmarkConfig, run_benchmark
 from cortexmap.brain.pipeline import RoiRsaConfig, SearchlightConfig, run_roi_rsa, run_searchlight
 from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
 from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig, run_contrast, run_lesion
@@ -23,6 +24,7 @@ REGISTRY: dict[str, Analysis] = {a.name: a for a in [
     Analysis("lesion", "Kernel lesions", LesionConfig, run_lesion),
     Analysis("contrast", "Image contrast", ContrastConfig, run_contrast),
     Analysis("universal", "Universal dimensions", UniversalConfig, run_universal),
+    Analysis("benchmark", "Real data: model-vs-brain benchmark", BenchmarkConfig, run_benchmark),
     Analysis("roi-rsa", "ROI RSA of a dataset", RoiRsaConfig, run_roi_rsa, in_job=False),
     Analysis("searchlight", "Group searchlight of a dataset", SearchlightConfig,
              run_searchlight, in_job=False),
