@@ -35,6 +35,7 @@ _AREAS = [
     "universal",
     "train",
     "lesion",
+    "benchmark",
 ]
 
 for _area in _AREAS:
