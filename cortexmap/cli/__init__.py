@@ -35,6 +35,7 @@ _AREAS = [
     "universal",
     "train",
     "lesion",
+    "encoding",
 ]
 
 for _area in _AREAS:
