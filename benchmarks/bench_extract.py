@@ -22,7 +22,7 @@ N_IMAGES = 128
 BATCH = 32
 SIZE = 80
 REPEATS = 5
-MODEL = "resnet18"
+MODEL = "resnet18:untrained"
 LAYERS_FULL = ["layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]  # whole network runs
 LAYERS_EARLY = ["layer1", "layer2"]  # early stop skips layer3..fc
 

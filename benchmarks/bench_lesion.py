@@ -37,7 +37,7 @@ def _model():
         return load("zoo:alexnet_sup_s0"), "zoo:alexnet_sup_s0"
     except Exception:  # zoo not built yet: same architecture, seeded random weights
         from cortexmap.models.architectures import build
-        from cortexmap.train.loop import attach_preprocessing
+        from cortexmap.models.checkpoint import attach_preprocessing
 
         net = attach_preprocessing(build("alexnet", seed=0).eval(), 64, "alexnet (random init)")
         return net, "AlexNetSmall, random init (zoo not installed)"

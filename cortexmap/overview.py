@@ -18,14 +18,13 @@ def layer_overview(
     image_size: int | None = None,
 ) -> list[Finding]:
     """Add a section with the layer RDMs of ``model_spec`` on the bundled photographs."""
-    from cortexmap.models import Extractor, list_layers, load
+    from cortexmap.models import Extractor, input_size_of, list_layers, load
     from cortexmap.rsa import compare, compute_rdms
-    from cortexmap.rsa.compare import plot_similarity
-    from cortexmap.rsa.rdm import plot_rdms
+    from cortexmap.rsa.figures import plot_rdms, plot_similarity
     from cortexmap.stimuli import load_bundled
 
     model = load(model_spec)
-    size = image_size or int(model.cortexmap_preprocessing.size)
+    size = image_size or input_size_of(model)
     if layers is None:
         layers = [i.name for i in list_layers(model, size) if "." not in i.name]
     stimuli = load_bundled(size=size)
@@ -54,4 +53,6 @@ def layer_overview(
         f"mean |Spearman| between layer RDMs = {np.mean(np.abs(off)):.2f} over "
         f"{len(off)} layer pairs of {model_spec}",
         "overview",
+        evidence="in-silico",
+        criterion="The mean |Spearman| between the RDMs of different layers exceeds 0.3.",
     )]

@@ -2,15 +2,17 @@
 
 Each analysis runs into its own subfolder of the run folder (its tables, figures, report and
 provenance); the combined ``report.html`` starts with a summary that says, for each published
-finding, whether this run reproduced it. A finished analysis leaves ``result.pkl`` behind, so an
-interrupted job resumes with the analyses it has not finished yet.
+finding, what kind of evidence it is (in-silico, method-check, real-data), its pass criterion and
+whether this run met it. A finished analysis leaves ``result.json`` (findings, report sections,
+resume key) and its tables as Parquet behind, so an interrupted job resumes with the analyses it
+has not finished yet; nothing in a run folder is ever unpickled.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
-import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +23,9 @@ from pydantic import BaseModel
 
 from cortexmap.config import build_config, read_config_file
 from cortexmap.errors import CortexmapError
-from cortexmap.report import Finding, Report
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.report import Finding, Report, findings_table
+from cortexmap.report.store import RESULT_FILE, load_result, save_result
+from cortexmap.utils.io import lock_output_dir, prepare_output_dir, write_table
 from cortexmap.utils.provenance import checksum, write_provenance
 
 
@@ -57,6 +60,8 @@ ANALYSES: dict[str, Analysis] = {a.name: a for a in [
              "run_contrast"),
     Analysis("universal", "Universal dimensions", "cortexmap.universal.analysis",
              "UniversalConfig", "run_universal"),
+    Analysis("benchmark", "Real data: model-vs-brain benchmark", "cortexmap.analyses.benchmark",
+             "BenchmarkConfig", "run_benchmark"),
 ]}
 
 #: Settings of ``make demo``: the published analyses at sizes that finish in minutes on 2 cores.
@@ -67,6 +72,10 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
     "lesion": {},
     "contrast": {},
     "universal": {},
+    # a few minutes: one ImageNet network and its twin, two zoo networks, 4 layers; without the
+    # data the part is skipped and the report says how to get it
+    "benchmark": {"max_imagenet": 1, "n_layers": 4, "n_boot": 100, "n_boot_variants": 100,
+                  "if_missing": "skip", "download": False},
 }
 
 
@@ -127,25 +136,22 @@ def _run_one(name: str, cfg: BaseModel, out: Path, progress: bool, resume: bool)
     cortexmap version and inputs (:func:`_input_checksums`)."""
     import cortexmap
 
-    done = out / name / "result.pkl"
+    done = out / name / RESULT_FILE
     dump = cfg.model_dump(mode="json")
     key = {"config": dump, "version": cortexmap.__version__, "inputs": _input_checksums(dump)}
+    key = json.loads(json.dumps(key))  # as it reads back from result.json
     if resume and done.exists():
-        with open(done, "rb") as fh:
-            saved = pickle.load(fh)
-        if isinstance(saved, dict) and saved.get("key") == key:
-            return saved["result"], 0.0, True
+        try:
+            saved = load_result(done)
+        except CortexmapError:  # unreadable: run the analysis again
+            saved = None
+        if saved is not None and saved.key == key:
+            return saved, 0.0, True
     t0 = time.perf_counter()
     result = ANALYSES[name].runner()(cfg, out / name, overwrite=True, progress=progress)
     elapsed = time.perf_counter() - t0
-    write_bytes(done, pickle.dumps({"key": key, "result": result}))
+    save_result(out / name, result, key)
     return result, elapsed, False
-
-
-def load_result(path: str | os.PathLike):
-    """The analysis result saved by the main job in ``path`` (a ``result.pkl``)."""
-    with open(path, "rb") as fh:
-        return pickle.load(fh)["result"]
 
 
 def run_job(
@@ -176,6 +182,7 @@ def run_job(
     out = Path(outdir)
     if not (resume and (out / "job.json").exists()):
         prepare_output_dir(out, overwrite)
+    lock_output_dir(out)  # a second job into this folder refuses while this one runs
     write_provenance(out, config={n: c.model_dump(mode="json") for n, c in configs.items()},
                      seed=None)
     (out / "job.json").touch()
@@ -195,7 +202,7 @@ def run_job(
         rows.append({"analysis": n, "seconds": round(seconds, 1), "resumed": reused})
     timings = pd.DataFrame(rows)
     write_table(timings, out / "timings")
-    write_table(pd.DataFrame([f.__dict__ for f in findings]), out / "findings")
+    write_table(findings_table(findings), out / "findings")
     report.findings(findings)
     report.section("Run time", "Wall-clock seconds per analysis in this run (0 = reused "
                    "from an earlier, interrupted run).").table(timings, "Timings.")

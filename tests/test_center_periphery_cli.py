@@ -15,7 +15,8 @@ def test_cli_receptive_fields_and_bad_settings(tmp_path):
     from cortexmap.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["receptive-fields", "alexnet", "--layers", "features.2,features.12",
+    res = runner.invoke(app, ["receptive-fields", "alexnet:untrained", "--layers",
+                              "features.2,features.12",
                               "--out", str(tmp_path / "rf.csv")])
     assert res.exit_code == 0, res.output
     assert "features.12" in res.output and "195.0 px" in res.output
@@ -49,7 +50,8 @@ def test_cli_run_on_an_image_folder_with_masks(tmp_path):
         "image_size: 48\nphantom_subjects: 2\nphantom_runs: 1\nn_perm: 30\nn_boot: 30\n"
     )
     res = CliRunner().invoke(app, [
-        "run", "center-periphery", "--config", str(tmp_path / "cp.yaml"), "--model", "alexnet",
+        "run", "center-periphery", "--config", str(tmp_path / "cp.yaml"),
+        "--model", "alexnet:untrained",
         "--layers", "features.2,features.5", "--stimuli", str(img_dir), "--masks-dir",
         str(mask_dir), "--no-progress", "--out", str(tmp_path / "out"),
     ])
@@ -57,4 +59,4 @@ def test_cli_run_on_an_image_folder_with_masks(tmp_path):
     inter = pd.read_csv(tmp_path / "out" / "interaction.csv")
     assert list(inter["layer"]) == ["features.2", "features.5"]
     prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
-    assert prov["config"]["n_perm"] == 30 and prov["config"]["model"] == "alexnet"
+    assert prov["config"]["n_perm"] == 30 and prov["config"]["model"] == "alexnet:untrained"

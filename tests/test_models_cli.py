@@ -20,7 +20,7 @@ def _run(*args):
 
 
 def test_layers_table():
-    res = _run("layers", "alexnet", "--input-size", "64", "--leaves")
+    res = _run("layers", "alexnet:untrained", "--input-size", "64", "--leaves")
     assert res.exit_code == 0, res.output
     assert "features.3" in res.output and "192 x 7 x 7" in res.output and "Conv2d" in res.output
     res = _run("layers", "alexnett")
@@ -41,7 +41,7 @@ def test_extract_folder_resume_and_refuse(image_dir, tmp_path, monkeypatch):
     out = tmp_path / "acts.zarr"
     args = [
         "extract",
-        "alexnet",
+        "alexnet:untrained",
         "--input-size",
         "64",
         "--layers",
@@ -78,7 +78,7 @@ def test_extract_folder_resume_and_refuse(image_dir, tmp_path, monkeypatch):
     assert store.ids == [f"im{i}" for i in range(5)]
     assert store.array("classifier.4").shape == (5, 4096)
     # equal to a direct, uninterrupted extraction
-    m = load("alexnet", preprocessing=Preprocessing(64, resize=73))
+    m = load("alexnet:untrained", preprocessing=Preprocessing(64, resize=73))
     ref = Extractor(m, ["features.3"], pooling="mean", batch_size=2).extract(
         FolderImages(image_dir, size=73)
     )
@@ -94,7 +94,7 @@ def test_extract_bundled_unit_masks_and_bad_layer(tmp_path):
     out = tmp_path / "m.zarr"
     res = _run(
         "extract",
-        "alexnet",
+        "alexnet:untrained",
         "--input-size",
         "64",
         "--layers",
@@ -113,11 +113,12 @@ def test_extract_bundled_unit_masks_and_bad_layer(tmp_path):
     store = ActivationStore(out)
     assert store.layers == ["features.3@center", "features.3@periphery"]
     assert len(store) >= 12 and store.array("features.3@center").shape[1] == 192
-    res = _run("extract", "alexnet", "--layers", "features.33", "--out", str(tmp_path / "x"))
+    res = _run("extract", "alexnet:untrained", "--layers", "features.33",
+               "--out", str(tmp_path / "x"))
     assert res.exit_code != 0 and "features.3" in str(res.exception)
     res = _run(
         "extract",
-        "alexnet",
+        "alexnet:untrained",
         "--layers",
         "features.3",
         "--out",

@@ -359,7 +359,7 @@ def test_store_refuses_different_extraction(net, stim, tmp_path):
 
 
 def test_alexnet_style_torchvision_layers():
-    m = load("alexnet", preprocessing=Preprocessing(64))
+    m = load("alexnet:untrained", preprocessing=Preprocessing(64))
     x = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
     acts = Extractor(m, ["features.0", "features.3", "classifier.4"], pooling="mean").extract(x)
     assert acts["features.0"].shape == (2, 64) and acts["classifier.4"].shape == (2, 4096)
@@ -397,10 +397,10 @@ def test_streaming_reads_one_batch_at_a_time(net, tmp_path):
 def test_real_architectures_googlenet_and_vit():
     """Named layers of bigger torchvision/timm models, incl. ViT token grids (1 + 14x14)."""
     x = np.random.default_rng(0).random((2, 224, 224, 3), dtype=np.float32)
-    g = load("googlenet")
+    g = load("googlenet:untrained")
     acts = Extractor(g, ["inception3a", "inception4e"], pooling="mean").extract(x)
     assert acts["inception3a"].shape == (2, 256) and acts["inception4e"].shape == (2, 832)
-    v = load("timm:vit_tiny_patch16_224")
+    v = load("timm:vit_tiny_patch16_224:untrained")
     out = Extractor(v, ["blocks.5"], pooling="none", unit_masks=center_disk(0.2)).extract(x)
     assert out["blocks.5@center"].shape == (2, 192 * 4)  # 2x2 central patches of 14x14
     pooled = Extractor(v, ["blocks.5"], pooling="mean").extract(x)["blocks.5"]

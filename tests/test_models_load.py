@@ -32,19 +32,21 @@ def _out(model, x):
         return model(x)
 
 
-def test_torchvision_by_name_random_init():
-    m = load("resnet18")
-    assert not m.training and m.cortexmap_name == "resnet18"
+def test_torchvision_untrained_by_name():
+    m = load("resnet18:untrained")
+    assert not m.training and m.cortexmap_name == "resnet18:untrained"
+    assert m.cortexmap_weights.source == "untrained"
     p = m.cortexmap_preprocessing
     assert (p.size, p.resize) == (224, 256) and p.mean == pytest.approx((0.485, 0.456, 0.406))
-    assert load("torchvision:resnet18", num_classes=7).fc.out_features == 7
-    g = load("googlenet")
+    assert load("torchvision:resnet18:untrained", num_classes=7).fc.out_features == 7
+    g = load("googlenet:untrained")
     assert "inception3a" in [i.name for i in list_layers(g, input_size=64)]
 
 
 def test_random_init_is_seeded_and_leaves_global_rng_alone():
     state = torch.random.get_rng_state()
-    a, b, c = load("resnet18"), load("resnet18"), load("resnet18", seed=1)
+    a, b = load("resnet18:untrained"), load("resnet18:untrained")
+    c = load("resnet18:untrained", seed=1)
     torch.testing.assert_close(a.conv1.weight, b.conv1.weight)
     assert not torch.equal(a.conv1.weight, c.conv1.weight)
     assert torch.equal(torch.random.get_rng_state(), state)
@@ -61,15 +63,15 @@ def test_unknown_model_suggests_close_names():
 
 
 def test_timm_model_and_preprocessing():
-    m = load("timm:resnet18", num_classes=3)
-    assert m.cortexmap_name == "timm:resnet18" and m.cortexmap_preprocessing.size == 224
+    m = load("timm:resnet18:untrained", num_classes=3)
+    assert m.cortexmap_name == "timm:resnet18:untrained" and m.cortexmap_preprocessing.size == 224
     x = torch.zeros(1, 3, 64, 64)
     assert _out(m, x).shape == (1, 3)
 
 
 def test_weights_from_local_file_roundtrip(tmp_path):
     torch.manual_seed(3)
-    src = load("resnet18", num_classes=10)
+    src = load("resnet18:untrained", num_classes=10)
     path = tmp_path / "r18.pt"
     torch.save(src.state_dict(), path)
     x = torch.randn(2, 3, 64, 64)
@@ -122,7 +124,7 @@ def test_mismatched_weights_name_missing_and_unexpected_keys(tmp_path):
     msg = str(err.value)
     assert "small.pt" in msg and "missing key" in msg and "conv1.weight" in msg
     assert "unexpected key" in msg and "conv.weight" in msg
-    sd = load("resnet18").state_dict()
+    sd = load("resnet18:untrained").state_dict()
     sd["conv1.weight"] = torch.zeros(64, 3, 5, 5)
     torch.save(sd, path)
     with pytest.raises(CortexmapError, match=r"shape mismatch.*conv1\.weight"):

@@ -36,7 +36,9 @@ CALLS = []
 def run_echo(cfg, outdir, overwrite=False, progress=True):
     CALLS.append(cfg.value)
     outdir.mkdir(parents=True, exist_ok=True)
-    return EchoResult(cfg.value, [Finding("echo works", cfg.value > 0, f"value={cfg.value}")])
+    return EchoResult(cfg.value, [Finding("echo works", cfg.value > 0, f"value={cfg.value}",
+                                               evidence="in-silico",
+                                               criterion="The value is positive.")])
 
 
 @pytest.fixture
@@ -94,7 +96,7 @@ def test_report_command_rebuilds_the_combined_report(tmp_path, echo):
     html = out.read_text()
     assert "Echo 2" in html and "echo works" in html
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
-    assert isinstance(res.exception, CortexmapError) and "no result.pkl" in str(res.exception)
+    assert isinstance(res.exception, CortexmapError) and "no result.json" in str(res.exception)
 
 
 class FileConfig(BaseModel):

@@ -188,3 +188,25 @@ def test_unknown_metric(rng):
 def test_euclidean_property_matches_pdist(x):
     np.testing.assert_allclose(compute_rdms(x, "euclidean").vectors[0], pdist(x),
                                atol=1e-6 * max(1.0, np.abs(x).max()), rtol=1e-6)
+
+
+def test_rdm_descriptors_select_concat_save_and_rsatoolbox(tmp_path):
+    rng = np.random.default_rng(0)
+    a = RDMs(rng.random((3, 6)), 4, ["a", "b", "c"], "correlation",
+             descriptors={"subject": ["s1", "s2", "s1"], "region": ["IT"] * 3})
+    b = RDMs(rng.random((1, 6)), 4, ["d"], "correlation")
+    assert a.select(subject="s1").names == ["a", "c"]
+    assert a.select(subject=["s1", "s2"], region="IT").names == ["a", "b", "c"]
+    with pytest.raises(CortexmapError, match="Unknown RDM descriptor"):
+        a.select(session="1")
+    with pytest.raises(CortexmapError, match="No RDM matches"):
+        a.select(subject="s9")
+    both = RDMs.concat([a, b])
+    assert both.descriptors["subject"] == ["s1", "s2", "s1", ""]
+    assert a[[2, 0]].descriptors["subject"] == ["s1", "s1"]
+    assert a.subset_conditions([0, 1, 1, 3]).descriptors == a.descriptors
+    assert RDMs.load(a.save(tmp_path / "r.npz")).descriptors == a.descriptors
+    back = RDMs.from_rsatoolbox(a.to_rsatoolbox())
+    assert back.descriptors == a.descriptors and back.names == a.names
+    with pytest.raises(CortexmapError, match="one value per RDM"):
+        RDMs(rng.random((2, 6)), 4, descriptors={"subject": ["x"]})

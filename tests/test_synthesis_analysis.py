@@ -79,6 +79,8 @@ def test_bad_input(tmp_path, kw, match):
 
 def test_default_layers():
     assert default_layers("googlenet")[0] == "inception3a"
+    assert default_layers("googlenet:untrained")[0] == "inception3a"
+    assert default_layers("mobilenet_v2") == default_layers("mobilenet_v2:untrained")
     assert default_layers("zoo:alexnet_sup_s0") == ["conv1", "conv2", "conv3", "conv4", "conv5",
                                                    "fc6"]
     assert default_layers("zoo:alexnet_sup_s0@ep5")[-1] == "fc6"
@@ -92,17 +94,17 @@ def test_cli_synthesize_and_errors(tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli"
     r = runner.invoke(app, [
-        "synthesize", "squeezenet1_1", "--layers", "features.3,features.6,features.9",
+        "synthesize", "squeezenet1_1:untrained", "--layers", "features.3,features.6,features.9",
         "--size", "32", "--steps", "3", "-n", "4", "--out", str(out), "--no-progress",
     ])
     assert r.exit_code == 0, r.output
     assert "synthesized" in r.output and (out / "report.html").exists()
     assert len(list((out / "images").glob("*.png"))) == 4
-    r = runner.invoke(app, ["synthesize", "squeezenet1_1", "--layers", "features.3",
+    r = runner.invoke(app, ["synthesize", "squeezenet1_1:untrained", "--layers", "features.3",
                             "--size", "32", "--out", str(tmp_path / "x"), "--no-progress"])
     assert isinstance(r.exception, CortexmapError) and "at least 2 layers" in str(r.exception)
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"n_images": 2, "model": "squeezenet1_1"}))
+    cfg.write_text(json.dumps({"n_images": 2, "model": "squeezenet1_1:untrained"}))
     r = runner.invoke(app, ["run", "synthesis", "--config", str(cfg), "--out",
                             str(tmp_path / "y"), "--no-progress"])
     assert isinstance(r.exception, CortexmapError) and "at least 3 images" in str(r.exception)

@@ -20,6 +20,7 @@ Conventions
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import warnings
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from cortexmap.errors import CortexmapError
+from cortexmap.utils.io import write_bytes
 
 ImgLike = str | os.PathLike | nib.Nifti1Image
 
@@ -49,6 +51,14 @@ def load_img(img: ImgLike, name: str = "image") -> nib.Nifti1Image:
         return nib.load(str(path))  # type: ignore[return-value]
     except Exception as exc:  # nibabel raises several types for unreadable files
         raise CortexmapError(f"{name} file {path} is not a readable NIfTI image: {exc}") from exc
+
+
+def write_nifti(path: str | os.PathLike, img: nib.Nifti1Image) -> Path:
+    """Write ``img`` to ``path`` (``.nii.gz``) atomically; returns the path.
+
+    Uses the fastest gzip level: maps and phantom volumes are large and written once.
+    """
+    return write_bytes(Path(path), gzip.compress(img.to_bytes(), compresslevel=1))
 
 
 def check_same_grid(img: nib.Nifti1Image, ref: nib.Nifti1Image, name: str, ref_name: str) -> None:

@@ -45,6 +45,7 @@ from cortexmap.brain.io import (
     load_atlas,
     load_dataset,
     load_mask,
+    write_nifti,
 )
 from cortexmap.errors import CortexmapError
 from cortexmap.utils.io import prepare_output_dir, write_bytes, write_json, write_text
@@ -400,8 +401,8 @@ def make_phantom(
     subjects = [f"sub-{s + 1:02d}" for s in range(n_subjects)]
     cond_table = pd.DataFrame({"condition": conditions})
 
-    write_bytes(out / "mask.nii.gz", _img_bytes(mask_img))
-    write_bytes(out / "atlas.nii.gz", _img_bytes(nib.Nifti1Image(labels, affine)))
+    write_nifti(out / "mask.nii.gz", mask_img)
+    write_nifti(out / "atlas.nii.gz", nib.Nifti1Image(labels, affine))
     atlas_table = pd.DataFrame({"index": [r["label"] for r in region_info],
                                 "name": [r["name"] for r in region_info]})
     write_text(out / "atlas.tsv", atlas_table.to_csv(sep="\t", index=False))
@@ -425,7 +426,7 @@ def make_phantom(
         sub = subjects[s_idx]
         stem = out / sub / f"{sub}_run-{r_idx + 1:02d}"
         if compress:
-            write_bytes(Path(f"{stem}_responses.nii.gz"), _img_bytes(vols))
+            write_nifti(f"{stem}_responses.nii.gz", vols)
         else:
             write_bytes(Path(f"{stem}_responses.nii"), vols.to_bytes())
         write_text(Path(f"{stem}_conditions.tsv"), cond_table.to_csv(sep="\t", index=False))
@@ -440,10 +441,3 @@ def make_phantom(
     write_provenance(out, config={k: v for k, v in truth.items() if k != "regions"}, seed=seed)
     return PhantomDataset(out, subjects, conditions, [r["name"] for r in region_info],
                           planted, truth)
-
-
-def _img_bytes(img: nib.Nifti1Image) -> bytes:
-    import gzip
-
-    # fast gzip level: phantom volumes are large and written once
-    return gzip.compress(img.to_bytes(), compresslevel=1)

@@ -15,25 +15,34 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import Field, model_validator
 
-from cortexmap.brain.io import BrainData, load_atlas, load_dataset
+from cortexmap.brain.io import BrainData, load_atlas, load_dataset, write_nifti
 from cortexmap.brain.maps import assign_layers, model_maps, overlap_table, recovery_scores
 from cortexmap.brain.phantom import PhantomDataset, make_phantom, slab_mask
 from cortexmap.brain.roi import as_model_rdms, group_rdms, roi_rdms, roi_rsa
-from cortexmap.brain.searchlight import SearchlightResult, searchlight
+from cortexmap.brain.searchlight import (
+    SEARCHLIGHT_METHODS,
+    SEARCHLIGHT_METRICS,
+    SearchlightResult,
+    searchlight,
+)
 from cortexmap.brain.stats import GroupTestResult, clusters, group_test
+from cortexmap.config import (
+    Alpha,
+    AnalysisConfig,
+    Count,
+    ModelSpec,
+    Scheduler,
+    Seed,
+    StimuliSource,
+)
 from cortexmap.errors import CortexmapError
-from cortexmap.rsa import RDMs
+from cortexmap.models.preprocessing import input_size_of
+from cortexmap.rsa import CompareMethod, RdmMetric, RDMs
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
 from cortexmap.utils.provenance import write_provenance
-
-
-def _gz(img) -> bytes:
-    import gzip
-
-    return gzip.compress(img.to_bytes(), compresslevel=1)
 
 
 def _models_for(dataset: Path, models: str | None, n_conditions: int) -> RDMs:
@@ -61,27 +70,37 @@ def _planted(dataset: Path) -> dict[str, str] | None:
 # ----------------------------------------------------------------------------------------------
 # Phantom from a network
 # ----------------------------------------------------------------------------------------------
-class PhantomConfig(BaseModel):
+class PhantomConfig(AnalysisConfig):
     """A phantom whose regions carry the RDMs of a network's layers on an image set.
 
     ``rdms``: an .npz of RDMs (RDMs.save file) used instead of a network; ``layers`` and
     ``regions`` pair up in order (layer i is planted in region i).
     """
 
-    model: str = "zoo:alexnet_sup_s0"
-    layers: list[str] = Field(default_factory=lambda: ["conv1", "conv3", "conv5", "fc7"])
+    model: ModelSpec = "zoo:alexnet_sup_s0"
+    layers: list[str] = Field(default_factory=lambda: ["conv1", "conv3", "conv5", "fc7"],
+                              min_length=1, description="Layers planted, one per region.")
     regions: list[str] = Field(default_factory=lambda: ["V1", "LOC", "fusiform",
-                                                        "parahippocampal"])
-    stimuli: str = "bundled"
-    rdms: str | None = None
-    n_subjects: int = 3
-    n_runs: int = 2
-    snr: float = 0.5
-    resolution_mm: int = 3
-    smoothness_mm: float = 6.0
-    radius_mm: float = 8.0
+                                                        "parahippocampal"],
+                               min_length=1, description="Regions of the phantom atlas.")
+    stimuli: StimuliSource = "bundled"
+    rdms: str | None = Field(None, description="RDM file (.npz) planted instead of a network.")
+    n_subjects: Count = 3
+    n_runs: Count = 2
+    snr: float = Field(0.5, ge=0, description="Signal SD / noise SD per voxel (0: no signal).")
+    resolution_mm: Literal[1, 2, 3] = 3
+    smoothness_mm: float = Field(6.0, ge=0)
+    radius_mm: float = Field(8.0, gt=0)
     slab: bool = False
-    seed: int = 0
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _one_region_per_layer(self) -> PhantomConfig:
+        if self.rdms is None and len(self.layers) != len(self.regions):
+            raise ValueError(
+                f"{len(self.layers)} layers {self.layers} for {len(self.regions)} regions "
+                f"{self.regions}; give one region per layer")
+        return self
 
 
 def layer_rdms(model: str, layers: list[str], stimuli: str = "bundled") -> RDMs:
@@ -92,7 +111,7 @@ def layer_rdms(model: str, layers: list[str], stimuli: str = "bundled") -> RDMs:
     from cortexmap.stimuli import load_bundled, load_folder
 
     net = load(model)
-    size = getattr(getattr(net, "cortexmap_preprocessing", None), "size", 64)
+    size = input_size_of(net, default=64)
     stim = load_bundled(size=size) if stimuli == "bundled" else load_folder(stimuli, size=size)
     acts = Extractor(net, layers).extract(stim)
     return compute_rdms([acts[k].reshape(len(stim), -1) for k in layers], names=layers,
@@ -126,15 +145,16 @@ def run_phantom(config: PhantomConfig, outdir: str | os.PathLike, overwrite: boo
 # ----------------------------------------------------------------------------------------------
 # ROI RSA
 # ----------------------------------------------------------------------------------------------
-class RoiRsaConfig(BaseModel):
+class RoiRsaConfig(AnalysisConfig):
     """ROI RSA of a dataset folder against model RDMs (default: the phantom's planted RDMs)."""
 
-    dataset: str
-    rdms: str | None = None
+    dataset: str = Field(min_length=1, description="Dataset folder (load_dataset layout).")
+    rdms: str | None = Field(None, description="Model RDM file (default: the dataset's "
+                             "model_rdms.npz).")
     atlas: str | None = None
     atlas_table: str | None = None
-    metric: str = "correlation"
-    method: str = "spearman"
+    metric: RdmMetric = "correlation"
+    method: CompareMethod = "spearman"
 
 
 @dataclass
@@ -184,7 +204,9 @@ def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool
         findings.append(Finding(
             "ROI RSA ranks the planted layer first in every phantom region", all(ok),
             "; ".join(f"{r}: planted {m}, best {best.get(r)}" for r, m in planted.items()),
-            analysis="brain"))
+            analysis="brain", evidence="method-check",
+            criterion="In every region of the phantom, the model RDM planted there has the "
+                      "highest ROI RSA."))
     for name, df in tables.items():
         write_table(df, out / name)
     grp.save(out / "group_rdms.npz")
@@ -205,27 +227,28 @@ def _dropped_table(subjects: list[BrainData]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------
 # Group searchlight
 # ----------------------------------------------------------------------------------------------
-class SearchlightConfig(BaseModel):
+class SearchlightConfig(AnalysisConfig):
     """Searchlight of every subject, group sign-flip test per model, maps and tables."""
 
-    dataset: str
+    dataset: str = Field(min_length=1, description="Dataset folder (load_dataset layout).")
     rdms: str | None = None
     atlas: str | None = None
     atlas_table: str | None = None
-    radius_mm: float = 6.0
-    method: str = "spearman"
-    metric: str = "correlation"
+    radius_mm: float = Field(6.0, gt=0)
+    method: Literal[SEARCHLIGHT_METHODS] = "spearman"
+    metric: Literal[(*SEARCHLIGHT_METRICS, "crossnobis")] = "correlation"
     noise: Literal["none", "diag", "shrinkage_eye", "shrinkage_diag"] = "shrinkage_diag"
-    threshold: float = 0.5
-    min_voxels: int = 10
-    n_perm: int = 5000
-    alpha: float = 0.05
-    correction: str = "fwe"
-    statistic: str = "mean"
-    scheduler: str | None = None
-    n_workers: int | None = None
-    dtype: str = "float64"
-    seed: int = 0
+    threshold: float = Field(0.5, ge=0, le=1, description="Fraction of a sphere's voxels that "
+                             "must be in the mask.")
+    min_voxels: Count = 10
+    n_perm: int = Field(5000, ge=0)
+    alpha: Alpha = 0.05
+    correction: Literal["fwe", "fdr", "none"] = "fwe"
+    statistic: Literal["mean", "t"] = "mean"
+    scheduler: Scheduler = None
+    n_workers: int | None = Field(None, ge=1)
+    dtype: Literal["float32", "float64"] = "float64"
+    seed: Seed = 0
 
 
 @dataclass
@@ -352,7 +375,9 @@ def group_searchlight(
             "Searchlight recovers every planted region (Dice >= 0.7)",
             bool((rec["dice"] >= 0.7).all()),
             "; ".join(f"{r.region}: Dice {r.dice:.2f}" for r in rec.itertuples()),
-            analysis="brain"))
+            analysis="brain", evidence="method-check",
+            criterion="The significant searchlight map of each planted model overlaps its "
+                      "planted region with Dice >= 0.7."))
     return GroupSearchlight(results, group, maps, tables, findings)
 
 
@@ -362,7 +387,8 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
     from cortexmap.report import Report
 
     root = Path(config.dataset)
-    out = prepare_output_dir(outdir, overwrite)
+    # --overwrite replaces the whole output: no map of an earlier run stays beside the new ones
+    out = prepare_output_dir(outdir, overwrite, replace=True)
     subjects = load_dataset(root)
     models = _models_for(root, config.rdms, len(subjects[0].condition_names))
     atlas = _atlas_for(root, config.atlas, config.atlas_table)
@@ -377,15 +403,15 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
         r.save(out / "subjects" / r.subject, overwrite=True)
     maps_dir = out / "group"
     maps_dir.mkdir(parents=True, exist_ok=True)
+    files = safe_filenames(list(res.group), "model")
     for name, g in res.group.items():
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         for kind in ("mean", "t", "p_fwe"):
-            write_bytes(maps_dir / f"{kind}_{safe}.nii.gz", _gz(g.img(kind)))
+            write_nifti(maps_dir / f"{kind}_{files[name]}.nii.gz", g.img(kind))
     masker = next(iter(res.group.values())).masker
     lab = np.zeros(masker.n_voxels, dtype=np.int16)
     for i, name in enumerate(res.group):
         lab[res.maps[name]] = i + 1
-    write_bytes(maps_dir / "winner.nii.gz", _gz(masker.inverse_transform(lab)))
+    write_nifti(maps_dir / "winner.nii.gz", masker.inverse_transform(lab))
     for name, df in res.tables.items():
         write_table(df, out / name)
     write_provenance(out, config=config, seed=config.seed, inputs={"dataset": root})

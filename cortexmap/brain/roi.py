@@ -32,7 +32,21 @@ def as_model_rdms(models: Any, n_conditions: int | None = None, metric: str = "u
         except CortexmapError:
             if not path.exists():
                 raise
-            with np.load(path) as z:
+            import zipfile
+
+            try:
+                z = np.load(path, allow_pickle=False)
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                raise CortexmapError(
+                    f"Model RDM file {path} cannot be read ({type(exc).__name__}: {exc}); give an "
+                    ".npz from `cortexmap rdm` (RDMs.save) or with one RDM array per name."
+                ) from exc
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise CortexmapError(
+                    f"Model RDM file {path} is a bare .npy array (shape {np.shape(z)}); give an "
+                    ".npz from `cortexmap rdm` (RDMs.save) or with one RDM array per name."
+                ) from None
+            with z:
                 models = {k: z[k] for k in z.files}
     if isinstance(models, dict):
         if not models:

@@ -39,12 +39,12 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from cortexmap.brain.io import BrainData, BrainMasker
+from cortexmap.brain.io import BrainData, BrainMasker, write_nifti
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs, rank_rows
 from cortexmap.rsa.compare import canonical_method
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table, write_text
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table, write_text
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
 
@@ -340,9 +340,10 @@ class SearchlightResult:
     def save(self, outdir: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write r_<model>.nii.gz per model, winner.nii.gz + winner.tsv, summary table."""
         out = prepare_output_dir(outdir, overwrite)
+        files = safe_filenames(list(self.model_names), "model")
         for i, name in enumerate(self.model_names):
-            write_bytes(out / f"r_{_safe(name)}.nii.gz", _gz(self.img(i)))
-        write_bytes(out / "winner.nii.gz", _gz(self.winner_img()))
+            write_nifti(out / f"r_{files[name]}.nii.gz", self.img(i))
+        write_nifti(out / "winner.nii.gz", self.winner_img())
         write_text(out / "winner.tsv", pd.DataFrame(
             {"index": np.arange(1, len(self.model_names) + 1), "name": self.model_names}
         ).to_csv(sep="\t", index=False))
@@ -353,14 +354,6 @@ class SearchlightResult:
         return out
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _gz(img: nib.Nifti1Image) -> bytes:
-    import gzip
-
-    return gzip.compress(img.to_bytes(), compresslevel=1)
 
 
 # ----------------------------------------------------------------------------------------------

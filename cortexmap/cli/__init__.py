@@ -35,6 +35,7 @@ _AREAS = [
     "universal",
     "train",
     "lesion",
+    "benchmark",
     "encoding",
 ]
 
@@ -44,17 +45,29 @@ for _area in _AREAS:
 err_console = Console(stderr=True)
 
 
+INTERRUPTED = ("interrupted: finished results are kept; run the same command again to resume "
+               "(it continues where this run stopped).")
+
+
 def main() -> None:
-    """Entry point: run the app and turn input errors into a one-line message and exit code 2."""
+    """Entry point: run the app; input errors become a one-line message and exit code 2,
+    Ctrl-C exits 130 saying how to resume."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
     except CortexmapError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)
     except (typer.Exit, SystemExit) as exc:
-        sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
-    except typer.Abort:
-        err_console.print("aborted")
+        rc = getattr(exc, "exit_code", getattr(exc, "code", 0))
+    except typer.Abort as exc:
+        if isinstance(exc.__cause__, EOFError):  # a truncated input file, not the user
+            err_console.print(f"[bold red]error:[/] an input file ended early (truncated or "
+                              f"empty): {exc.__cause__ or 'unexpected end of file'}; re-create it.")
+            sys.exit(2)
+        err_console.print(INTERRUPTED)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print(INTERRUPTED)
         sys.exit(130)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
         import click
@@ -63,3 +76,6 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if rc == 130:  # typer turns Ctrl-C into Exit(130), which non-standalone mode returns
+        err_console.print(INTERRUPTED)
+    sys.exit(rc if isinstance(rc, int) else 0)

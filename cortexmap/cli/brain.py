@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cortexmap.cli.common import print_findings
+
 console = Console()
 
 PHANTOM_HELP = """Write a phantom brain: simulated subjects on the MNI152 mask whose regions carry
@@ -120,9 +122,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                            metric=metric, method=method)
         res = run_roi_rsa(cfg, out, overwrite=overwrite, progress=_progress())
         console.print(res.tables["best"].to_string(index=False))
-        for f in res.findings:
-            console.print(f"{'reproduced' if f.reproduced else 'NOT reproduced'}: {f.claim} "
-                          f"({f.numbers})")
+        print_findings(res.findings)
         console.print(f"-> {out}")
 
     @app.command("searchlight", help=SEARCHLIGHT_HELP)
@@ -166,7 +166,5 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         res = run_searchlight(cfg, out, overwrite=overwrite, progress=_progress())
         cl = res.tables["clusters"]
         console.print(cl.head(20).to_string(index=False) if not cl.empty else "no cluster")
-        for f in res.findings:
-            console.print(f"{'reproduced' if f.reproduced else 'NOT reproduced'}: {f.claim} "
-                          f"({f.numbers})")
+        print_findings(res.findings)
         console.print(f"-> {out}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 
 from cortexmap.errors import CortexmapError
 
@@ -22,7 +23,14 @@ def split_list(text: str | None, cast=str) -> list | None:
 
 
 def print_findings(findings) -> None:
-    """One line per published finding: reproduced or not, the claim and the numbers."""
+    """Per finding: its evidence class and verdict, the claim, the criterion, numbers, control."""
     for f in findings:
-        mark = "[green]reproduced[/]" if f.reproduced else "[red]not reproduced[/]"
-        console.print(f"{mark}: {f.claim}\n  {f.numbers}")
+        console.print(finding_line(f))
+
+
+def finding_line(f) -> str:
+    """A finding as rich-markup text: "[evidence] verdict: claim" then criterion and numbers."""
+    colour = "green" if f.reproduced else "red"
+    text = (f"[bold]{escape(f'[{f.evidence}]')}[/] [{colour}]{f.verdict}[/]: {escape(f.claim)}\n"
+            f"  criterion: {escape(f.criterion)}\n  {escape(f.numbers)}")
+    return text + (f"\n  control: {escape(f.control)}" if f.control else "")

@@ -10,7 +10,8 @@ from rich.console import Console
 console = Console()
 
 DEMO_HELP = """Run every analysis on the bundled defaults (zoo networks, bundled images, phantom
-brain) and write one HTML report with a summary of which published findings were reproduced.
+brain) and write one HTML report with a summary of the findings: each with its evidence class
+(in-silico, method-check, real-data), pass criterion and verdict.
 
 An interrupted demo resumes: analyses that finished are reused (use --no-resume to redo them).
 
@@ -24,7 +25,7 @@ Examples:
 """
 
 REPORT_HELP = """Rebuild the combined HTML report of a run folder from the saved results of its
-analyses (each subfolder's result.pkl), e.g. after editing captions or to merge runs.
+analyses (each subfolder's result.json and tables; nothing is unpickled), e.g. to merge runs.
 
 Examples:
 
@@ -45,6 +46,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         resume: bool = typer.Option(True, help="Reuse analyses finished by an earlier run."),
         overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
     ) -> None:
+        from cortexmap.cli.common import finding_line
         from cortexmap.overview import layer_overview
         from cortexmap.pipeline import run_job
 
@@ -54,8 +56,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
             extra_sections=lambda report: layer_overview(report, overview_model),
         )
         for f in result.findings:
-            mark = "[green]yes[/]" if f.reproduced else "[red]no [/]"
-            console.print(f"{mark} [bold]{f.analysis}[/]: {f.claim} — {f.numbers}")
+            console.print(f"[bold]{f.analysis}[/] " + finding_line(f))
         console.print(f"report: {result.report_path}")
 
     @app.command("report", help=REPORT_HELP)
@@ -65,20 +66,24 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         title: str = typer.Option("cortexmap report", help="Report title."),
     ) -> None:
         from cortexmap.errors import CortexmapError
-        from cortexmap.pipeline import load_result
         from cortexmap.report import Report
+        from cortexmap.report.store import RESULT_FILE, load_result
 
         rep = Report(title)
         found = []
         for run in runs:
-            pickles = sorted(run.glob("result.pkl")) + sorted(run.glob("*/result.pkl"))
-            if not pickles:
+            saved = sorted(run.glob(RESULT_FILE)) + sorted(run.glob(f"*/{RESULT_FILE}"))
+            if not saved:
+                old = sorted(run.glob("result.pkl")) + sorted(run.glob("*/result.pkl"))
+                hint = (" It holds result.pkl files of an older cortexmap, which are not read "
+                        "(unpickling can run code); run the job again to re-create them."
+                        if old else "")
                 raise CortexmapError(
-                    f"{run} holds no result.pkl (in it or its subfolders); point to a folder "
-                    "written by `cortexmap demo`."
+                    f"{run} holds no {RESULT_FILE} (in it or its subfolders); point to a folder "
+                    f"written by `cortexmap demo`.{hint}"
                 )
-            for pkl in pickles:
-                result = load_result(pkl)
+            for file in saved:
+                result = load_result(file)
                 result.add_to_report(rep)
                 found.extend(result.findings)
         rep.findings(found)

@@ -36,14 +36,18 @@ Examples:
 
   cortexmap extract zoo:alexnet_sup_s0 --layers conv3,fc7 --images bundled --out acts.zarr
 
-  cortexmap extract alexnet --layers features.3,features.8 --images ./stimuli --out a.zarr
+  cortexmap extract mobilenet_v2 --layers features.3,features.8 --images ./stimuli --out a.zarr
 
-  cortexmap extract alexnet --layers features.8 --images ./stimuli --out b.zarr --pooling mean
+  cortexmap extract mobilenet_v2:untrained --layers features.8 --out b.zarr --pooling mean
 
   cortexmap extract zoo:alexnet_sup_s0 --layers conv2 --out cp.zarr --unit-mask center:0.3
 
   cortexmap extract zoo:alexnet_sup_s0 --layers conv2 --out r.zarr --unit-mask periphery:0.6:1
 """
+
+
+MODEL_HELP = ("torchvision name (its ImageNet weights), efficientnet_lite0, NAME:untrained "
+              "(random), timm:NAME, zoo:NAME or a file.")
 
 
 def _load_model(model: str, weights: Path | None, arch: str | None, input_size: int | None):
@@ -88,16 +92,16 @@ def parse_unit_mask(text: str):
 def register(app: typer.Typer, run_app: typer.Typer) -> None:
     @app.command("layers", help=LAYERS_HELP)
     def layers_cmd(
-        model: str = typer.Argument(..., help="torchvision name, timm:NAME, zoo:NAME or a file."),
+        model: str = typer.Argument(..., help=MODEL_HELP),
         input_size: int = typer.Option(None, "--input-size", help="Input side in pixels."),
         weights: Path = typer.Option(None, help="Local state_dict file to load."),
         arch: str = typer.Option(None, help="Architecture of a state_dict checkpoint."),
         leaves: bool = typer.Option(False, "--leaves", help="Only leaf modules (no containers)."),
     ) -> None:
-        from cortexmap.models import list_layers
+        from cortexmap.models import input_size_of, list_layers
 
         m = _load_model(model, weights, arch, input_size)
-        size = input_size or m.cortexmap_preprocessing.size
+        size = input_size or input_size_of(m)
         infos = list_layers(m, input_size=size, leaves_only=leaves)
         table = Table(title=f"{m.cortexmap_name} — layers for a {size}x{size} input")
         for col in ("layer", "type", "output shape", "units"):
@@ -108,9 +112,32 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
             table.add_row(info.name, info.kind + calls, shape, f"{info.n_units:,}")
         console.print(table)
 
+    @app.command("networks")
+    def networks_cmd(
+        name: str = typer.Argument(None, help="Show one network's full model card."),
+    ) -> None:
+        """Real ImageNet networks installed here (offline weight packages, hub cache)."""
+        import json
+
+        from cortexmap.models import imagenet_networks, model_card
+        from cortexmap.models.weights import OFFLINE_WEIGHTS
+
+        if name is not None:
+            console.print_json(json.dumps(model_card(name), default=str))
+            return
+        installed = imagenet_networks()
+        table = Table(title="Real ImageNet networks (spec NAME; random twin NAME:untrained)")
+        for col in ("spec", "network", "input", "licence", "installed"):
+            table.add_column(col)
+        for spec in dict.fromkeys([*OFFLINE_WEIGHTS, *installed]):
+            card = model_card(spec)
+            table.add_row(spec, card["title"], f"{card['input_size']} px", card["licence"],
+                          "yes" if spec in installed else f"no: {card.get('install', '')}")
+        console.print(table)
+
     @app.command("extract", help=EXTRACT_HELP)
     def extract_cmd(
-        model: str = typer.Argument(..., help="torchvision name, timm:NAME, zoo:NAME or a file."),
+        model: str = typer.Argument(..., help=MODEL_HELP),
         layers: str = typer.Option(..., "--layers", help="Comma-separated layer names."),
         images: str = typer.Option("bundled", "--images", help="Image folder or 'bundled'."),
         out: Path = typer.Option(..., "--out", help="Output zarr store (folder)."),

@@ -152,8 +152,9 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         import matplotlib.pyplot as plt
 
         from cortexmap.report import Report
+        from cortexmap.report.figures import save_figure
         from cortexmap.rsa import RDMs, compute_rdms
-        from cortexmap.rsa.rdm import plot_rdms
+        from cortexmap.rsa.figures import plot_rdms
         from cortexmap.utils.io import prepare_output_dir, write_table
         from cortexmap.utils.progress import track
         from cortexmap.utils.provenance import write_provenance
@@ -177,7 +178,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         rdms.save(outdir / "rdms.npz", overwrite=True)
         write_table(rdms.to_frame(), outdir / "rdm_vectors")
         fig = plot_rdms(rdms)
-        fig.savefig(outdir / "rdms.png", dpi=110)
+        save_figure(fig, outdir / "rdms.png", close=False)
         report = Report("RDMs", f"{len(rdms)} RDM(s) from {input}")
         report.section(
             "RDMs", f"{metric} RDMs over {rdms.n_conditions} conditions "
@@ -210,18 +211,16 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         import pandas as pd
 
         from cortexmap.report import Report
+        from cortexmap.report.figures import save_figure
         from cortexmap.rsa import RDMs, compare, permutation_test
-        from cortexmap.rsa.compare import canonical_method, plot_similarity
+        from cortexmap.rsa.compare import canonical_method, match_conditions
+        from cortexmap.rsa.figures import plot_similarity
         from cortexmap.utils.io import prepare_output_dir, write_table
         from cortexmap.utils.provenance import write_provenance
 
         method = canonical_method(method)
         a, b = RDMs.load(rdms_a), RDMs.load(rdms_b)
-        if a.n_conditions != b.n_conditions:
-            raise CortexmapError(
-                f"{rdms_a} has {a.n_conditions} conditions but {rdms_b} has {b.n_conditions}; "
-                "compare RDMs computed on the same stimuli."
-            )
+        b = match_conditions(a, b, (str(rdms_a), str(rdms_b)))  # same stimulus, same position
         outdir = prepare_output_dir(out, overwrite)
         if n_perm > 0:
             res = permutation_test(a, b, method, n_perm=n_perm, seed=seed,
@@ -240,7 +239,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
 
         write_text(outdir / "similarity_matrix.csv", wide.to_csv(index_label="rdm"))
         fig = plot_similarity(sim, a.names, b.names, method)
-        fig.savefig(outdir / "similarity.png", dpi=110)
+        save_figure(fig, outdir / "similarity.png", close=False)
         report = Report("RDM comparison", f"{rdms_a} vs {rdms_b} ({method})")
         sec = report.section("Similarity", f"{method} between every RDM of A and of B.")
         sec.figure(fig, "Rows: RDMs of A; columns: RDMs of B.")

@@ -40,7 +40,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise CortexmapError(f"Checkpoint {p} does not exist; check the path.")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle / zip errors of every kind mean the same thing here
         raise CortexmapError(
             f"Weight file {p} is corrupt or not a PyTorch file ({type(exc).__name__}: {exc}); "

@@ -23,18 +23,15 @@ import torch
 from torch import nn
 
 from cortexmap.errors import CortexmapError
-from cortexmap.models.layers import LayerInfo, first_tensor, probe, resolve_layers
+from cortexmap.models.hooks import StopForward, first_tensor, run_with_hooks
+from cortexmap.models.layers import LayerInfo, probe, resolve_layers, token_grid
 from cortexmap.models.preprocessing import Preprocessing, preprocess
-from cortexmap.models.store import ActivationStore
+from cortexmap.models.store import ActivationStore, check_replaceable
 from cortexmap.models.unit_masks import as_unit_masks
 from cortexmap.utils.progress import track
 
 Pooling = Literal["none", "mean", "max", "center"]
 POOLINGS = ("none", "mean", "max", "center")
-
-
-class _StopForward(Exception):
-    """Raised by a hook once every requested layer has fired (skips the rest of the net)."""
 
 
 def spatial_view(t: torch.Tensor) -> torch.Tensor | None:
@@ -45,12 +42,10 @@ def spatial_view(t: torch.Tensor) -> torch.Tensor | None:
     """
     if t.ndim == 4:
         return t
-    if t.ndim == 3:
-        n, tokens, d = t.shape
-        for skip in (0, 1):
-            k = int(round((tokens - skip) ** 0.5))
-            if k > 1 and k * k == tokens - skip:
-                return t[:, skip:].transpose(1, 2).reshape(n, d, k, k)
+    if t.ndim == 3 and (grid := token_grid(t.shape[1])) is not None:
+        skip, k = grid
+        n, _, d = t.shape
+        return t[:, skip:].transpose(1, 2).reshape(n, d, k, k)
     return None
 
 
@@ -238,22 +233,12 @@ class Extractor:
                         else:
                             captured[k] = v.to("cpu", torch.float32, copy=True).contiguous()
                     if self.early_stop and not any(v > 0 for v in remaining.values()):
-                        raise _StopForward
+                        raise StopForward
 
             return hook
 
-        handles = [modules[n].register_forward_hook(make_hook(n)) for n in self.layers]
-        was_training = self.model.training  # e.g. a network in the middle of training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                self.model(x)
-        except _StopForward:
-            pass
-        finally:
-            for h in handles:
-                h.remove()
-            self.model.train(was_training)
+        run_with_hooks(self.model, x, [(modules[n], make_hook(n)) for n in self.layers],
+                       eval_mode=True)
         missing = [n for n in self.output_shapes() if n not in captured]
         if missing:
             raise CortexmapError(f"Layers {missing} produced no output for this batch.")
@@ -336,7 +321,11 @@ class Extractor:
             raise CortexmapError(
                 f"Need {n} unique stimulus ids; got {len(ids)} ({len(set(ids))} unique)."
             )
-        attrs = self.store_attrs()
+        if overwrite:  # only a store cortexmap wrote is replaced, never an input
+            root = getattr(stimuli, "root", None)
+            check_replaceable(path, [root] if root is not None else [])
+        # contents, not only ids: the same file names with other pixels are another input
+        attrs = self.store_attrs() | {"stimuli_sha256": _stimuli_fingerprint(stimuli)}
         shapes = self.output_shapes()
         start = 0
         store: ActivationStore | None = None
@@ -376,10 +365,13 @@ class Extractor:
                 array_attrs=array_attrs,
                 compressor=compressor,
             )
+            from cortexmap.models.weights import weights_record
+
             # provenance.json sits beside the zarr metadata (zarr ignores it)
             write_provenance(
                 path,
-                config=attrs | {"batch_size": self.batch_size, "compressor": compressor},
+                config=attrs | {"batch_size": self.batch_size, "compressor": compressor,
+                                "weights": weights_record(self.model)},
                 inputs={"stimulus_ids": np.array(ids)},
             )
         # Writes (compression + disk) run in one background thread while the next batch is
@@ -415,10 +407,27 @@ class Extractor:
         if {k: list(v) for k, v in shapes.items()} != have.get("shapes"):
             diffs.append("shapes")
         if diffs:
+            what = ", ".join("stimulus contents (same ids, other images)"
+                             if d == "stimuli_sha256" else d for d in diffs)
             raise CortexmapError(
-                f"{store.path} holds a different extraction (differs in: {', '.join(diffs)}); "
-                "choose another output path or pass --overwrite (overwrite=True) to replace it."
+                f"{store.path} holds a different extraction (differs in: {what}); choose "
+                "another output path or pass --overwrite (overwrite=True) to replace it."
             )
+
+
+def _stimuli_fingerprint(stimuli: Any) -> str:
+    """SHA-256 of what is extracted: the image files of a folder source, else the pixels."""
+    from cortexmap.utils.provenance import checksum
+
+    files = getattr(stimuli, "files", None)
+    if files is not None:
+        return checksum(np.array([checksum(f) for f in files]))
+    images = getattr(stimuli, "images", stimuli)
+    if isinstance(images, torch.Tensor):
+        return checksum(images.detach().cpu().numpy())
+    if isinstance(images, np.ndarray):
+        return checksum(images)
+    return "unknown"  # another lazy source: never read whole into memory; ids are compared
 
 
 def _jsonish(v: Any) -> Any:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.hooks import first_tensor, run_with_hooks
 from cortexmap.models.preprocessing import input_size_of
 
 
@@ -41,27 +42,29 @@ class LayerInfo:
         """True for convolutional maps (C, H, W)."""
         return len(self.shape) == 3
 
+    @property
+    def grid(self) -> bool:
+        """True for a spatial grid: a map (C, H, W), or (T, D) tokens that tile a square
+        (:func:`token_grid`)."""
+        return self.spatial or (len(self.shape) == 2 and token_grid(self.shape[0]) is not None)
+
+
+def token_grid(n_tokens: int) -> tuple[int, int] | None:
+    """(skip, k) when ``n_tokens`` vision-transformer tokens are a k x k grid, after dropping a
+    leading class token when ``skip`` is 1; None when they are not."""
+    for skip in (0, 1):
+        k = int(round((n_tokens - skip) ** 0.5))
+        if k > 1 and k * k == n_tokens - skip:
+            return skip, k
+    return None
+
 
 def module_names(model: nn.Module) -> list[str]:
     """Every named submodule (hookable layer), in definition order."""
     return [n for n, _ in model.named_modules() if n]
 
 
-def first_tensor(out) -> torch.Tensor | None:
-    """The tensor a layer outputs (first tensor of a tuple/list/dict/namedtuple output)."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (tuple, list)):
-        for o in out:
-            t = first_tensor(o)
-            if t is not None:
-                return t
-    return None
-
-
-def _device_of(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
     p = next(iter(model.parameters()), None)
     return p.device if p is not None else torch.device("cpu")
 
@@ -83,7 +86,6 @@ def probe(
     modules = dict(model.named_modules())
     wanted = list(names) if names is not None else module_names(model)
     infos: dict[str, list] = {}
-    handles = []
 
     def make_hook(name: str):
         def hook(mod, inp, out):
@@ -95,13 +97,9 @@ def probe(
 
         return hook
 
-    for n in wanted:
-        handles.append(modules[n].register_forward_hook(make_hook(n)))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device=_device_of(model)))
+        run_with_hooks(model, torch.zeros(1, 3, size, size, device=device_of(model)),
+                       [(modules[n], make_hook(n)) for n in wanted], eval_mode=True)
     except Exception as exc:
         if allow_partial and all(n in infos for n in wanted):
             return {n: LayerInfo(n, *infos[n]) for n in wanted}
@@ -110,10 +108,6 @@ def probe(
             f"{str(exc)[:200]}); give the input size it expects (input_size=..., "
             "--input-size)."
         ) from exc
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
     return {n: LayerInfo(n, *infos[n]) for n in wanted if n in infos}
 
 
@@ -169,3 +163,43 @@ def unknown_layer_message(bad: Sequence[str], valid: Sequence[str], model_name: 
             "`cortexmap layers MODEL` for all names and shapes."
         )
     return msg
+
+
+# -- default layer choices ---------------------------------------------------------------------
+def spatial_layers(
+    model: nn.Module, input_size: int | None = None, top_level: bool = False,
+    tokens: bool = False,
+) -> list[str]:
+    """Layers whose output has a spatial grid, in definition order.
+
+    By default every module with a (C, H, W) map; ``top_level`` keeps the model's direct
+    children only, and ``tokens`` also counts vision-transformer token grids (T, D).
+    input_size: the square input side used to probe shapes (default: the model's).
+    """
+    names = [n for n, _ in model.named_children()] if top_level else module_names(model)
+    infos = probe(model, names, input_size=input_size)
+    return [n for n in names if n in infos
+            and (infos[n].grid if tokens else infos[n].spatial)]
+
+
+def default_conv_layers(model: nn.Module, input_size: int | None = None) -> list[str]:
+    """Convolutional layers a user would name: top-level blocks with a feature map that contain
+    a convolution (e.g. the zoo's ``conv1``..``conv5``); else every ``Conv2d`` module."""
+    spatial = spatial_layers(model, input_size)
+    modules = dict(model.named_modules())
+    blocks = [
+        n for n in spatial
+        if "." not in n and any(isinstance(m, nn.Conv2d) for m in modules[n].modules())
+    ]
+    if len(blocks) >= 2:
+        return blocks
+    return [n for n in spatial if isinstance(modules[n], nn.Conv2d)]
+
+
+def later_layers(model: nn.Module, layer: str) -> list[str]:
+    """Top-level layers after ``layer`` (its top-level ancestor), without the final classifier."""
+    names = [n for n, _ in model.named_children()]
+    top = layer.split(".")[0]
+    if top not in names:
+        return []
+    return names[names.index(top) + 1:-1]

@@ -2,8 +2,9 @@
 
 Every returned model is in eval mode and carries ``cortexmap_preprocessing`` (a
 :class:`~cortexmap.models.preprocessing.Preprocessing`) and ``cortexmap_name``. No weights are
-ever downloaded: torchvision/timm architectures start from random initialisation unless a
-local ``weights`` file is given.
+downloaded unless no local copy exists and the machine is online: torchvision/timm names mean
+their standard ImageNet weights (see :mod:`cortexmap.models.weights`); a random network only
+when asked for with the ``:untrained`` suffix.
 """
 
 from __future__ import annotations
@@ -16,12 +17,28 @@ import re
 import zipfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from torch import nn
 
 from cortexmap.errors import CortexmapError
 from cortexmap.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from cortexmap.models.weights import (
+    OFFLINE_WEIGHTS,
+    OWN_ARCHITECTURES,
+    UNTRAINED,
+    WeightsRecord,
+    build_own,
+    convert_own,
+    online,
+    options_message,
+    resolve_offline,
+    resolve_timm,
+    resolve_torchvision,
+    sha256_file,
+    split_untrained,
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,9 +76,11 @@ def _unknown(spec: str, candidates: list[str], what: str) -> CortexmapError:
 def _valid_hint() -> str:
     zoo = _zoo_names()
     return (
-        "Valid specs: a torchvision classification model name (e.g. "
+        "Valid specs: a torchvision classification model name, meaning its ImageNet weights (e.g. "
         f"{', '.join(torchvision_names()[:6])}, ... {len(torchvision_names())} in all), "
-        "'timm:NAME' (timm.list_models()), "
+        f"{', '.join(OWN_ARCHITECTURES)} (offline weight packages), "
+        "'timm:NAME' (timm.list_models()), any of these with ':untrained' for a seeded random "
+        "network, "
         + (f"a zoo model ({', '.join(zoo[:10])}), " if zoo else "'zoo:NAME', ")
         + "or the path of a TorchScript file or state_dict checkpoint (with arch=...)."
     )
@@ -75,62 +94,150 @@ def load(
     preprocessing: Preprocessing | None = None,
     seed: int = 0,
 ) -> nn.Module:
-    """Return a model in eval mode with ``cortexmap_preprocessing`` and ``cortexmap_name``.
+    """Return a model in eval mode with ``cortexmap_preprocessing``, ``cortexmap_name`` and
+    ``cortexmap_weights`` (a :class:`~cortexmap.models.weights.WeightsRecord`: which weights,
+    from where, their sha256).
 
     Parameters
     ----------
-    spec : "alexnet" / "torchvision:alexnet" (any torchvision classification model, random
-        init), "timm:NAME", "zoo:NAME" (the project's trained zoo), a path to a TorchScript
-        file, a path to a state_dict checkpoint (needs ``arch`` unless the checkpoint stores
-        ``{"arch": ..., "state_dict": ...}``), or an ``nn.Module`` (only tagged).
-    weights : local state_dict file loaded into the architecture (strict: every key must fit).
+    spec : "mobilenet_v2" / "torchvision:resnet18" (a torchvision classification model with its
+        standard ImageNet weights), "efficientnet_lite0/1/2", "mobilenet_v2_deepsort" (networks
+        from offline weight packages; "imagenet:NAME" is accepted too), "timm:NAME" (timm's
+        pretrained weights), any of these with the suffix ":untrained" (a seeded random
+        network of that architecture), "zoo:NAME" (the project's trained zoo), a path to a
+        TorchScript file, a path to a state_dict checkpoint (needs ``arch`` unless the
+        checkpoint stores ``{"arch": ..., "state_dict": ...}``), or an ``nn.Module`` (only
+        tagged). Pretrained weights are found in the order of
+        :mod:`cortexmap.models.weights` (hub cache, offline package, download when online) or
+        a CortexmapError names the options; a random network is never a silent fallback.
+    weights : local state_dict file loaded into the architecture (strict: every key must fit);
+        replaces the standard weights.
     arch : architecture spec for a state_dict checkpoint given as ``spec``.
     num_classes : output classes (default: the architecture's, or inferred from the weights).
     preprocessing : override the model's preprocessing (default: the architecture's own).
-    seed : seed of the random initialisation of torchvision/timm architectures, so the same
-        spec always gives the same network (the global torch RNG is left untouched).
+    seed : seed of the random initialisation of ":untrained" networks, so the same spec always
+        gives the same network (the global torch RNG is left untouched).
     """
+    record: WeightsRecord | None = None
     if isinstance(spec, torch.jit.ScriptModule):
         model, name = TorchScriptModel(spec), getattr(spec, "original_name", "torchscript")
+        record = WeightsRecord("module")
     elif isinstance(spec, nn.Module):
         model = spec
         name = getattr(model, "cortexmap_name", type(model).__name__)
+        record = getattr(model, "cortexmap_weights", None) or WeightsRecord("module")
     else:
-        spec_s = str(spec)
+        spec_s, untrained = split_untrained(str(spec))
         path = Path(spec_s).expanduser()
         if spec_s.startswith("zoo:"):
-            model, name = _load_zoo(spec_s[4:]), spec_s
-        elif spec_s.startswith("timm:"):
-            with _seeded(seed):
-                model, name = _load_timm(spec_s[5:], num_classes), spec_s
-        elif path.is_file():
-            model, name = _load_file(path, arch, num_classes), str(path)
-        else:
-            tv = spec_s.removeprefix("torchvision:")
-            if tv in torchvision_names():
-                with _seeded(seed):
-                    model, name = _load_torchvision(tv, num_classes), tv
-            elif path.suffix in {".pt", ".pth", ".ckpt", ".bin"} or os.sep in spec_s:
+            if untrained:
                 raise CortexmapError(
-                    f"Model file {path} does not exist; check the path (relative paths start "
-                    "from the current folder)."
+                    f"{spec!r}: zoo models are trained networks; their untrained twins are zoo "
+                    "entries of their own (e.g. zoo:alexnet_untrained_s0)."
                 )
-            else:
-                raise _unknown(spec_s, list(torchvision_names()) + _zoo_names(), "model")
+            model, name = _load_zoo(spec_s[4:]), spec_s
+            record = WeightsRecord("zoo", detail=spec_s)
+        elif path.is_file():
+            if untrained:
+                raise CortexmapError(f"{spec!r}: a file holds weights; ':untrained' does not "
+                                     "apply.")
+            model, name = _load_file(path, arch, num_classes), str(path)
+            record = WeightsRecord("file", str(path), sha256_file(path))
+        else:
+            model, name, record = _load_named(spec_s, untrained, weights, num_classes, seed)
     if weights is not None:
         if model_is_script(model) or isinstance(model, TorchScriptModel):
             raise CortexmapError(
                 "weights= cannot be applied to a TorchScript model; it already holds its weights."
             )
         load_weights(model, weights, arch=name)
+        record = WeightsRecord("file", str(Path(weights).expanduser()),
+                               sha256_file(Path(weights).expanduser()))
     if preprocessing is not None:
         _tag(model, "cortexmap_preprocessing", preprocessing)
     elif getattr(model, "cortexmap_preprocessing", None) is None:
         _tag(model, "cortexmap_preprocessing", Preprocessing())
     if getattr(model, "cortexmap_name", None) is None or not isinstance(spec, nn.Module):
         _tag(model, "cortexmap_name", name)
+    _tag(model, "cortexmap_weights", record)
     model.eval()
     return model
+
+
+def _load_named(
+    spec: str, untrained: bool, weights: Any, num_classes: int | None, seed: int
+) -> tuple[nn.Module, str, WeightsRecord]:
+    """A torchvision / timm / offline-package network by name, with its resolved weights."""
+    explicit = weights is not None
+    name_out = spec + (UNTRAINED if untrained else "")
+    if spec.startswith("timm:"):
+        name = spec[5:]
+        if name not in timm_names():
+            raise _unknown(name, list(timm_names()), "timm model")
+        cached = None if (untrained or explicit) else resolve_timm(name)
+        with _seeded(seed):
+            if untrained or explicit:
+                model = _load_timm(name, num_classes)
+            elif cached is not None:
+                model = _load_timm(name, num_classes, file=cached[0])
+            elif online("huggingface.co"):
+                try:
+                    model = _load_timm(name, num_classes, pretrained=True)
+                except Exception as exc:
+                    raise CortexmapError(
+                        f"Downloading timm's weights for {name!r} failed: {exc}. "
+                        + options_message(spec, "timm's weights")
+                    ) from exc
+            else:
+                raise CortexmapError(
+                    f"No pretrained weights for {spec!r} on this machine (none in the Hugging "
+                    "Face / torch hub caches) and no internet to download them. "
+                    + options_message(spec, "timm's weights")
+                )
+        if untrained:
+            return model, name_out, WeightsRecord("untrained", detail=f"seed {seed}")
+        return model, name_out, cached[1] if cached else WeightsRecord("download", detail="timm")
+    name = spec.removeprefix("torchvision:").removeprefix("imagenet:")
+    if name in OWN_ARCHITECTURES:
+        with _seeded(seed):
+            model = build_own(name, num_classes)
+        _tag(model, "cortexmap_preprocessing", OFFLINE_WEIGHTS[name].preprocessing)
+        if untrained or explicit:
+            return model, name_out, WeightsRecord("untrained", detail=f"seed {seed}")
+        _check_head(name, num_classes, OFFLINE_WEIGHTS[name].num_classes)
+        sd, record = resolve_offline(name)
+        apply_state_dict(model, convert_own(name, sd, model), Path(record.path or name), name)
+        return model, name_out, record
+    if name in torchvision_names():
+        if untrained or explicit:
+            with _seeded(seed):
+                model = _load_torchvision(name, num_classes)
+            twin = OFFLINE_WEIGHTS.get(name)
+            if twin is not None:  # same input as the trained network this machine has
+                _tag(model, "cortexmap_preprocessing", twin.preprocessing)
+            return model, name_out, WeightsRecord("untrained", detail=f"seed {seed}")
+        _check_head(name, num_classes, None)
+        sd, record, label = resolve_torchvision(name)
+        with _seeded(seed):  # the init is overwritten; seeded only to leave the RNG alone
+            model = _load_torchvision(name, None, label, sd)
+        return model, name_out, record
+    path = Path(spec).expanduser()
+    if path.suffix in {".pt", ".pth", ".ckpt", ".bin"} or os.sep in spec:
+        raise CortexmapError(
+            f"Model file {path} does not exist; check the path (relative paths start "
+            "from the current folder)."
+        )
+    raise _unknown(spec, list(torchvision_names()) + list(OWN_ARCHITECTURES) + _zoo_names(),
+                   "model")
+
+
+def _check_head(name: str, num_classes: int | None, own: int | None) -> None:
+    if num_classes is not None and num_classes != (own or 1000):
+        raise CortexmapError(
+            f"The ImageNet weights of {name!r} have {own or 1000} output classes, not "
+            f"{num_classes}. For another head, build {name + UNTRAINED!r} with num_classes and "
+            "load your own weights file (weights=...)."
+        )
 
 
 @contextlib.contextmanager
@@ -185,9 +292,27 @@ def _load_zoo(name: str) -> nn.Module:
     return model
 
 
-def _load_torchvision(name: str, num_classes: int | None) -> nn.Module:
+def _load_torchvision(
+    name: str, num_classes: int | None, label: str | None = None, sd: dict | None = None
+) -> nn.Module:
+    """torchvision's ``name``: random init, or built with its weights enum ``label`` holding
+    the already resolved state_dict ``sd`` (torchvision's builder then applies its own
+    weight-specific settings, e.g. GoogLeNet's ``transform_input``; nothing is downloaded)."""
     import torchvision
+    from torchvision.models._api import WeightsEnum
 
+    if label is not None:
+        member = getattr(torchvision.models.get_model_weights(name), label.split(".")[-1])
+        with mock.patch.object(WeightsEnum, "get_state_dict", lambda self, *a, **k: sd):
+            try:
+                model = torchvision.models.get_model(name, weights=member)
+            except RuntimeError as exc:  # strict load_state_dict failed
+                raise CortexmapError(
+                    f"The weights file for {name!r} does not fit its architecture: "
+                    f"{str(exc).splitlines()[0][:300]}. Delete or reinstall the file."
+                ) from exc
+        _tag(model, "cortexmap_preprocessing", _torchvision_preprocessing(name, label))
+        return model
     kwargs: dict[str, Any] = {"weights": None}
     if num_classes is not None:
         kwargs["num_classes"] = int(num_classes)
@@ -199,12 +324,14 @@ def _load_torchvision(name: str, num_classes: int | None) -> nn.Module:
     return model
 
 
-def _torchvision_preprocessing(name: str) -> Preprocessing:
-    """The preprocessing of torchvision's default weights for ``name`` (metadata only)."""
+def _torchvision_preprocessing(name: str, label: str | None = None) -> Preprocessing:
+    """The preprocessing of torchvision's weights ``label`` (default: DEFAULT) for ``name``."""
     import torchvision
 
     try:
-        t = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+        enum = torchvision.models.get_model_weights(name)
+        w = getattr(enum, label.split(".")[-1]) if label else enum.DEFAULT
+        t = w.transforms()
         return Preprocessing(
             size=int(t.crop_size[0]),
             resize=int(t.resize_size[0]),
@@ -215,15 +342,24 @@ def _torchvision_preprocessing(name: str) -> Preprocessing:
         return Preprocessing(224, IMAGENET_MEAN, IMAGENET_STD, resize=256)
 
 
-def _load_timm(name: str, num_classes: int | None) -> nn.Module:
+def _load_timm(
+    name: str, num_classes: int | None, pretrained: bool = False, file: str | None = None
+) -> nn.Module:
     import timm
 
     if name not in timm_names():
         raise _unknown(name, list(timm_names()), "timm model")
-    kwargs: dict[str, Any] = {"pretrained": False}
+    kwargs: dict[str, Any] = {"pretrained": pretrained or file is not None}
+    if file is not None:
+        kwargs["pretrained_cfg_overlay"] = {"file": file}
     if num_classes is not None:
         kwargs["num_classes"] = int(num_classes)
-    model = timm.create_model(name, **kwargs)
+    try:
+        model = timm.create_model(name, **kwargs)
+    except RuntimeError as exc:
+        if file is None:
+            raise
+        raise CortexmapError(f"timm's weights file {file} does not fit {name!r}: {exc}") from exc
     cfg = timm.data.resolve_data_config({}, model=model)
     size = int(cfg["input_size"][-1])
     crop = float(cfg.get("crop_pct") or 1.0)
@@ -331,12 +467,13 @@ def _load_file(path: Path, arch: str | None, num_classes: int | None) -> nn.Modu
         )
     if num_classes is None:
         num_classes = extra.get("num_classes")
+    arch = split_untrained(str(arch))[0] + UNTRAINED  # the file supplies the weights
     model = load(arch, num_classes=num_classes)
     if num_classes is None:  # a retrained head: rebuild with the checkpoint's class count
         inferred = _infer_num_classes(model, _clean_keys(sd))
         if inferred is not None:
             model = load(arch, num_classes=inferred)
-    _apply_state_dict(model, sd, path, arch)
+    apply_state_dict(model, sd, path, arch)
     if isinstance(extra.get("preprocessing"), dict):
         _tag(model, "cortexmap_preprocessing", Preprocessing.from_dict(extra["preprocessing"]))
     return model
@@ -359,10 +496,10 @@ def load_weights(model: nn.Module, weights: str | os.PathLike, arch: str | None 
     if not path.is_file():
         raise CortexmapError(f"Weights file {path} does not exist; check the path.")
     sd, _ = _split_checkpoint(_read_checkpoint(path), path)
-    _apply_state_dict(model, sd, path, arch or type(model).__name__)
+    apply_state_dict(model, sd, path, arch or type(model).__name__)
 
 
-def _apply_state_dict(model: nn.Module, sd: dict[str, Any], path: Path, arch: str) -> None:
+def apply_state_dict(model: nn.Module, sd: dict[str, Any], path: Path, arch: str) -> None:
     sd = _clean_keys(sd)
     own = model.state_dict()
     missing = [k for k in own if k not in sd]

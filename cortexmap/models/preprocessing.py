@@ -106,9 +106,12 @@ def resize_crop(t: torch.Tensor, resize: int, size: int, mode: str = "bilinear")
 
 
 def input_size_of(model: torch.nn.Module, default: int = 224) -> int:
-    """The square input side a loaded model expects (from its preprocessing)."""
-    p = getattr(model, "cortexmap_preprocessing", None)
-    return int(p.size) if p is not None else default
+    """The square input side a loaded model expects (from its ``cortexmap_preprocessing``);
+    ``default`` for a bare torch module without one (224: the ImageNet convention)."""
+    size = getattr(getattr(model, "cortexmap_preprocessing", None), "size", None)
+    if isinstance(size, (tuple, list)):
+        size = size[0]
+    return int(size) if size else default
 
 
 def as_tuple3(x: float | Sequence[float]) -> tuple[float, float, float]:

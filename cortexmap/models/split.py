@@ -16,6 +16,7 @@ from torch import fx, nn
 from torchvision.models.feature_extraction import NodePathTracer
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.predict import batched
 
 
 def _layer_node(graph: fx.Graph, qualnames: dict[fx.Node, str], layer: str) -> fx.Node:
@@ -107,4 +108,4 @@ def _tail(model: nn.Module, graph: fx.Graph, qualnames: dict[fx.Node, str],
 @torch.no_grad()
 def layer_output(head: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """Run ``head`` over ``images`` in batches and concatenate: the cache ablations reuse."""
-    return torch.cat([head(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    return batched(head, images, batch_size)

@@ -31,6 +31,48 @@ from cortexmap.utils.io import atomic_path
 STORE_FORMAT = "cortexmap.activations/1"
 
 
+def is_activation_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder holding a store that cortexmap wrote (its own format tag)."""
+    import json
+
+    meta = Path(path) / "zarr.json"
+    if Path(path).is_symlink() or not meta.is_file():
+        return False
+    try:
+        attrs = json.loads(meta.read_text(encoding="utf-8")).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(attrs, dict) and attrs.get("format") == STORE_FORMAT
+
+
+def check_replaceable(path: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """Refuse to replace ``path`` unless it is empty or an activation store cortexmap wrote,
+    and never when it is, holds or lies inside one of ``inputs``."""
+    p = Path(path)
+    where = p.resolve()
+    for inp in inputs:
+        src = Path(inp).resolve()
+        if where == src or where in src.parents or src in where.parents:
+            raise CortexmapError(
+                f"Output {p} overlaps the input {inp}; replacing it would delete your input. "
+                "Choose an --out outside the input folder."
+            )
+    if not os.path.lexists(p):
+        return
+    if p.is_symlink() or not p.is_dir():
+        kind = "a symbolic link" if p.is_symlink() else "a file"
+        raise CortexmapError(
+            f"Output {p} is {kind}, not an activation store; --overwrite only replaces stores "
+            "that cortexmap wrote. Choose another --out."
+        )
+    if any(p.iterdir()) and not is_activation_store(p):
+        raise CortexmapError(
+            f"Output {p} is a folder cortexmap did not write (no activation-store metadata); "
+            "--overwrite only replaces stores that cortexmap wrote, so nothing was deleted. "
+            "Choose another --out."
+        )
+
+
 class ActivationStore:
     """Read access to an activation store written by :meth:`Extractor.to_store`.
 
@@ -53,13 +95,14 @@ class ActivationStore:
             self._group = zarr.open_group(str(self.path), mode=mode)
         except Exception as exc:
             raise CortexmapError(
-                f"{self.path} is not a readable zarr store ({exc}); choose another path or "
-                "pass --overwrite to replace it."
+                f"{self.path} is not a cortexmap activation store (not a readable zarr store: "
+                f"{exc}); choose another output path (--overwrite only replaces stores that "
+                "cortexmap wrote)."
             ) from exc
         if self._group.attrs.get("format") != STORE_FORMAT:
             raise CortexmapError(
                 f"{self.path} is a zarr store but not a cortexmap activation store; choose "
-                "another path or pass --overwrite to replace it."
+                "another output path (--overwrite only replaces stores that cortexmap wrote)."
             )
         if not allow_incomplete and not self.complete:
             raise CortexmapError(

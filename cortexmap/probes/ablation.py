@@ -29,6 +29,7 @@ import torch.fx
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.hooks import forward_hooks
 from cortexmap.probes.lesion import linear_stage
 from cortexmap.utils.progress import track
 
@@ -139,11 +140,8 @@ def ablate_units(model: nn.Module, layer: str, units: Sequence[int]) -> Iterator
         out.index_fill_(unit_axis(out) % out.ndim, torch.tensor(idx, dtype=torch.long), 0.0)
         return out
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with forward_hooks({module: hook}):
         yield model
-    finally:
-        handle.remove()
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,18 +49,16 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from cortexmap.config import AnalysisConfig, Seed
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, load
-from cortexmap.probes.receptive_field import (
-    ReceptiveFields,
-    default_spatial_layers,
-    project_mask,
-    receptive_fields,
-    spatial_layers,
-)
+from cortexmap.models.layers import default_conv_layers, spatial_layers
+from cortexmap.models.preprocessing import input_size_of
+from cortexmap.probes.receptive_field import ReceptiveFields, project_mask, receptive_fields
 from cortexmap.report import Finding, Report
+from cortexmap.report.figures import figure_png
 from cortexmap.rsa import (
     RDMs,
     bootstrap_conditions,
@@ -70,9 +68,10 @@ from cortexmap.rsa import (
     noise_ceiling,
     permutation_test,
 )
-from cortexmap.rsa.rdm import n_conditions_from_pairs
+from cortexmap.rsa.compare import CompareMethod
+from cortexmap.rsa.rdm import PatternMetric, n_conditions_from_pairs
 from cortexmap.stimuli import load_bundled, load_folder, resize_masks
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_bytes, write_table
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.validation import check_conditions
@@ -550,7 +549,7 @@ def _noise_ceiling(subject_rdms: RDMs, method: str) -> tuple[float, float]:
 # The analysis: config, result, run
 
 
-class CenterPeripheryConfig(BaseModel):
+class CenterPeripheryConfig(AnalysisConfig):
     """Settings of :func:`run_center_periphery` (defaults: zoo AlexNet, bundled images, phantom).
 
     Model and stimuli
@@ -580,8 +579,6 @@ class CenterPeripheryConfig(BaseModel):
         phantom_subjects, phantom_runs, phantom_snr, phantom_resolution_mm.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     model: str = "zoo:alexnet_sup_s0"
     weights: str | None = None
     arch: str | None = None
@@ -602,13 +599,13 @@ class CenterPeripheryConfig(BaseModel):
     fill: Literal["gray", "mean"] = "gray"
     rf_method: Literal["auto", "analytic", "gradient"] = "auto"
 
-    rdm_metric: str = "correlation"
-    compare_method: str = "spearman"
+    rdm_metric: PatternMetric = "correlation"
+    compare_method: CompareMethod = "spearman"
     n_perm: int = Field(1000, ge=1)
     n_boot: int = Field(1000, ge=1)
     bootstrap: Literal["conditions", "subjects"] = "conditions"
     alpha: float = Field(0.05, gt=0, lt=1)
-    seed: int = 0
+    seed: Seed = 0
 
     brain: str = "phantom"
     atlas: str | None = None
@@ -655,8 +652,8 @@ class CenterPeripheryResult:
     def figure_pngs(self) -> dict[str, bytes]:
         """Both figures rendered once as PNG bytes: {"figure_layers": ..., "figure_layout": ...}."""
         if self._pngs is None:
-            self._pngs = {"figure_layers": _png(self.figure_layers()),
-                          "figure_layout": _png(self.figure_layout())}
+            self._pngs = {"figure_layers": figure_png(self.figure_layers()),
+                          "figure_layout": figure_png(self.figure_layout())}
         return self._pngs
 
     def figure_layers(self):
@@ -843,9 +840,9 @@ def run_center_periphery(
         updates["brain"] = f"<ROI RDMs: {', '.join(region_rdms)}>"
     cfg = cfg.model_copy(update=updates)
     check_conditions(len(stim), "The stimulus set")
-    size = int(model.cortexmap_preprocessing.size)
+    size = input_size_of(model)
     conv = spatial_layers(model, size)
-    layers = list(cfg.layers) if cfg.layers else default_spatial_layers(model, size)
+    layers = list(cfg.layers) if cfg.layers else default_conv_layers(model, size)
     for layer in layers:
         if layer not in conv:
             # receptive_fields names the problem (unknown or not convolutional) precisely
@@ -935,8 +932,9 @@ def run_center_periphery(
     for name, df in tables.items():
         write_table(df, out / name)
     RDMs.concat(all_group_rdms).save(out / "group_rdms.npz")
+    files = safe_filenames(list(region), "region")
     for r, rd in region.items():
-        rd.save(out / f"region_rdms_{r}.npz")
+        rd.save(out / f"region_rdms_{files[r]}.npz")
     for name, png in result.figure_pngs().items():
         write_bytes(out / f"{name}.png", png)
     report = Report("cortexmap: center-periphery organization")
@@ -947,17 +945,6 @@ def run_center_periphery(
                      inputs={"stimuli": stim.images, **({"masks": masks} if masks is not None
                                                         else {})})
     return result
-
-
-def _png(fig) -> bytes:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def _findings(result: CenterPeripheryResult) -> list[Finding]:
@@ -981,6 +968,9 @@ def _findings(result: CenterPeripheryResult) -> list[Finding]:
                  f"{cfg.alpha:g} (best "
                  f"{best.layer}: {best.interaction:+.3f}). " + nums),
         analysis="center_periphery",
+        evidence="method-check" if cfg.brain == "phantom" else "real-data",
+        criterion=f"At least one layer has I > 0 with its bootstrap CI above 0 and FDR q < "
+                  f"{cfg.alpha:g}.",
     )]
     grp = result.tables["groups"]
     if "background" in cfg.groups and all(g.selectivity is not None
@@ -1002,6 +992,8 @@ def _findings(result: CenterPeripheryResult) -> list[Finding]:
             "; ".join(f"{r.layer}/{r.group}: {r.mean_eccentricity:.2f}"
                       for r in grp.itertuples()),
             analysis="center_periphery",
+            evidence="in-silico",
+            criterion="corr(BSI, eccentricity) is positive in more than half of the layers.",
         ))
     return findings
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.predict import predict
 
 DEFAULT_CONTRASTS: tuple[float, ...] = (1.0, 0.5, 0.3, 0.1, 0.05, 0.03, 0.01)
 
@@ -132,24 +133,6 @@ def model_input(model: nn.Module, images: np.ndarray) -> torch.Tensor:
     # One memory layout throughout: channels-last, in which oneDNN convolutions and pooling run
     # fastest on CPUs; mixing layouts makes every elementwise op several times slower.
     return x.contiguous(memory_format=torch.channels_last)
-
-
-@torch.inference_mode()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Arg-max class of ``model`` for each input row of ``x`` (n, 3, S, S) -> (n,) int."""
-    device = next(model.parameters()).device
-    out = [
-        _logits(model(x[i : i + batch_size].to(device))).argmax(1).cpu()
-        for i in range(0, len(x), batch_size)
-    ]
-    return torch.cat(out).numpy()
-
-
-def _logits(out) -> torch.Tensor:
-    """Models may return tuples/named tuples (e.g. GoogLeNet aux heads); take the main output."""
-    if isinstance(out, (tuple, list)):
-        return out[0]
-    return getattr(out, "logits", out)
 
 
 # --------------------------------------------------------------------------- accuracy vs contrast

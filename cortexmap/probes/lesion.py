@@ -42,12 +42,10 @@ import torch
 from torch import fx, nn
 
 from cortexmap.errors import CortexmapError
-from cortexmap.probes.contrast import (
-    _logits,
-    check_contrasts,
-    model_input,
-    stack_contrasts,
-)
+from cortexmap.models.hooks import forward_hooks
+from cortexmap.models.predict import logits_of, predict
+from cortexmap.models.preprocessing import input_size_of
+from cortexmap.probes.contrast import check_contrasts, model_input, stack_contrasts
 from cortexmap.utils.io import write_json, write_table
 from cortexmap.utils.progress import track
 
@@ -359,7 +357,7 @@ def lesion_correct(
                 f = None if fill is None else (fill[sl] if idx is None else fill[idx[sl]])
                 logits = tail(apply_lesions(a, mb, f))
             n = len(cols[sl])
-            pred = _logits(logits).argmax(1).view(len(mb), n)
+            pred = logits_of(logits).argmax(1).view(len(mb), n)
             out[l0 : l0 + len(mb), cols[sl]] = pred.cpu() == lab_all[sl]
     return out.numpy()
 
@@ -478,7 +476,7 @@ def _intact_pass(model: nn.Module, layers: list[str], x: torch.Tensor, traced,
         parts += [gm(x[i : i + batch_size]) for i in range(batch_size, len(x), batch_size)]
     except Exception:  # e.g. a layer whose output is not a tensor: per layer instead
         return None
-    logits = torch.cat([_logits(p[0]) for p in parts])
+    logits = torch.cat([logits_of(p[0]) for p in parts])
     vals = {k: _same_layout(torch.cat([p[1][j] for p in parts])) for j, k in enumerate(keys)}
     return IntactPass(
         logits=logits,
@@ -505,18 +503,11 @@ def naive_lesion_correct(
         keep = (~current["mask"]).to(out.dtype).view((1, -1) + (1,) * (out.ndim - 2))
         return out * keep
 
-    handle = module.register_forward_hook(hook)
-    try:
-        rows = []
+    rows = []
+    with forward_hooks({module: hook}):
         for mask in np.asarray(masks):
             current["mask"] = torch.from_numpy(mask).to(x.device)
-            pred = torch.cat([
-                _logits(model(x[i : i + batch_size])).argmax(1)
-                for i in range(0, len(x), batch_size)
-            ])
-            rows.append((pred.cpu() == labels.cpu()).numpy())
-    finally:
-        handle.remove()
+            rows.append(predict(model, x, batch_size) == labels.cpu().numpy())
     return np.stack(rows)
 
 
@@ -721,7 +712,7 @@ def lesion_sweep(
         else:
             with torch.inference_mode():  # clone: a tail starting in-place must not edit acts
                 base_correct = (
-                    torch.cat([_logits(tail(acts[i : i + max_batch].clone())).argmax(1).cpu()
+                    torch.cat([logits_of(tail(acts[i : i + max_batch].clone())).argmax(1).cpu()
                                for i in range(0, len(acts), max_batch)]) == lab_t
                 ).numpy()
         correct = _evaluate(tail, acts, lab_t, masks, fill, batch_lesions, max_batch, client,
@@ -935,8 +926,7 @@ def preferred_gratings(
     from cortexmap.probes.orientation import grating_responses
     from cortexmap.stimuli import gratings
 
-    prep = getattr(model, "cortexmap_preprocessing", None)
-    size = size or int(getattr(prep, "size", 64) or 64)
+    size = size or input_size_of(model, default=64)
     if spatial_freqs_cpi is None:
         spatial_freqs_cpi = [size / 32, size / 16, size / 8, size / 4]
     ori = np.sort(np.asarray(orientations_deg, dtype=float))

@@ -36,7 +36,9 @@ import torch
 from torch import nn
 
 from cortexmap.errors import CortexmapError
-from cortexmap.models import list_layers, resolve_layers
+from cortexmap.models.hooks import capture, run_with_hooks
+from cortexmap.models.layers import device_of, resolve_layers, spatial_layers
+from cortexmap.models.preprocessing import input_size_of
 
 _METHODS = ("auto", "analytic", "gradient")
 
@@ -105,9 +107,7 @@ class ReceptiveFields:
 
 def _input_size(model: nn.Module, input_size: int | tuple[int, int] | None) -> tuple[int, int]:
     if input_size is None:
-        prep = getattr(model, "cortexmap_preprocessing", None)
-        size = getattr(prep, "size", None)
-        input_size = size if size is not None else 224
+        input_size = input_size_of(model)
     if isinstance(input_size, int):
         return (int(input_size), int(input_size))
     h, w = input_size
@@ -119,46 +119,9 @@ def _module(model: nn.Module, layer: str) -> nn.Module:
     return dict(model.named_modules())[layer]
 
 
-def spatial_layers(model: nn.Module, input_size: int | tuple[int, int] | None = None) -> list[str]:
-    """Names of modules whose output is a (C, h, w) feature map, in definition order."""
-    size = _input_size(model, input_size)
-    return [info.name for info in list_layers(model, size[0]) if info.spatial]
-
-
-def default_spatial_layers(
-    model: nn.Module, input_size: int | tuple[int, int] | None = None
-) -> list[str]:
-    """Convolutional layers a user would name: top-level blocks with a feature map that contain
-    a convolution (e.g. the zoo's ``conv1``..``conv5``); else every ``Conv2d`` module."""
-    spatial = spatial_layers(model, input_size)
-    modules = dict(model.named_modules())
-    blocks = [
-        n for n in spatial
-        if "." not in n and any(isinstance(m, nn.Conv2d) for m in modules[n].modules())
-    ]
-    if len(blocks) >= 2:
-        return blocks
-    return [n for n in spatial if isinstance(modules[n], nn.Conv2d)]
-
-
-def _device(model: nn.Module) -> torch.device:
-    """The device of the model's parameters (CPU for a parameter-free module)."""
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-def _forward(model: nn.Module, x: torch.Tensor) -> None:
-    was_training = model.training
-    model.eval()
-    try:
-        model(x)
-    finally:
-        model.train(was_training)
-
-
 def _check_spatial(layer: str, shape: tuple[int, ...], model: nn.Module, size) -> None:
     if len(shape) != 4:
-        conv = spatial_layers(model, size)
+        conv = spatial_layers(model, size[0])
         raise CortexmapError(
             f"Layer {layer!r} is not convolutional: its output has shape {tuple(shape[1:])} "
             "without a spatial (h, w) grid, so its units have no receptive-field position. "
@@ -205,7 +168,7 @@ def _trace(model: nn.Module, layer: str, size: tuple[int, int]):
         if not out_shape and isinstance(out, torch.Tensor):
             out_shape.append(tuple(out.shape))
 
-    handles = []
+    hooks = []
     for name, mod in model.named_modules():
         if mod is not target and not any(True for _ in mod.children()):
 
@@ -215,7 +178,7 @@ def _trace(model: nn.Module, layer: str, size: tuple[int, int]):
                 if isinstance(out, torch.Tensor):
                     events.append((name, m, tuple(inputs[0].shape), tuple(out.shape)))
 
-            handles.append(mod.register_forward_hook(hook))
+            hooks.append((mod, hook))
     if not any(True for _ in target.children()):
         # A leaf target is itself part of the chain: record it, then its output shape.
         def leaf_hook(m, inputs, out):
@@ -223,15 +186,11 @@ def _trace(model: nn.Module, layer: str, size: tuple[int, int]):
                 events.append((layer, m, tuple(inputs[0].shape), tuple(out.shape)))
                 out_shape.append(tuple(out.shape))
 
-        handles.append(target.register_forward_hook(leaf_hook))
+        hooks.append((target, leaf_hook))
     else:
-        handles.append(target.register_forward_hook(stop_hook))
-    try:
-        with torch.no_grad():
-            _forward(model, torch.zeros(1, 3, *size, device=_device(model)))
-    finally:
-        for h in handles:
-            h.remove()
+        hooks.append((target, stop_hook))
+    run_with_hooks(model, torch.zeros(1, 3, *size, device=device_of(model)), hooks,
+                   eval_mode=True)
     if not out_shape:
         raise CortexmapError(
             f"Layer {layer!r} was not called in the model's forward pass; choose a layer that "
@@ -290,26 +249,11 @@ def _layer_output_fn(model: nn.Module, layer: str):
     """Function x -> layer output (with gradients), via a forward hook on the named module."""
     target = _module(model, layer)
 
-    class _Stop(Exception):
-        pass
-
     def fn(x: torch.Tensor) -> torch.Tensor:
-        box: list[torch.Tensor] = []
-
-        def hook(_m, _i, out):
-            box.append(out)
-            raise _Stop  # no need to run the rest of the network
-
-        handle = target.register_forward_hook(hook)
-        try:
-            model(x)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        if not box:
+        out = capture(model, x, {layer: target}, grad=True).get(layer)
+        if out is None:
             raise CortexmapError(f"Layer {layer!r} was not called in the forward pass.")
-        return box[0]
+        return out
 
     return fn
 
@@ -327,7 +271,7 @@ def _gradient_profiles(
     try:
         with torch.enable_grad():
             for _ in range(n_probes):
-                base = torch.randn(1, 3, *size, generator=gen).to(_device(model))
+                base = torch.randn(1, 3, *size, generator=gen).to(device_of(model))
                 for b0 in range(0, len(positions), batch_size):
                     pos = positions[b0:b0 + batch_size]
                     x = base.repeat(len(pos), 1, 1, 1).requires_grad_(True)

@@ -4,6 +4,15 @@ Figures are rendered to PNG and embedded as base64 so the report is a single fil
 mailed or archived; it is written atomically.
 """
 
-from cortexmap.report.document import Finding, Report, Section
+from cortexmap.report.document import (
+    EVIDENCE,
+    EVIDENCE_INTRO,
+    Evidence,
+    Finding,
+    Report,
+    Section,
+    findings_table,
+)
 
-__all__ = ["Finding", "Report", "Section"]
+__all__ = ["EVIDENCE", "EVIDENCE_INTRO", "Evidence", "Finding", "Report", "Section",
+           "findings_table"]

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 import pandas as pd
 
+from cortexmap.errors import CortexmapError
+from cortexmap.report.figures import figure_png
 from cortexmap.utils.io import write_text
 from cortexmap.utils.provenance import package_versions
 
@@ -24,14 +25,83 @@ _TEMPLATES = jinja2.Environment(
 )
 
 
+Evidence = Literal["in-silico", "method-check", "real-data"]
+
+#: The three kinds of evidence a finding can be, and what each means (shown in every report).
+EVIDENCE: dict[str, str] = {
+    "in-silico": "a measured property of the networks, run next to its control (untrained "
+                 "twin, random sets, matched baselines)",
+    "method-check": "the analysis recovers a truth planted in simulated data (the phantom "
+                    "brain); it checks the method and is never a reproduction of a published "
+                    "result",
+    "real-data": "networks compared with real brain or behavioural measurements",
+}
+
+#: The two sentences that open every summary of findings.
+EVIDENCE_INTRO = (
+    "Each finding says what kind of evidence it is: **in-silico** findings are measured "
+    "properties of the networks, judged against a control (an untrained twin, random unit sets "
+    "or a matched baseline); **method-check** rows only test whether an analysis recovers a "
+    "truth planted in a simulated (phantom) brain, so they are never reproductions of a "
+    "published result; **real-data** findings compare networks with real brain or behavioural "
+    "measurements. Each verdict follows from the pass criterion printed beside its numbers, "
+    "and that criterion can fail."
+)
+
+
 @dataclass
 class Finding:
-    """A published claim and whether this run reproduced it, with the numbers that say so."""
+    """A published claim (or a planted truth) and this run's verdict, with the numbers behind it.
+
+    claim: what is tested. reproduced: whether the pass criterion held (for a ``method-check``:
+    whether the planted truth was recovered). numbers: the measured statistics. analysis: which
+    analysis produced it. evidence: ``"in-silico"`` (a measured property of the networks),
+    ``"method-check"`` (recovering a truth planted in simulated data) or ``"real-data"``.
+    criterion: the pass criterion in one sentence. control: the control's numbers (untrained
+    twin, random sets, negative-control phantom, baseline), empty when the criterion itself is
+    the comparison.
+    """
 
     claim: str
     reproduced: bool
     numbers: str
     analysis: str = ""
+    evidence: Evidence = field(kw_only=True)
+    criterion: str = field(kw_only=True)
+    control: str = field(default="", kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.evidence not in EVIDENCE:
+            raise CortexmapError(
+                f"Finding evidence must be one of {', '.join(EVIDENCE)}; got {self.evidence!r} "
+                f"(claim: {self.claim[:60]!r})."
+            )
+        if not isinstance(self.criterion, str) or not self.criterion.strip():
+            raise CortexmapError(
+                f"Finding {self.claim[:60]!r} has no pass criterion; state it in one sentence."
+            )
+        self.reproduced = bool(self.reproduced)
+
+    @property
+    def verdict(self) -> str:
+        """"recovered the planted truth: yes/no" for a method check, else "reproduced" or
+        "not reproduced"."""
+        if self.evidence == "method-check":
+            return f"recovered the planted truth: {'yes' if self.reproduced else 'no'}"
+        return "reproduced" if self.reproduced else "not reproduced"
+
+    def as_row(self) -> dict[str, Any]:
+        """One row of ``findings.csv``: every field plus the verdict wording."""
+        return {"analysis": self.analysis, "evidence": self.evidence, "claim": self.claim,
+                "verdict": self.verdict, "reproduced": self.reproduced,
+                "criterion": self.criterion, "numbers": self.numbers, "control": self.control}
+
+
+def findings_table(findings: list[Finding]) -> pd.DataFrame:
+    """The findings as a table (one row each, columns of :meth:`Finding.as_row`)."""
+    cols = ["analysis", "evidence", "claim", "verdict", "reproduced", "criterion", "numbers",
+            "control"]
+    return pd.DataFrame([f.as_row() for f in findings], columns=cols)
 
 
 @dataclass
@@ -75,12 +145,7 @@ class Section:
 
     def figure(self, fig: Any, caption: str, dpi: int = 110) -> Section:
         """Embed a matplotlib figure (closed afterwards) with a caption saying what it shows."""
-        import matplotlib.pyplot as plt
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-        plt.close(fig)
-        data = base64.b64encode(buf.getvalue()).decode("ascii")
+        data = base64.b64encode(figure_png(fig, dpi)).decode("ascii")
         alt = html.escape(caption.split(".")[0])
         self.blocks.append(_Block(
             "figure",
@@ -182,6 +247,7 @@ class Report:
             subtitle=self.subtitle,
             sections=self.sections,
             findings=self.finding_list,
+            evidence_intro=_paragraphs(EVIDENCE_INTRO),
             intro_html=_paragraphs,
             created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             versions=package_versions(),

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import BeforeValidator
 
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa.cka import CKA_METHODS, cka
-from cortexmap.rsa.rdm import RDMs, n_conditions_from_pairs
+from cortexmap.rsa.rdm import RDMs, n_conditions_from_pairs, triu_indices
 
 METHODS = ("pearson", "spearman", "kendall_tau_a", "cosine", "rho_a", "whitened_cosine",
            "whitened_pearson", *CKA_METHODS)
@@ -36,6 +38,14 @@ try:  # scipy's compiled discordant-pair counter (the one scipy.stats.kendalltau
     from scipy.stats._stats import _kendall_dis as _scipy_kendall_dis
 except ImportError:  # pragma: no cover - private scipy API; fall back to the numpy counter
     _scipy_kendall_dis = None
+
+
+def _alias_to_canonical(value):
+    return _ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+#: A config field naming an RDM comparison method (aliases such as "corr" or "tau-a" accepted).
+CompareMethod = Annotated[Literal[METHODS], BeforeValidator(_alias_to_canonical)]
 
 
 def canonical_method(method: str) -> str:
@@ -452,8 +462,6 @@ def _whiten(v: np.ndarray) -> np.ndarray:
     """
     from scipy import sparse
 
-    from cortexmap.rsa.rdm import n_conditions_from_pairs, triu_indices
-
     n = n_conditions_from_pairs(v.shape[1])
     i, j = triu_indices(n)
     pairs = np.arange(len(i))
@@ -544,29 +552,42 @@ def compare(
     return np.stack([tau_a_one_reference(vb, ref, n_threads=n_threads) for ref in va], axis=0)
 
 
-def plot_similarity(
-    sim: np.ndarray, names_a: Sequence[str], names_b: Sequence[str], method: str,
-    annotate: bool | None = None,
-):
-    """Heatmap of a compare() matrix (n_a, n_b); returns a matplotlib Figure."""
-    import matplotlib.pyplot as plt
+def match_conditions(a: RDMs, b: RDMs, labels: tuple[str, str] = ("A", "B")) -> RDMs:
+    """``b`` with its conditions reordered to ``a``'s order, matched by condition label.
 
-    sim = np.asarray(sim)
-    n_a, n_b = sim.shape
-    fig, ax = plt.subplots(figsize=(min(2 + 0.6 * n_b, 14), min(1.5 + 0.45 * n_a, 14)))
-    lim = float(np.nanmax(np.abs(sim))) if np.isfinite(sim).any() else 1.0
-    im = ax.imshow(sim, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
-    ax.set_xticks(range(n_b), list(names_b), rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n_a), list(names_a), fontsize=8)
-    if annotate is None:
-        annotate = n_a * n_b <= 150
-    if annotate:
-        for i in range(n_a):
-            for j in range(n_b):
-                strong = abs(sim[i, j]) > 0.6 * lim  # white text on saturated cells
-                ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if strong else "black")
-    fig.colorbar(im, ax=ax, label=method)
-    ax.set_title(f"RDM similarity ({method})", fontsize=10)
-    fig.tight_layout()
-    return fig
+    Two RDM sets compare entry by entry, so the same stimulus must sit at the same position in
+    both. When both carry labels, ``b`` is reordered to match ``a``; labels that do not match
+    (or repeat) are an error naming them. Without labels on either side the order is taken as
+    it is (the caller is told by a warning).
+    """
+    import warnings
+
+    if a.n_conditions != b.n_conditions:
+        raise CortexmapError(
+            f"{labels[0]} has {a.n_conditions} conditions but {labels[1]} has {b.n_conditions}; "
+            "compare RDMs computed on the same stimuli."
+        )
+    if a.conditions is None or b.conditions is None:
+        warnings.warn(
+            f"{labels[0] if a.conditions is None else labels[1]} has no condition labels, so "
+            "the conditions are assumed to be in the same order in both; save RDMs with "
+            "condition labels (e.g. `cortexmap rdm --conditions`) to have them checked.",
+            UserWarning, stacklevel=2)
+        return b
+    for name, conds in zip(labels, (a.conditions, b.conditions), strict=True):
+        if len(set(conds)) != len(conds):
+            dup = sorted({c for c in conds if conds.count(c) > 1})[:5]
+            raise CortexmapError(f"{name} repeats the condition labels {dup}; labels must be "
+                                 "unique to match conditions.")
+    only_a = [c for c in a.conditions if c not in set(b.conditions)]
+    only_b = [c for c in b.conditions if c not in set(a.conditions)]
+    if only_a or only_b:
+        raise CortexmapError(
+            f"The RDMs describe different conditions: {labels[0]} has {only_a[:5]} that "
+            f"{labels[1]} lacks, and {labels[1]} has {only_b[:5]} that {labels[0]} lacks; "
+            "compare RDMs computed on the same stimuli (labels must match)."
+        )
+    if a.conditions == b.conditions:
+        return b
+    pos = {c: k for k, c in enumerate(b.conditions)}
+    return b.subset_conditions([pos[c] for c in a.conditions])

@@ -11,66 +11,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from cortexmap.errors import CortexmapError
-from cortexmap.rsa.rdm import RDMs
-
-# cortexmap metric -> rsatoolbox dissimilarity_measure label
-_TO_RSATOOLBOX = {
-    "sqeuclidean": "squared euclidean",
-    "euclidean": "euclidean (not squared)",
-    "correlation": "correlation",
-    "cosine": "cosine",
-    "crossnobis": "crossnobis",
-}
-_FROM_RSATOOLBOX = {v: k for k, v in _TO_RSATOOLBOX.items()} | {"euclidean": "sqeuclidean"}
-_CONDITION_KEYS = ("conditions", "conds", "stimulus", "stimuli", "condition")
-
-
-def _rsatoolbox():
-    try:
-        import rsatoolbox
-    except ImportError as exc:  # pragma: no cover - rsatoolbox is a dev dependency
-        raise CortexmapError(
-            "rsatoolbox is not installed; pip install 'rsatoolbox>=0.3,<0.4' to convert."
-        ) from exc
-    return rsatoolbox
+from cortexmap.rsa.rdm import RDMs, rsatoolbox_module
 
 
 def to_rsatoolbox(rdms: RDMs):
     """``RDMs`` -> ``rsatoolbox.rdm.RDMs`` (names in rdm_descriptors["name"], condition labels
-    in pattern_descriptors["conditions"])."""
-    rt = _rsatoolbox()
-    pattern_descriptors = {"index": list(range(rdms.n_conditions))}
-    if rdms.conditions is not None:
-        pattern_descriptors["conditions"] = list(rdms.conditions)
-    return rt.rdm.RDMs(
-        dissimilarities=rdms.vectors.copy(),
-        dissimilarity_measure=_TO_RSATOOLBOX.get(rdms.metric, rdms.metric),
-        rdm_descriptors={"name": list(rdms.names), "index": list(range(len(rdms)))},
-        pattern_descriptors=pattern_descriptors,
-    )
+    in pattern_descriptors["conditions"]); same as :meth:`RDMs.to_rsatoolbox`."""
+    return rdms.to_rsatoolbox()
 
 
 def from_rsatoolbox(obj, names: Sequence[str] | None = None) -> RDMs:
-    """``rsatoolbox.rdm.RDMs`` -> ``RDMs``. Names come from ``names``, else the rdm descriptor
-    "name", else "rdm0", "rdm1", ...; condition labels from a pattern descriptor such as
-    "conditions" or "conds" when present."""
-    if not (hasattr(obj, "get_vectors") and hasattr(obj, "n_cond")):
-        raise CortexmapError(
-            f"Expected an rsatoolbox.rdm.RDMs object; got {type(obj).__name__}."
-        )
-    vectors = np.asarray(obj.get_vectors(), dtype=np.float64)
-    if names is None:
-        desc = getattr(obj, "rdm_descriptors", {}) or {}
-        names = [str(n) for n in desc["name"]] if "name" in desc else None
-    conditions = None
-    pdesc = getattr(obj, "pattern_descriptors", {}) or {}
-    for key in _CONDITION_KEYS:
-        if key in pdesc and len(pdesc[key]) == obj.n_cond:
-            conditions = [str(c) for c in pdesc[key]]
-            break
-    measure = obj.dissimilarity_measure or "unknown"
-    return RDMs(vectors, int(obj.n_cond), list(names) if names is not None else [],
-                _FROM_RSATOOLBOX.get(measure, measure), conditions)
+    """``rsatoolbox.rdm.RDMs`` -> ``RDMs``; same as :meth:`RDMs.from_rsatoolbox`."""
+    return RDMs.from_rsatoolbox(obj, names=names)
 
 
 def to_rsatoolbox_dataset(
@@ -81,7 +33,7 @@ def to_rsatoolbox_dataset(
 ):
     """Patterns (n_obs, n_units) -> ``rsatoolbox.data.Dataset`` with obs descriptors "conds" and
     "runs" (use ``calc_rdm(ds, descriptor="conds", cv_descriptor="runs")``)."""
-    rt = _rsatoolbox()
+    rt = rsatoolbox_module()
     x = np.asarray(patterns, dtype=np.float64)
     if x.ndim != 2:
         raise CortexmapError(f"patterns must be (n_obs, n_units); got shape {x.shape}.")

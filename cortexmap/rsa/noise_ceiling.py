@@ -62,7 +62,9 @@ def pool_rdms(rdms: RDMs | np.ndarray, method: str = "spearman") -> np.ndarray:
     return out
 
 
-def noise_ceiling(subject_rdms: RDMs | np.ndarray, method: str = "spearman") -> NoiseCeiling:
+def noise_ceiling(
+    subject_rdms: RDMs | np.ndarray, method: str = "spearman", groups=None
+) -> NoiseCeiling:
     """Leave-one-subject-out noise ceiling of a set of subject RDMs.
 
     Args:
@@ -70,6 +72,9 @@ def noise_ceiling(subject_rdms: RDMs | np.ndarray, method: str = "spearman") -> 
             Pairs missing (NaN) in any subject are left out for everyone.
         method: comparison method the models will be evaluated with ("spearman", "pearson",
             "kendall_tau_a", "cosine", "rho_a").
+        groups: optional label per RDM; RDMs sharing a label are left out together (as
+            rsatoolbox's ``rdm_descriptor``), e.g. the copies of a subject drawn twice in a
+            bootstrap sample. Both bounds are then means over groups.
 
     Returns:
         :class:`NoiseCeiling`; unpacks as ``lower, upper``.
@@ -78,14 +83,23 @@ def noise_ceiling(subject_rdms: RDMs | np.ndarray, method: str = "spearman") -> 
     v = as_vectors(subject_rdms, "subject_rdms")
     _transform_for_pooling(v[:1, :2], method)  # fail early for methods without a pooling rule
     n = len(v)
-    if n < 2:
+    labels = np.arange(n) if groups is None else np.asarray(groups)
+    if labels.shape != (n,):
+        raise CortexmapError(f"groups must hold one label per RDM ({n}); got {labels.shape}.")
+    uniq = np.unique(labels)
+    if uniq.size < 2:
         raise CortexmapError(
-            f"noise_ceiling needs RDMs of at least 2 subjects; got {n}. Pass one RDM per subject."
+            f"noise_ceiling needs RDMs of at least 2 subjects; got {uniq.size}. Pass one RDM per "
+            "subject."
         )
     v = v[:, ~np.isnan(v).any(0)]
     t = _transform_for_pooling(v, method)
     total = t.sum(0)
-    upper = compare(v, (total / n)[None], method)[:, 0]
-    loo = (total[None, :] - t) / (n - 1)  # pooled RDM of the other subjects, one per subject
-    lower = np.array([compare(loo[i], v[i], method)[0, 0] for i in range(n)])
+    every = compare(v, (total / n)[None], method)[:, 0]
+    lower, upper = np.empty(uniq.size), np.empty(uniq.size)
+    for k, g in enumerate(uniq):  # pooled RDM of the other subjects against each left-out one
+        out = labels == g
+        loo = (total - t[out].sum(0)) / (n - out.sum())
+        lower[k] = compare(loo, v[out], method).mean()
+        upper[k] = every[out].mean()
     return NoiseCeiling(float(lower.mean()), float(upper.mean()), lower, upper, method)

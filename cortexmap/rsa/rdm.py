@@ -17,15 +17,20 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from cortexmap.errors import CortexmapError
+from cortexmap.utils.io import atomic_path, check_output_file
 from cortexmap.utils.validation import as_finite_array, check_conditions
 
 METRICS = ("correlation", "euclidean", "sqeuclidean", "cosine", "crossnobis")
+#: A config field naming an RDM distance.
+RdmMetric = Literal[METRICS]
+#: An RDM distance computed from one response pattern per condition (crossnobis needs runs).
+PatternMetric = Literal[tuple(m for m in METRICS if m != "crossnobis")]
 
 # Units processed per BLAS block: big enough for an efficient GEMM, small enough that the float64
 # copy of one block of a 1000-condition layer stays around 64 MB.
@@ -33,6 +38,29 @@ _BLOCK_UNITS = 8192
 # float32 products accumulate rounding error with the number of summed terms: short blocks keep
 # each float32 partial sum accurate, the float64 sum over blocks keeps the total accurate.
 _SINGLE_BLOCK_UNITS = 1024
+
+# Metric names differ between the two packages: cortexmap's "sqeuclidean" (squared distance per
+# unit) is rsatoolbox's "euclidean" method, whose RDMs it labels "squared euclidean".
+_TO_RSATOOLBOX = {
+    "sqeuclidean": "squared euclidean",
+    "euclidean": "euclidean (not squared)",
+    "correlation": "correlation",
+    "cosine": "cosine",
+    "crossnobis": "crossnobis",
+}
+_FROM_RSATOOLBOX = {v: k for k, v in _TO_RSATOOLBOX.items()} | {"euclidean": "sqeuclidean"}
+_CONDITION_KEYS = ("conditions", "conds", "stimulus", "stimuli", "condition")
+
+
+def rsatoolbox_module():
+    """The ``rsatoolbox`` package (optional; imported only when converting)."""
+    try:
+        import rsatoolbox
+    except ImportError as exc:  # pragma: no cover - rsatoolbox is a dev dependency
+        raise CortexmapError(
+            "rsatoolbox is not installed; pip install 'rsatoolbox>=0.3,<0.4' to convert."
+        ) from exc
+    return rsatoolbox
 
 
 # ----------------------------------------------------------------------------------------------
@@ -78,6 +106,9 @@ class RDMs:
         names: one name per RDM (e.g. layer or subject names).
         metric: dissimilarity measure ("correlation", "euclidean", ... or any label).
         conditions: optional condition labels (length n), e.g. stimulus ids.
+        descriptors: optional per-RDM labels, {key: one value per RDM} (rsatoolbox's
+            ``rdm_descriptors``), e.g. ``{"subject": [...], "session": [...], "region": [...]}``;
+            select with :meth:`select`.
     """
 
     vectors: np.ndarray
@@ -85,6 +116,7 @@ class RDMs:
     names: list[str] = field(default_factory=list)
     metric: str = "unknown"
     conditions: list[str] | None = None
+    descriptors: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         vec = np.asarray(self.vectors, dtype=np.float64)
@@ -115,6 +147,35 @@ class RDMs:
                     f"Got {len(self.conditions)} condition labels for {self.n_conditions} "
                     "conditions; give one label per condition."
                 )
+        self.descriptors = {str(k): [str(v) for v in vals]
+                            for k, vals in (self.descriptors or {}).items()}
+        bad = {k: len(v) for k, v in self.descriptors.items() if len(v) != vec.shape[0]}
+        if bad:
+            raise CortexmapError(
+                f"RDM descriptors {bad} do not have one value per RDM ({vec.shape[0]} RDMs)."
+            )
+
+    def _described(self, idx: Sequence[int]) -> dict[str, list[str]]:
+        return {k: [v[i] for i in idx] for k, v in self.descriptors.items()}
+
+    def select(self, **criteria: str | Sequence[str]) -> RDMs:
+        """The RDMs whose descriptors match, e.g. ``select(region="IT", session="1")``; a
+        sequence of values matches any of them."""
+        unknown = [k for k in criteria if k not in self.descriptors]
+        if unknown:
+            raise CortexmapError(
+                f"Unknown RDM descriptor(s) {unknown}; these RDMs have {sorted(self.descriptors)}."
+            )
+        keep = np.ones(len(self), dtype=bool)
+        for key, wanted in criteria.items():
+            values = {str(wanted)} if isinstance(wanted, str) else {str(w) for w in wanted}
+            keep &= np.isin(self.descriptors[key], list(values))
+        if not keep.any():
+            raise CortexmapError(
+                f"No RDM matches {criteria}; available values: "
+                + "; ".join(f"{k}: {sorted(set(v))}" for k, v in self.descriptors.items())
+            )
+        return self[keep]
 
     # -- basic protocol ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -140,7 +201,7 @@ class RDMs:
                 return self.subset(key)
             idx = [int(k) for k in key]
         return RDMs(self.vectors[idx], self.n_conditions, [self.names[i] for i in idx],
-                    self.metric, self.conditions)
+                    self.metric, self.conditions, self._described(idx))
 
     def __repr__(self) -> str:
         shown = ", ".join(self.names[:4]) + (", ..." if len(self) > 4 else "")
@@ -170,7 +231,7 @@ class RDMs:
             )
         idx = [index[n] for n in names]
         return RDMs(self.vectors[idx], self.n_conditions, list(names), self.metric,
-                    self.conditions)
+                    self.conditions, self._described(idx))
 
     def subset_conditions(self, index: Sequence[int] | np.ndarray) -> RDMs:
         """Restrict (or reorder/resample) conditions; ``index`` are condition positions.
@@ -184,7 +245,7 @@ class RDMs:
         i, j = triu_indices(len(idx))
         vec[:, idx[i] == idx[j]] = np.nan
         conds = [self.conditions[k] for k in idx] if self.conditions is not None else None
-        return RDMs(vec, len(idx), list(self.names), self.metric, conds)
+        return RDMs(vec, len(idx), list(self.names), self.metric, conds, self.descriptors)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -226,25 +287,56 @@ class RDMs:
                     "over the same stimuli can be concatenated."
                 )
         metrics = {r.metric for r in rdms}
+        # descriptors carried by any part; RDMs without one get "" for it
+        keys = list(dict.fromkeys(k for r in rdms for k in r.descriptors))
+        desc = {k: [v for r in rdms for v in r.descriptors.get(k, [""] * len(r))] for k in keys}
         return cls(
             np.concatenate([r.vectors for r in rdms], axis=0), n,
             [name for r in rdms for name in r.names],
-            metrics.pop() if len(metrics) == 1 else "mixed", rdms[0].conditions,
+            metrics.pop() if len(metrics) == 1 else "mixed", rdms[0].conditions, desc,
         )
 
     # -- interop -------------------------------------------------------------------------------
     def to_rsatoolbox(self):
-        """Convert to ``rsatoolbox.rdm.RDMs`` (needs rsatoolbox installed)."""
-        from cortexmap.rsa.interop import to_rsatoolbox
-
-        return to_rsatoolbox(self)
+        """Convert to ``rsatoolbox.rdm.RDMs`` (needs rsatoolbox installed): names in
+        rdm_descriptors["name"], condition labels in pattern_descriptors["conditions"]."""
+        rt = rsatoolbox_module()
+        pattern_descriptors = {"index": list(range(self.n_conditions))}
+        if self.conditions is not None:
+            pattern_descriptors["conditions"] = list(self.conditions)
+        return rt.rdm.RDMs(
+            dissimilarities=self.vectors.copy(),
+            dissimilarity_measure=_TO_RSATOOLBOX.get(self.metric, self.metric),
+            rdm_descriptors={**{k: list(v) for k, v in self.descriptors.items()},
+                             "name": list(self.names), "index": list(range(len(self)))},
+            pattern_descriptors=pattern_descriptors,
+        )
 
     @classmethod
     def from_rsatoolbox(cls, obj, names: Sequence[str] | None = None) -> RDMs:
-        """Convert from ``rsatoolbox.rdm.RDMs``."""
-        from cortexmap.rsa.interop import from_rsatoolbox
-
-        return from_rsatoolbox(obj, names=names)
+        """Convert from ``rsatoolbox.rdm.RDMs``. Names come from ``names``, else the rdm
+        descriptor "name", else "rdm0", "rdm1", ...; condition labels from a pattern descriptor
+        such as "conditions" or "conds" when present."""
+        if not (hasattr(obj, "get_vectors") and hasattr(obj, "n_cond")):
+            raise CortexmapError(
+                f"Expected an rsatoolbox.rdm.RDMs object; got {type(obj).__name__}."
+            )
+        vectors = np.asarray(obj.get_vectors(), dtype=np.float64)
+        if names is None:
+            desc = getattr(obj, "rdm_descriptors", {}) or {}
+            names = [str(n) for n in desc["name"]] if "name" in desc else None
+        conditions = None
+        pdesc = getattr(obj, "pattern_descriptors", {}) or {}
+        for key in _CONDITION_KEYS:
+            if key in pdesc and len(pdesc[key]) == obj.n_cond:
+                conditions = [str(c) for c in pdesc[key]]
+                break
+        measure = obj.dissimilarity_measure or "unknown"
+        desc = getattr(obj, "rdm_descriptors", {}) or {}
+        descriptors = {str(k): [str(x) for x in v] for k, v in desc.items()
+                       if k not in ("name", "index") and len(v) == len(vectors)}
+        return cls(vectors, int(obj.n_cond), list(names) if names is not None else [],
+                   _FROM_RSATOOLBOX.get(measure, measure), conditions, descriptors)
 
     # -- tables and files ----------------------------------------------------------------------
     def to_frame(self) -> pd.DataFrame:
@@ -262,14 +354,13 @@ class RDMs:
 
     def save(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
         """Write a ``.npz`` file atomically (vectors + JSON metadata); returns the path."""
-        from cortexmap.utils.io import atomic_path, check_output_file
-
         p = Path(path)
         if p.suffix != ".npz":
             p = p.with_suffix(".npz")
         check_output_file(p, overwrite)
         meta = {"format": "cortexmap.RDMs", "version": 1, "n_conditions": self.n_conditions,
-                "names": self.names, "metric": self.metric, "conditions": self.conditions}
+                "names": self.names, "metric": self.metric, "conditions": self.conditions,
+                "descriptors": self.descriptors}
         buf = io.BytesIO()
         np.savez_compressed(buf, vectors=self.vectors, meta=np.array(json.dumps(meta)))
         with atomic_path(p) as tmp:
@@ -282,17 +373,29 @@ class RDMs:
         p = Path(path)
         if not p.exists():
             raise CortexmapError(f"RDM file {p} does not exist; check the path.")
+        import zipfile
+
+        why = ""
         try:
-            with np.load(p, allow_pickle=False) as z:
+            z = np.load(p, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy array
+                why = (f" (it holds a bare array of shape {np.shape(z)}; build RDMs from it "
+                       "with RDMs.from_matrices or compute them with `cortexmap rdm`)")
+                raise ValueError("not an .npz archive")
+            with z:
                 vectors = z["vectors"]
                 meta = json.loads(str(z["meta"]))
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            if not why and p.stat().st_size == 0:
+                why = " (the file is empty)"
+            elif not why and isinstance(exc, (zipfile.BadZipFile, EOFError)):
+                why = f" (it is truncated or not a zip archive: {exc})"
             raise CortexmapError(
-                f"{p} is not an RDM file written by cortexmap (RDMs.save); re-create it with "
-                "`cortexmap rdm` or RDMs.save."
+                f"{p} is not an RDM file written by cortexmap (RDMs.save){why}; re-create it "
+                "with `cortexmap rdm` or RDMs.save."
             ) from exc
         return cls(vectors, meta["n_conditions"], meta["names"], meta["metric"],
-                   meta.get("conditions"))
+                   meta.get("conditions"), meta.get("descriptors") or {})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -579,46 +682,3 @@ def compute_rdms(
     if metric != "crossnobis" and conditions is not None:
         labels = [str(c) for c in conditions]
     return RDMs(np.stack(vectors), n_cond, names, metric, labels)
-
-
-# ----------------------------------------------------------------------------------------------
-# Figures
-# ----------------------------------------------------------------------------------------------
-def plot_rdms(rdms: RDMs, max_rdms: int = 12, rank_transform: bool = True, cmap: str = "viridis"):
-    """Grid of RDM heatmaps (first ``max_rdms``); returns a matplotlib Figure.
-
-    rank_transform: show percentile ranks of the dissimilarities (the usual RSA display, which
-    makes RDMs with different scales comparable); False shows raw values with a colour bar.
-    """
-    import matplotlib.pyplot as plt
-
-    from cortexmap.rsa.compare import rank_rows
-
-    shown = rdms[: max(1, min(max_rdms, len(rdms)))]
-    k = len(shown)
-    cols = min(k, 4)
-    rows = int(np.ceil(k / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
-    vec = shown.vectors
-    if rank_transform:
-        ok = ~np.isnan(vec)
-        ranked = np.full_like(vec, np.nan)
-        for r in range(k):  # percentiles in [0, 100], NaN pairs left blank
-            ranked[r, ok[r]] = 100 * (rank_rows(vec[r, ok[r]])[0] - 1) / max(ok[r].sum() - 1, 1)
-        vec = ranked
-    mats = RDMs(vec, shown.n_conditions, shown.names, shown.metric).matrices()
-    for ax, mat, name in zip(axes.ravel(), mats, shown.names, strict=False):
-        im = ax.imshow(mat, cmap=cmap, interpolation="nearest")
-        ax.set_title(name, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
-                     label="percentile" if rank_transform else shown.metric)
-    for ax in axes.ravel()[k:]:
-        ax.axis("off")
-    title = f"RDMs ({shown.metric}, {shown.n_conditions} conditions)"
-    if len(rdms) > k:
-        title += f" - first {k} of {len(rdms)}"
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig

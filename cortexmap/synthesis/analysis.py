@@ -29,14 +29,17 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
 
+from cortexmap.config import DaskFields, ModelFields, Seed, StimuliSource
 from cortexmap.errors import CortexmapError
 from cortexmap.models.load import weights_fingerprint
+from cortexmap.models.preprocessing import input_size_of
+from cortexmap.models.weights import STAGE_LAYERS
 from cortexmap.report import Finding, Report
-from cortexmap.rsa import RDMs, compare
+from cortexmap.rsa import PatternMetric, RDMs, compare
 from cortexmap.rsa.residual import residual_rdms
-from cortexmap.synthesis.objective import LayerRDMObjective, native_size
+from cortexmap.synthesis.objective import LayerRDMObjective
 from cortexmap.synthesis.optimize import checkpoint_fingerprint, synthesize
 from cortexmap.synthesis.parameterization import make_parameterization
 from cortexmap.synthesis.priors import PriorConfig
@@ -53,20 +56,17 @@ DEFAULT_LAYERS: dict[str, list[str]] = {
     "zoo:vit": ["block1", "block2", "block3", "block4"],
     "alexnet": ["features.1", "features.4", "features.7", "features.9", "features.11",
                 "classifier.2"],
+    # real ImageNet networks: the last block of each resolution stage
+    **{name: layers[1:] for name, layers in STAGE_LAYERS.items()},
 }
 
 # "Well below natural": the synthesized mean |r| must be under this fraction of the natural one.
 WELL_BELOW = 0.5
 
 
-class SynthesisConfig(BaseModel):
+class SynthesisConfig(ModelFields, DaskFields):
     """Settings of the synthesis analysis (defaults: zoo AlexNet, 16 images, 500 steps)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field("zoo:alexnet_sup_s0", description="model spec for cortexmap.models.load")
-    weights: str | None = Field(None, description="local weights file for the model")
-    arch: str | None = Field(None, description="architecture of a state_dict checkpoint")
     layers: list[str] | None = Field(None, description=">= 2 layer names (default per model)")
     n_images: int = Field(16, description="number of images to synthesize (>= 3)")
     image_size: int | None = Field(None, description="synthesized image size (default: model's)")
@@ -79,39 +79,102 @@ class SynthesisConfig(BaseModel):
     jitter: int = Field(4, ge=0)
     tv_weight: float = Field(0.0, ge=0)
     range_weight: float = Field(0.0, ge=0)
-    metric: Literal["correlation", "euclidean", "sqeuclidean", "cosine"] = "correlation"
-    seed: int = 0
+    metric: PatternMetric = "correlation"
+    seed: Seed = 0
     checkpoint_every: int = Field(50, ge=0)
     resume: bool = True
     device: str = Field("cpu", description="'cpu', 'cuda', or 'auto'")
     calibrate_batchnorm: bool = Field(
         False, description="recompute BatchNorm running statistics on the natural images first "
         "(for randomly initialized networks, whose default statistics let deep layers vanish)")
-    natural: str = Field("bundled", description="'bundled' or a folder of natural images")
+    natural: StimuliSource = Field("bundled", description="'bundled' or a folder of natural "
+                                   "images")
     mapping: bool = Field(True, description="phantom-brain mapping of natural/synth/residual")
     phantom_snr: float = Field(2.0, gt=0, description="phantom signal SD / noise SD per voxel")
     phantom_subjects: int = Field(3, ge=1)
-    phantom_resolution_mm: int = Field(3, ge=1)
+    phantom_resolution_mm: Literal[1, 2, 3] = 3
     searchlight_radius_mm: float = Field(9.0, gt=0)
     map_threshold: float | None = Field(
         None, description="fixed searchlight r above which a voxel joins a layer map (default: "
         "a family-wise alpha threshold from condition-permuted layer RDMs)")
     map_alpha: float = Field(0.05, gt=0, lt=1, description="family-wise alpha of layer maps")
     map_permutations: int = Field(10, ge=2, description="permuted RDMs per layer for the null")
-    scheduler: str | None = Field(None, description="dask scheduler address for the searchlight")
+
+    @field_validator("layers")
+    @classmethod
+    def _two_layers(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(v) < 2:
+            raise ValueError(f"only one layer given ({v}); orthogonalizing needs at least 2 "
+                             "layers")
+        return v
+
+    @field_validator("n_images")
+    @classmethod
+    def _three_images(cls, v: int) -> int:
+        if v < 3:
+            raise ValueError(f"n_images={v}: an RDM needs at least 3 images; use 3 or more (the "
+                             "paper uses 16)")
+        return v
 
     def fingerprint(self) -> str:
-        """Hash of the settings a checkpoint depends on (steps excluded: runs can be extended)."""
+        """Hash of the settings a checkpoint depends on (steps excluded: runs can be extended).
+
+        BatchNorm calibration changes the network the images are optimized through, so it
+        and the natural images it calibrates on (their contents) are part of it.
+        """
         keys = ["model", "weights", "arch", "layers", "n_images", "image_size", "input_size",
                 "lr", "parameterization", "decay_power", "squash", "jitter", "tv_weight",
-                "range_weight", "metric", "seed"]
-        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True, default=str)
+                "range_weight", "metric", "seed", "calibrate_batchnorm"]
+        values = {k: getattr(self, k) for k in keys}
+        if self.calibrate_batchnorm:
+            values["natural"] = self.natural_checksum()
+        blob = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def natural_checksum(self) -> str:
+        """'bundled', or the SHA-256 of the natural-image folder's files."""
+        from cortexmap.utils.provenance import checksum
+
+        if self.natural == "bundled" or not Path(self.natural).exists():
+            return self.natural
+        return checksum(self.natural)
+
+    def output_settings(self) -> dict:
+        """Everything that changes a finished run's outputs, besides ``steps`` (raising it
+        extends a run on purpose): compared before a resumed run replaces them."""
+        values = self.model_dump(mode="json", exclude=_RUN_ONLY)
+        values["natural"] = self.natural_checksum()
+        return values
+
+
+#: Settings that change how a synthesis run executes, never what it writes.
+_RUN_ONLY = {"steps", "resume", "checkpoint_every", "scheduler", "device"}
+
+
+def _check_finished_outputs(out: Path, config: SynthesisConfig) -> None:
+    """Refuse to replace a finished run's outputs made with other settings (not ``steps``)."""
+    prov = out / "provenance.json"
+    if not prov.is_file():
+        return
+    try:
+        saved = json.loads(prov.read_text(encoding="utf-8"))
+        old = {k: v for k, v in saved["config"].items() if k not in _RUN_ONLY}
+        old["natural"] = saved.get("inputs", {}).get("natural", old.get("natural"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        old = None
+    new = config.output_settings()
+    if old != new:
+        diff = sorted(k for k in new if old is None or old.get(k) != new[k])
+        raise CortexmapError(
+            f"{out} holds the finished results of a synthesis run with other settings "
+            f"(differs in: {', '.join(diff) or 'unreadable provenance.json'}); pass --overwrite "
+            "to replace them, or choose another --out."
+        )
 
 
 def default_layers(spec: str) -> list[str]:
     """Default layers for a model spec, or an error asking for ``layers``."""
-    name = spec.lower()
+    name = spec.lower().removesuffix(":untrained").removeprefix("imagenet:")
     for key, layers in DEFAULT_LAYERS.items():
         if name == key or name.startswith(key + "_") or name.startswith(key + "@"):
             return list(layers)
@@ -251,16 +314,7 @@ def run_synthesis(
     to extend a run.
     """
     config = config or SynthesisConfig()
-    if config.n_images < 3:
-        raise CortexmapError(
-            f"n_images={config.n_images}: an RDM needs at least 3 images; use 3 or more "
-            "(the paper uses 16)."
-        )
     layers = list(config.layers) if config.layers else default_layers(config.model)
-    if len(layers) < 2:
-        raise CortexmapError(
-            f"Only one layer given ({layers}); orthogonalizing needs at least 2 layers."
-        )
     out = Path(outdir)
     ckpt = out / "checkpoint.pt"
     device = _device(config.device)
@@ -273,9 +327,11 @@ def run_synthesis(
         overwrite and checkpoint_fingerprint(ckpt) != fingerprint)
     if not resume:
         prepare_output_dir(out, overwrite)
+    elif not overwrite and checkpoint_fingerprint(ckpt) == fingerprint:
+        _check_finished_outputs(out, config)  # (another checkpoint is refused by synthesize)
     objective = LayerRDMObjective(net, layers, metric=config.metric,
                                   input_size=config.input_size).to(device)
-    size = config.image_size or native_size(net)
+    size = config.image_size or input_size_of(net)
     objective.check_input(size)
     nat_images, nat_ids = _natural_images(config, size)
     if config.calibrate_batchnorm:
@@ -340,8 +396,10 @@ def run_synthesis(
     result.add_to_report(report)
     report.findings(result.findings)
     report.write(out / "report.html")
+    # the natural folder's checksum is what _check_finished_outputs compares on a resume
+    natural = {} if config.natural == "bundled" else {"natural": config.natural}
     write_provenance(out, config=config, seed=config.seed,
-                     inputs={"synthesized_images": images})
+                     inputs={"synthesized_images": images, **natural})
     return result
 
 
@@ -358,6 +416,9 @@ def _findings(res: SynthesisResult) -> list[Finding]:
                 f"synthesized {syn:.3f} ({res.config.n_images} images, {len(res.history)} "
                 f"steps) vs natural {nat:.3f} (ratio {syn / nat:.2f}); residual RDMs {resid:.3f}.",
         analysis="synthesis",
+        evidence="in-silico",
+        criterion=f"Mean |r| between layer RDMs of the synthesized images is below {WELL_BELOW:g} "
+                  "x that of the natural images.",
     )]
     if res.mapping is not None:
         out.extend(res.mapping.findings())

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import matplotlib.pyplot as plt
+import numpy as np
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-if TYPE_CHECKING:
-    from cortexmap.report import Report
-    from cortexmap.synthesis.analysis import SynthesisResult
+from cortexmap.report import Report
 
 SET_LABELS = {"natural": "natural images", "synthesized": "synthesized images",
               "residual": "natural, residual RDMs", "partial": "natural, partial corr."}
@@ -130,8 +123,9 @@ def mapping_bars(summary):
     return fig
 
 
-def add_to_report(res: SynthesisResult, report: Report) -> None:
-    """Add the synthesis section (and the mapping subsection when it ran)."""
+def add_to_report(res, report: Report) -> None:
+    """Add the synthesis section of ``res`` (a ``SynthesisResult``; the mapping subsection
+    when it ran)."""
     cfg = res.config
     nat, syn = res.orthogonality("natural"), res.orthogonality("synthesized")
     sec = report.section(

@@ -33,7 +33,6 @@ apart.
 
 from __future__ import annotations
 
-import gzip
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -43,11 +42,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cortexmap.brain.io import BrainMasker, write_nifti
+from cortexmap.brain.maps import overlap
+from cortexmap.brain.phantom import REGION_COORDS, make_phantom
+from cortexmap.brain.searchlight import searchlight, searchlight_rdms
 from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding
-from cortexmap.rsa import RDMs
-from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, write_bytes
+from cortexmap.rsa import RDMs, rank_rows
+from cortexmap.rsa.residual import check_design, residual_rdms
+from cortexmap.synthesis.figures import mapping_bars
+from cortexmap.utils.dask import close_client, get_client
+from cortexmap.utils.io import prepare_output_dir, safe_filenames
 
 SETS = ("natural", "synthesized", "residual", "partial")
 # Phantom data behind each set's maps: the residual methods reuse the natural-image phantom.
@@ -89,8 +94,6 @@ def fwe_threshold(null: np.ndarray, alpha: float, n_tests: int) -> np.ndarray:
 def dice_jaccard(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Dice and Jaccard of two boolean maps (:func:`cortexmap.brain.overlap`), 0 when both are
     empty: two layers with no mapped voxels share none."""
-    from cortexmap.brain.maps import overlap
-
     o = overlap(a, b)
     return float(np.nan_to_num(o["dice"])), float(np.nan_to_num(o["jaccard"]))
 
@@ -142,6 +145,9 @@ class MappingResult:
             reproduced=bool(ov["synthesized"] < ov["natural"]),
             numbers=nums(("natural", "synthesized")) + f" ({self.threshold}).",
             analysis="synthesis",
+            evidence="method-check",
+            criterion="Mean overlap Dice of the layer maps is lower for synthesized than for "
+                      "natural images.",
         )]
         for k, how in (("residual", "regression (residual RDMs, semi-partial)"),
                        ("partial", "partial correlation")):
@@ -152,6 +158,9 @@ class MappingResult:
                 reproduced=approaches(k),
                 numbers=nums(("natural", "synthesized", k)) + ".",
                 analysis="synthesis",
+                evidence="method-check",
+                criterion="Both overlap and recovery Dice are closer to the synthesized-image "
+                          "values than the natural-image values are.",
             ))
         return out
 
@@ -160,8 +169,6 @@ class MappingResult:
         return self.masker.inverse_transform(self.masks[which].sum(0).astype(np.float32))
 
     def add_to_report(self, section) -> None:
-        from cortexmap.synthesis.figures import mapping_bars
-
         sub = section.subsection(
             "Mapping layers on the phantom brain: natural vs synthesized vs residual methods",
             "Each layer's geometry was planted in its own region of a simulated brain "
@@ -201,11 +208,6 @@ def partial_searchlight(
     data: a :class:`cortexmap.brain.BrainData`, or a (n_conditions, n_voxels) array with
     ``mask``. Returns (n_layers * (1 + n_perm), n_voxels), NaN where no centre.
     """
-    from cortexmap.brain import BrainMasker
-    from cortexmap.brain.searchlight import searchlight_rdms
-    from cortexmap.rsa import rank_rows
-    from cortexmap.rsa.residual import check_design
-
     check_design(rdms.vectors, list(rdms.names))
     sl, spheres = searchlight_rdms(data, radius_mm=radius_mm, mask=mask)
     if hasattr(data, "masker"):
@@ -229,10 +231,6 @@ def partial_searchlight(
     undefined = ~np.isfinite(sl.vectors).all(axis=1)
     out[:, spheres.centres[undefined]] = np.nan
     return out
-
-
-def _gz(img) -> bytes:
-    return gzip.compress(img.to_bytes(), compresslevel=1)
 
 
 def _check_mappable(rdms: RDMs, which: str) -> None:
@@ -272,11 +270,6 @@ def compare_mappings(
     the searchlight runs in this process; an address / "local" / "slurm" -> a dask client
     (:func:`cortexmap.utils.dask.get_client`) shared by every searchlight.
     """
-    from cortexmap.brain import make_phantom
-    from cortexmap.brain.phantom import REGION_COORDS
-    from cortexmap.brain.searchlight import searchlight
-    from cortexmap.rsa.residual import residual_rdms
-
     rdms = dict(rdms)
     if "residual" not in rdms:
         rdms["residual"] = residual_rdms(rdms["natural"], rank=True)
@@ -296,8 +289,6 @@ def compare_mappings(
 
     client = None
     if scheduler is not None:
-        from cortexmap.utils.dask import get_client
-
         client = get_client(scheduler)
     phantoms = {}
     maps, masks, rows_rec, rows_ov, rows_sum, rows_asg = {}, {}, [], [], [], []
@@ -343,10 +334,10 @@ def compare_mappings(
             maps[which], masks[which] = group, on
             sub_out = out / which
             sub_out.mkdir(parents=True, exist_ok=True)
+            files = safe_filenames(list(layers), "layer")
             for k, layer in enumerate(layers):
-                write_bytes(sub_out / f"r_{layer}.nii.gz",
-                            _gz(masker.inverse_transform(group[k].astype(np.float32),
-                                                         fill=np.nan)))
+                write_nifti(sub_out / f"r_{files[layer]}.nii.gz",
+                            masker.inverse_transform(group[k].astype(np.float32), fill=np.nan))
             atlas = ds.atlas()
             truth = {layer: atlas.region_mask(region, masker) for layer, region in
                      planted.items()}

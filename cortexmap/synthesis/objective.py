@@ -15,17 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from cortexmap.errors import CortexmapError
-from cortexmap.models.layers import first_tensor, resolve_layers
+from cortexmap.models.hooks import capture
+from cortexmap.models.layers import resolve_layers
+from cortexmap.models.preprocessing import input_size_of
 from cortexmap.rsa.torch_rdm import orthogonality_loss, rdm_correlations, rdm_vector
 
 # Used when a model carries no ``cortexmap_preprocessing`` (a bare torch module): ImageNet
 # statistics, the convention of torchvision and timm models.
 _DEFAULT_MEAN = (0.485, 0.456, 0.406)
 _DEFAULT_STD = (0.229, 0.224, 0.225)
-
-
-class _StopForward(Exception):
-    """Raised by the last hook: everything needed has been computed."""
 
 
 def find_modules(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module]:
@@ -44,15 +42,6 @@ def model_normalization(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     std = tuple(getattr(prep, "std", None) or _DEFAULT_STD)
     return (torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
             torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-
-
-def native_size(model: nn.Module, default: int = 224) -> int:
-    """Input size recorded by :func:`cortexmap.models.load`, else ``default``."""
-    prep = getattr(model, "cortexmap_preprocessing", None)
-    size = getattr(prep, "size", None)
-    if isinstance(size, (tuple, list)):
-        size = size[0]
-    return int(size) if size else default
 
 
 class LayerRDMObjective:
@@ -102,35 +91,17 @@ class LayerRDMObjective:
 
     def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Activations of each layer, {name: (n, ...)}; images (n, 3, H, W) in [0, 1]."""
-        feats: dict[str, torch.Tensor] = {}
-        order: list[str] = []
-        last = self._order[-1] if self._order else None
-
-        def hook(name: str):
-            def fn(_module, _inputs, output):
-                out = first_tensor(output)
-                if name not in feats:
-                    order.append(name)
-                feats[name] = out
-                if name == last and len(feats) == len(self.layers):
-                    raise _StopForward
-
-            return fn
-
-        handles = [m.register_forward_hook(hook(n)) for n, m in self.modules.items()]
-        try:
-            self.model(self._prepare(images))
-        except _StopForward:
-            pass
+        modules = (self.modules if self._order is None
+                   else {n: self.modules[n] for n in self._order})
+        try:  # the first pass learns the execution order; later ones stop after the last layer
+            feats = capture(self.model, self._prepare(images), modules, grad=True,
+                            stop_early=self._order is not None)
         except RuntimeError as exc:
             raise CortexmapError(
                 f"The model rejected images of size {tuple(images.shape[1:])}: {exc}. Use the "
-                f"model's input size (image_size={native_size(self.model)}) or set input_size "
+                f"model's input size (image_size={input_size_of(self.model)}) or set input_size "
                 "to resize images inside the loop."
             ) from exc
-        finally:
-            for h in handles:
-                h.remove()
         missing = [n for n in self.layers if n not in feats]
         if missing:
             raise CortexmapError(
@@ -138,7 +109,7 @@ class LayerRDMObjective:
                 "layers on the model's forward path."
             )
         if self._order is None:
-            self._order = order
+            self._order = list(feats)
         return {n: feats[n] for n in self.layers}
 
     def rdm_vectors(self, images: torch.Tensor) -> torch.Tensor:

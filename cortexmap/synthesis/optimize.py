@@ -43,7 +43,7 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 def _read_checkpoint(path: Path) -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable or truncated file
         raise CortexmapError(
             f"Checkpoint {path} cannot be read ({exc}); delete it to start over."

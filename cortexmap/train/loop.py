@@ -43,6 +43,7 @@ from cortexmap.models.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from cortexmap.models.predict import predict
 from cortexmap.stimuli.procedural import CLASSES, generate
 from cortexmap.train.objectives import (
     ProjectionHead,
@@ -162,10 +163,7 @@ def evaluate(
     y = torch.as_tensor(labels)
     was_training = model.training
     model.eval()
-    correct = sum(
-        int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-        for i in range(0, len(x), batch_size)
-    )
+    correct = int((predict(model, x, batch_size) == y.numpy()).sum())
     model.train(was_training)
     return correct / max(len(x), 1)
 

@@ -18,11 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from scipy import stats
 
+from cortexmap.config import BrainFields, Count, DaskFields, ModelSpec, Seed
 from cortexmap.errors import CortexmapError
+from cortexmap.models.layers import spatial_layers
+from cortexmap.models.preprocessing import input_size_of
 from cortexmap.report import Finding, Report
+from cortexmap.rsa import CompareMethod, PatternMetric
 from cortexmap.universal.dimensions import (
     Dimensions,
     brain_similarity,
@@ -37,10 +41,8 @@ from cortexmap.utils.ridge import DEFAULT_ALPHAS
 DEFAULT_BRAIN_NETWORK = "zoo:alexnet_sup_s1"
 
 
-class UniversalConfig(BaseModel):
+class UniversalConfig(BrainFields, DaskFields):
     """Options of the universal-dimensions analysis (all have working defaults)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     networks: list[str] | None = Field(
         None, description="Model specs; default: every zoo network except brain_network."
@@ -57,17 +59,13 @@ class UniversalConfig(BaseModel):
                                       "n_dims are left out).")
     n_folds: int = Field(5, ge=2)
     alphas: list[float] = Field(default_factory=lambda: list(DEFAULT_ALPHAS))
-    rdm_metric: str = "euclidean"
-    rsa_method: str = "spearman"
-    brain: str = Field("phantom", description="'phantom' or a dataset folder (load_dataset).")
-    atlas: str | None = None
-    atlas_table: str | None = None
+    rdm_metric: PatternMetric = "euclidean"
+    rsa_method: CompareMethod = "spearman"
     roi: str = "IT"
-    brain_network: str = DEFAULT_BRAIN_NETWORK
-    phantom_snr: float = 1.0
-    phantom_subjects: int = 2
-    scheduler: str | None = Field(None, description="None: serial; 'local' or an address: Dask.")
-    seed: int = 0
+    brain_network: ModelSpec = DEFAULT_BRAIN_NETWORK
+    phantom_snr: float = Field(1.0, gt=0, description="Phantom signal SD / noise SD per voxel.")
+    phantom_subjects: Count = 2
+    seed: Seed = 0
 
     @field_validator("ks")
     @classmethod
@@ -114,10 +112,7 @@ class UniversalResult:
 
 def _default_layer(model, size: int) -> str:
     """The last top-level layer with a spatial grid: a conv map (C, H, W) or tokens (T, D)."""
-    from cortexmap.models import list_layers
-
-    top = [info for info in list_layers(model, size) if "." not in info.name]
-    spatial = [info.name for info in top if len(info.shape) >= 2]
+    spatial = spatial_layers(model, size, top_level=True, tokens=True)
     if spatial:
         return spatial[-1]
     raise CortexmapError(
@@ -141,7 +136,7 @@ def network_activations(
     """(layer used, activations (n_images, n_units) flattened) of one loaded network."""
     from cortexmap.models import Extractor
 
-    size = int(model.cortexmap_preprocessing.size)
+    size = input_size_of(model)
     layer = layer or _default_layer(model, size)
     acts = Extractor(model, [layer], pooling="none").extract(stimuli, progress=progress)[layer]
     return layer, acts.reshape(len(acts), -1).astype(np.float64)
@@ -202,6 +197,9 @@ def _findings(rel: pd.DataFrame, red: pd.DataFrame) -> list[Finding]:
         f"Spearman rho = {pooled.spearman_rho:.2f} (p = {pooled.spearman_p:.1e}) over "
         f"{int(pooled.n_dims)} dimensions",
         "universal",
+        evidence="method-check",
+        criterion="Spearman rho between universality and brain similarity over dimensions is "
+                  "above 0 with p < 0.05.",
     )]
     mean = red.groupby(["selection", "k"]).rsa.mean()
     full = mean["full layer"].mean()
@@ -215,6 +213,9 @@ def _findings(rel: pd.DataFrame, red: pd.DataFrame) -> list[Finding]:
         f"full layer RSA {full:.3f}; k80 = {k80 if k80 is not None else 'not reached'}"
         + (f" (most {most[k80]:.3f} vs least {least[k80]:.3f})" if k80 is not None else ""),
         "universal",
+        evidence="method-check",
+        criterion="The smallest k whose most-universal dimensions reach 80 % of the full "
+                  "layer's RSA is below 10, and the k least-universal ones score lower.",
     ))
     return found
 
@@ -257,7 +258,7 @@ def run_universal(
         for spec in track(networks, "universal: extracting networks", enabled=progress):
             model = load(spec)
             if stim is None:  # one image set for all, at the first network's input size
-                stim = _stimuli(cfg, int(model.cortexmap_preprocessing.size))
+                stim = _stimuli(cfg, input_size_of(model))
             layers_used[spec], activations[spec] = network_activations(
                 model, cfg.layers.get(spec), stim)
     if brain is None:

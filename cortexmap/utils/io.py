@@ -6,9 +6,11 @@ resumed can trust that any file it finds is complete.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,17 +22,168 @@ import pandas as pd
 from cortexmap.errors import CortexmapError
 
 
-def prepare_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Create ``path`` as an output folder; refuse a non-empty one unless ``overwrite``."""
+def safe_filename(name: str) -> str:
+    """``name`` as a single file-name component that stays inside its folder.
+
+    Letters, digits and ``-_.@`` are kept (so layer names like ``features.3`` read the same);
+    anything else, path separators included, becomes ``_``; a leading dot becomes ``_`` too,
+    so neither ``..`` nor a hidden file can come out.
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.@-]", "_", str(name))
+    return "_" + safe[1:] if not safe or safe.startswith(".") else safe
+
+
+def safe_filenames(names: list[str], what: str = "name") -> dict[str, str]:
+    """{name: safe_filename(name)}; CortexmapError when two names would share a file."""
+    out: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for name in names:
+        safe = safe_filename(name)
+        if safe in seen and seen[safe] != name:
+            raise CortexmapError(
+                f"The {what}s {seen[safe]!r} and {name!r} map to the same file name {safe!r} "
+                f"(characters other than letters, digits and -_.@ become _); rename one."
+            )
+        seen[safe] = name
+        out[name] = safe
+    return out
+
+
+#: Files cortexmap keeps in every output folder it prepares: who made it, and who writes now.
+MARKER, LOCK = ".cortexmap", ".cortexmap.lock"
+_HELD: dict[Path, tuple[int, bool]] = {}  # folder -> (pid that locked it, created by that run)
+
+
+def _user_entries(out: Path) -> list[Path]:
+    return [e for e in out.iterdir() if e.name not in (MARKER, LOCK)]
+
+
+def written_by_cortexmap(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an output folder cortexmap prepared (its marker or provenance)."""
+    p = Path(path)
+    return p.is_dir() and not p.is_symlink() and (
+        (p / MARKER).is_file() or (p / "provenance.json").is_file())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def lock_output_dir(path: str | os.PathLike, created: bool = False) -> None:
+    """Hold ``path`` for this process until it exits; refuse while another live run holds it.
+
+    The lock is a file with the holder's process id, so one killed by SIGKILL never blocks a
+    later run (a lock whose process is gone is taken over).
+    """
     out = Path(path)
+    lock = out / LOCK
+    key = out.resolve()
+    pid = os.getpid()
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder == pid:
+                break
+            if holder and _alive(holder):
+                raise CortexmapError(
+                    f"Output folder {out} is in use by another cortexmap run (process {holder});"
+                    f" wait for it to finish or choose another folder. If no such run exists, "
+                    f"delete {lock}."
+                ) from None
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()  # stale: its run was killed
+            continue
+        except OSError as exc:
+            raise CortexmapError(
+                f"Output folder {out} is not writable ({exc.strerror or exc}); choose another "
+                "folder or fix its permissions."
+            ) from exc
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(pid))
+        break
+    if key not in _HELD or _HELD[key][0] != pid:
+        _HELD[key] = (pid, created)
+
+
+def release_output_dirs() -> None:
+    """Drop this process's locks; remove folders it created that stayed empty (a failed run)."""
+    pid = os.getpid()
+    for key, (holder, created) in list(_HELD.items()):
+        if holder != pid:  # a forked child never releases its parent's folders
+            continue
+        del _HELD[key]
+        with contextlib.suppress(OSError):
+            if int((key / LOCK).read_text().strip() or 0) == pid:
+                (key / LOCK).unlink()
+        with contextlib.suppress(OSError):
+            if created and not _user_entries(key):
+                (key / MARKER).unlink(missing_ok=True)
+                key.rmdir()
+
+
+atexit.register(release_output_dirs)
+
+
+def prepare_output_dir(
+    path: str | os.PathLike, overwrite: bool = False, replace: bool = False
+) -> Path:
+    """Create ``path`` as an output folder, lock it for this run and check it is writable.
+
+    A non-empty folder is refused unless ``overwrite``. With ``replace`` (commands whose output
+    is one whole set of files), ``overwrite`` empties the folder first, but only a folder that
+    cortexmap wrote: anything else is refused and left as it is.
+    """
+    out = Path(path)
+    if os.path.lexists(out) and not out.exists():
+        raise CortexmapError(f"Output path {out} is a broken symbolic link; choose a folder path.")
     if out.exists() and not out.is_dir():
         raise CortexmapError(f"Output path {out} exists and is a file; choose a folder path.")
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    entries = _user_entries(out) if out.exists() else []
+    if entries and not overwrite:
         raise CortexmapError(
             f"Output folder {out} already exists and is not empty; pass --overwrite "
             "(overwrite=True) to replace its results, or choose another folder."
         )
-    out.mkdir(parents=True, exist_ok=True)
+    if entries and replace and not written_by_cortexmap(out):
+        raise CortexmapError(
+            f"Output folder {out} holds files cortexmap did not write; --overwrite only "
+            "replaces cortexmap's own output folders, so nothing was deleted. Choose another "
+            "folder."
+        )
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CortexmapError(
+            f"Cannot create output folder {out} ({exc.strerror or exc}); choose another folder "
+            "or fix its permissions."
+        ) from exc
+    lock_output_dir(out, created=created)
+    if entries and replace:
+        for e in entries:
+            if e.is_dir() and not e.is_symlink():
+                shutil.rmtree(e)
+            else:
+                e.unlink()
+    if not (out / MARKER).exists():
+        try:
+            write_json(out / MARKER, {"written_by": "cortexmap"})
+        except OSError as exc:
+            raise CortexmapError(
+                f"Output folder {out} is not writable ({exc.strerror or exc}); choose another "
+                "folder or fix its permissions."
+            ) from exc
     return out
 
 
