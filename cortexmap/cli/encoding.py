@@ -45,8 +45,9 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         n_perm: int = typer.Option(5000, "--n-perm", help="Sign-flip permutations."),
         banded_iter: int = typer.Option(20, "--banded-iter",
                                         help="himalaya random-search iterations."),
-        scheduler: str = typer.Option("serial", "--scheduler",
-                                      help="serial | local | tcp://host:port | slurm/pbs/sge."),
+        scheduler: str = typer.Option(None, "--scheduler",
+                                      help="none (this process) | local | tcp://host:port | "
+                                           "slurm/pbs/sge."),
         n_workers: int = typer.Option(None, "--n-workers", help="Local dask workers."),
         seed: int = typer.Option(0, "--seed"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -63,7 +64,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                                      f"{alphas!r}.") from exc
         cfg = EncodeConfig(dataset=str(dataset), features=str(features), n_folds=n_folds,
                            chunk_voxels=chunk_voxels, n_perm=n_perm, banded_iter=banded_iter,
-                           scheduler=None if scheduler == "local" else scheduler,
+                           scheduler=scheduler,
                            n_workers=n_workers, seed=seed, **kw)
         progress = os.environ.get("CORTEXMAP_NO_PROGRESS", "") not in ("1", "true", "yes")
         res = run_encode(cfg, out, overwrite=overwrite, progress=progress)

@@ -13,14 +13,16 @@ import gzip
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from cortexmap.brain.io import Atlas, BrainData, BrainMasker, load_atlas, load_dataset
 from cortexmap.brain.stats import GroupTestResult
+from cortexmap.config import Alpha, AnalysisConfig, Count, Scheduler, Seed
 from cortexmap.encoding.banded import _scaled, fit_banded, variance_partition
 from cortexmap.encoding.model import EncodingResult, fit_encoding, group_encoding
 from cortexmap.errors import CortexmapError
@@ -29,20 +31,26 @@ from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.ridge import DEFAULT_ALPHAS
 
 
-class EncodeConfig(BaseModel):
+class EncodeConfig(AnalysisConfig):
     """Encoding models of a dataset folder (phantom or real, see docs/encoding.md)."""
 
-    dataset: str
-    features: str
+    dataset: str = Field(min_length=1, description="Dataset folder (load_dataset layout).")
+    features: str = Field(min_length=1, description=".npy or .npz file of feature spaces.")
     n_folds: int = Field(5, ge=2)
-    alphas: list[float] = Field(default_factory=lambda: list(DEFAULT_ALPHAS))
-    chunk_voxels: int = Field(20000, ge=1)
-    n_perm: int = Field(5000, ge=1)
-    alpha: float = Field(0.05, gt=0, lt=1)
-    banded_iter: int = Field(20, ge=1)
-    scheduler: str | None = "serial"
-    n_workers: int | None = None
-    seed: int = 0
+    alphas: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: list(DEFAULT_ALPHAS), min_length=1)
+    chunk_voxels: Count = 20000
+    n_perm: Count = 5000
+    alpha: Alpha = 0.05
+    banded_iter: Count = 20
+    scheduler: Scheduler = None
+    n_workers: int | None = Field(None, ge=1)
+    seed: Seed = 0
+
+    def fit_scheduler(self) -> str | None:
+        """The fit functions' scheduler: None here means in this process ("serial"), "local"
+        a dask LocalCluster (None there)."""
+        return {None: "serial", "local": None}.get(self.scheduler, self.scheduler)
 
 
 def read_features(path: str | os.PathLike, n_conditions: int | None = None
@@ -173,7 +181,7 @@ def encode_dataset(
     for s, cols in zip(subjects, columns, strict=True):
         y = subject_runs(s, conditions, cols)
         res = fit_encoding(x, y, mask=masker, name=label, subject=s.subject,
-                           chunk_voxels=config.chunk_voxels, scheduler=config.scheduler,
+                           chunk_voxels=config.chunk_voxels, scheduler=config.fit_scheduler(),
                            n_workers=config.n_workers, progress=progress, **fit_kw)
         results.append(res)
         cols_df = pd.DataFrame({k: res.map(k) for k in ("r2", "r", "r2_norm", "r_norm")
