@@ -35,8 +35,8 @@ from cortexmap.universal.dimensions import (
     universality,
 )
 from cortexmap.universal.reduction import reduction_curve
-from cortexmap.universal.ridge import DEFAULT_ALPHAS
 from cortexmap.utils.dask import close_client
+from cortexmap.utils.ridge import DEFAULT_ALPHAS
 
 DEFAULT_BRAIN_NETWORK = "zoo:alexnet_sup_s1"
 
