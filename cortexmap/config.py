@@ -11,6 +11,7 @@ Validation problems become one ``CortexmapError`` that names the field, before a
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import tomllib
@@ -23,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cortexmap.errors import CortexmapError
 
 C = TypeVar("C", bound=BaseModel)
+# Where the values of the config being built come from (a file section, command-line options),
+# for the error message.
+_SOURCE: contextvars.ContextVar[str] = contextvars.ContextVar("config_source", default="settings")
 
 
 class AnalysisConfig(BaseModel):
@@ -36,7 +40,7 @@ class AnalysisConfig(BaseModel):
         try:
             super().__init__(**values)
         except ValidationError as exc:  # one CortexmapError naming each bad field
-            raise CortexmapError(_invalid(type(self), exc, "settings")) from None
+            raise CortexmapError(_invalid(type(self), exc, _SOURCE.get())) from None
 
 
 # -- shared field types: one name, one meaning, one bound per concept --------------------------
@@ -111,10 +115,13 @@ def read_config_file(path: str | os.PathLike, section: str | None = None) -> dic
 
 def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
     """Validate ``values`` into ``cls``; the error names the offending field and what it needs."""
+    token = _SOURCE.set(source)
     try:
-        return cls.model_validate(values)
+        return cls(**values)
     except ValidationError as exc:
         raise CortexmapError(_invalid(cls, exc, source)) from exc
+    finally:
+        _SOURCE.reset(token)
 
 
 def _invalid(cls: type[BaseModel], exc: ValidationError, source: str) -> str:

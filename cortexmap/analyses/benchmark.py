@@ -21,8 +21,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from cortexmap.analyses.base import AnalysisConfig, Seed
 from cortexmap.analyses.networks import NetworkRDMs, default_networks, network_rdms
 from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding, Report
@@ -50,10 +51,8 @@ HOW_TO_GET_DATA = (
 )
 
 
-class BenchmarkConfig(BaseModel):
+class BenchmarkConfig(AnalysisConfig):
     """Options of the model-vs-brain benchmark on real data (all have working defaults)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     networks: list[str] | None = Field(
         None, description="Model specs; default: the installed ImageNet networks (at most "
@@ -79,7 +78,7 @@ class BenchmarkConfig(BaseModel):
     ks: list[int] = Field(default_factory=lambda: [1, 2, 3, 5, 10, 20])
     residual: bool = Field(True, description="Run the real-data residual-method test.")
     n_boot_variants: int = Field(300, ge=10, description="Stimulus bootstraps of the variants.")
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("methods")
     @classmethod

@@ -236,7 +236,8 @@ class SearchlightConfig(AnalysisConfig):
     atlas_table: str | None = None
     radius_mm: float = Field(6.0, gt=0)
     method: Literal[SEARCHLIGHT_METHODS] = "spearman"
-    metric: Literal[SEARCHLIGHT_METRICS] = "correlation"
+    metric: Literal[(*SEARCHLIGHT_METRICS, "crossnobis")] = "correlation"
+    noise: Literal["none", "diag", "shrinkage_eye", "shrinkage_diag"] = "shrinkage_diag"
     threshold: float = Field(0.5, ge=0, le=1, description="Fraction of a sphere's voxels that "
                              "must be in the mask.")
     min_voxels: Count = 10
@@ -315,12 +316,15 @@ def group_searchlight(
     dtype: str = "float64",
     seed: int = 0,
     progress: bool = True,
+    noise: str = "shrinkage_diag",
 ) -> GroupSearchlight:
     """Searchlight every subject (one dask client shared by all), group-test each model.
 
     Tables: ``clusters`` (per model, of its winner-take-all significant map), ``assignment``
     (with an atlas), ``overlap`` between the models' significance maps, ``recovery`` (with
     ``planted``; the winner-take-all map of the planted model vs the region), ``dropped``.
+    metric="crossnobis" runs :func:`cortexmap.brain.crossnobis.crossnobis_searchlight` on the
+    single-run patterns with the noise precision ``noise``.
     """
     models = as_model_rdms(models, len(subjects[0].condition_names))
     own = None
@@ -329,10 +333,19 @@ def group_searchlight(
 
         client = own = get_client(scheduler, n_workers=n_workers)
     try:
-        results = [searchlight(s, models, radius_mm=radius_mm, method=method, metric=metric,
-                               threshold=threshold, min_voxels=min_voxels,
-                               scheduler="serial" if client is None else None, client=client,
-                               dtype=dtype, progress=progress) for s in subjects]
+        sched = "serial" if client is None else None
+        if metric == "crossnobis":
+            from cortexmap.brain.crossnobis import crossnobis_searchlight
+
+            results = [crossnobis_searchlight(
+                s, models, radius_mm=radius_mm, method=method, noise=noise, threshold=threshold,
+                min_voxels=min_voxels, scheduler=sched, client=client, progress=progress)
+                for s in subjects]
+        else:
+            results = [searchlight(s, models, radius_mm=radius_mm, method=method, metric=metric,
+                                   threshold=threshold, min_voxels=min_voxels, scheduler=sched,
+                                   client=client, dtype=dtype, progress=progress)
+                       for s in subjects]
     finally:
         close_client(own)
     group = {name: group_test(results, model=i, n_perm=n_perm, seed=seed, statistic=statistic,
@@ -384,7 +397,8 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
         method=config.method, metric=config.metric, threshold=config.threshold,
         min_voxels=config.min_voxels, n_perm=config.n_perm, alpha=config.alpha,
         correction=config.correction, statistic=config.statistic, scheduler=config.scheduler,
-        n_workers=config.n_workers, dtype=config.dtype, seed=config.seed, progress=progress)
+        n_workers=config.n_workers, dtype=config.dtype, seed=config.seed, progress=progress,
+        noise=config.noise)
     for r in res.subjects:
         r.save(out / "subjects" / r.subject, overwrite=True)
     maps_dir = out / "group"

@@ -36,6 +36,7 @@ _AREAS = [
     "train",
     "lesion",
     "benchmark",
+    "encoding",
 ]
 
 for _area in _AREAS:
