@@ -170,6 +170,12 @@ def run_job(
     """
     names = list(analyses) if analyses else list(ANALYSES)
     file_values = read_config_file(config_file) if config_file else {}
+    unknown = sorted(set(file_values) - {_section_key(n) for n in ANALYSES})
+    if unknown:  # a misspelt section would otherwise be ignored and the defaults run
+        raise CortexmapError(
+            f"Config file {config_file} has unknown section(s) {unknown}; valid sections: "
+            f"{', '.join(_section_key(n) for n in ANALYSES)}."
+        )
     configs = {
         n: analysis_config(n, file_values.get(_section_key(n)), demo=demo) for n in names
     }  # validate every config before any work starts

@@ -45,7 +45,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         unit: str = typer.Option(None, help="center (default) or mean over positions"),
         step: float = typer.Option(None, help="orientation step in deg (default 7.5)"),
         sfs: str = typer.Option(None, help="spatial frequencies, cycles/image (default 4,8,12)"),
-        shuffles: int = typer.Option(None, help="shuffles of the null (default 200)"),
+        shuffles: int = typer.Option(None, "--n-shuffles",
+                                     help="shuffles of the null, config n_shuffles (default 200)"),
         dynamics: bool = typer.Option(None, "--dynamics/--no-dynamics",
                                       help="selectivity over epoch checkpoints (default yes)"),
         networks: str = typer.Option(None, help="comma-separated models to compare, 'none' to "

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from cortexmap.errors import CortexmapError
@@ -104,7 +104,7 @@ class LesionConfig(BaseModel):
     lesion_sets: dict[str, list[list[int]]] = Field(default_factory=dict)
     n_top: int = 5
     low_contrast_max: float | None = None
-    n_random_sets: int = 199  # p-values down to 1 / (1 + 199) = 0.005
+    n_random_sets: int = Field(199, ge=0)  # p-values down to 1 / (1 + 199) = 0.005
     batch_lesions: int | None = None
     max_batch: int = 512
     n_workers: int = 0
@@ -429,11 +429,18 @@ class ContrastConfig(BaseModel):
     rsa_images: int = 30
     # Contrast mostly scales response magnitude, which correlation distance ignores (and a
     # silent layer at 1 % contrast has no correlation at all): Euclidean distance sees it.
-    rsa_metric: str = "euclidean"
+    rsa_metric: Literal["euclidean", "sqeuclidean", "correlation", "cosine"] = "euclidean"
     norm_layer: str | None = "conv1"
     norm_pool: int = 3
     input_norm_pool: int = 9
     norm_sigma: float = 0.1
+
+    @field_validator("norm_pool", "input_norm_pool")
+    @classmethod
+    def _odd_pool(cls, v: int) -> int:
+        if v < 1 or v % 2 == 0:
+            raise ValueError(f"must be an odd positive number of pixels (1, 3, 5, ...); got {v}")
+        return v
 
 
 @dataclass
