@@ -1,24 +1,90 @@
-"""Analysis configs from TOML, YAML or JSON files, validated with pydantic.
+"""Analysis configs: the shared base, the shared field types, and reading them from files.
 
-Every analysis has a pydantic ``XConfig`` whose defaults run on the bundled data; a user's file
-overrides any subset of its fields (TOML is the documented format, see ``examples/``; YAML and
-JSON are accepted too). Validation problems become one ``CortexmapError`` that names the field.
+Every analysis has a pydantic ``XConfig`` that subclasses :class:`AnalysisConfig` (unknown
+fields are refused, a config is immutable once built) and whose defaults run on the bundled
+data. A concept that several analyses share has one field name and one type here (its bounds
+and description travel with the type), so ``seed``, ``model``, ``layers``, ``stimuli``,
+``brain`` or ``scheduler`` mean the same everywhere. A user's file overrides any subset of the
+fields (TOML is the documented format, see ``examples/``; YAML and JSON are accepted too).
+Validation problems become one ``CortexmapError`` that names the field, before any work starts.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cortexmap.errors import CortexmapError
 
 C = TypeVar("C", bound=BaseModel)
+# Where the values of the config being built come from (a file section, command-line options),
+# for the error message.
+_SOURCE: contextvars.ContextVar[str] = contextvars.ContextVar("config_source", default="settings")
+
+
+class AnalysisConfig(BaseModel):
+    """Base of every analysis config: unknown fields are errors (a typo never passes silently),
+    defaults are validated too, and a built config is frozen (derive variants with
+    ``model_copy(update=...)``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:  # one CortexmapError naming each bad field
+            raise CortexmapError(_invalid(type(self), exc, _SOURCE.get())) from None
+
+
+# -- shared field types: one name, one meaning, one bound per concept --------------------------
+Seed = Annotated[int, Field(ge=0, description="Random seed; every random draw derives from it.")]
+ModelSpec = Annotated[str, Field(
+    min_length=1, description="Network spec for cortexmap.models.load (zoo:NAME, a torchvision "
+    "or timm name, NAME:untrained, or a TorchScript/checkpoint file).")]
+LayerNames = Annotated[list[str] | None, Field(
+    description="Layer names (cortexmap models layers MODEL lists them); None: the analysis's "
+    "default layers.")]
+StimuliSource = Annotated[str, Field(
+    min_length=1, description="'bundled' (the bundled photographs) or a folder of images.")]
+BrainSource = Annotated[str, Field(
+    min_length=1, description="'phantom' (simulated subjects with a planted truth) or a dataset "
+    "folder in the cortexmap.brain.load_dataset layout.")]
+Scheduler = Annotated[str | None, Field(
+    description="Dask scheduler: None runs in this process; 'local', a scheduler address or "
+    "'slurm' runs on a Dask cluster.")]
+Count = Annotated[int, Field(ge=1)]
+Alpha = Annotated[float, Field(gt=0, lt=1, description="Significance level.")]
+
+
+class ModelFields(AnalysisConfig):
+    """The network: ``model`` plus an optional local ``weights`` file and its ``arch``."""
+
+    model: ModelSpec = "zoo:alexnet_sup_s0"
+    weights: str | None = Field(None, description="Local weights file for the model.")
+    arch: str | None = Field(None, description="Architecture of a state_dict weights file.")
+
+
+class BrainFields(AnalysisConfig):
+    """The brain data: ``brain`` plus, for a dataset folder, its ROI ``atlas`` and names."""
+
+    brain: BrainSource = "phantom"
+    atlas: str | None = Field(None, description="ROI label image (default: the dataset's "
+                              "atlas.nii.gz).")
+    atlas_table: str | None = Field(None, description="ROI names of the atlas (default: the "
+                                    "dataset's atlas.tsv).")
+
+
+class DaskFields(AnalysisConfig):
+    """Where the parallel work runs."""
+
+    scheduler: Scheduler = None
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -85,17 +151,22 @@ def _resolve_relative(value: Any, base: Path) -> Any:
 
 def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
     """Validate ``values`` into ``cls``; the error names the offending field and what it needs."""
+    token = _SOURCE.set(source)
     try:
         return cls(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        valid = ", ".join(cls.model_fields)
-        raise CortexmapError(
-            f"Invalid {source} for {cls.__name__}: {problems}. Valid fields: {valid}."
-        ) from exc
+        raise CortexmapError(_invalid(cls, exc, source)) from exc
+    finally:
+        _SOURCE.reset(token)
+
+
+def _invalid(cls: type[BaseModel], exc: ValidationError, source: str) -> str:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+        for err in exc.errors()
+    )
+    return (f"Invalid {source} for {cls.__name__}: {problems}. Valid fields: "
+            f"{', '.join(cls.model_fields)}.")
 
 
 def load_config(

@@ -60,3 +60,27 @@ def test_cli_run_on_an_image_folder_with_masks(tmp_path):
     assert list(inter["layer"]) == ["features.2", "features.5"]
     prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert prov["config"]["n_perm"] == 30 and prov["config"]["model"] == "alexnet:untrained"
+
+
+def test_cli_untrained_zoo_network_reproduces_neither_finding(tmp_path):
+    """`cortexmap run center-periphery --model zoo:alexnet_untrained_s0`: the crossover and the
+    BSI-eccentricity relation are in-silico findings judged against an untrained copy, so a
+    network that was never trained reproduces neither."""
+    from typer.testing import CliRunner
+
+    from cortexmap.cli import app
+
+    (tmp_path / "cp.yaml").write_text("phantom_subjects: 2\nphantom_runs: 1\nn_perm: 200\n"
+                                      "n_boot: 300\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, [
+        "run", "center-periphery", "--model", "zoo:alexnet_untrained_s0", "--config",
+        str(tmp_path / "cp.yaml"), "--no-progress", "--out", str(out),
+    ])
+    assert res.exit_code == 0, res.output
+    findings = pd.read_csv(out / "findings.csv")
+    assert len(findings) == 2 and set(findings["evidence"]) == {"in-silico"}
+    assert not findings["reproduced"].any()
+    assert (findings["verdict"] == "not reproduced").all()
+    assert findings["control"].str.contains("untrained copy").all()
+    assert " ".join(res.output.split()).count("not reproduced") == 2

@@ -28,7 +28,8 @@ def tiny_alexnet():
 def _cfg(**kw) -> CenterPeripheryConfig:
     base = dict(
         layers=LAYERS, phantom_layer="conv3", n_perm=200, n_boot=200, phantom_subjects=3,
-        phantom_runs=1, phantom_snr=0.5, seed=0,
+        phantom_runs=1, phantom_snr=0.5, seed=0, phantom_geometry="groups",
+        untrained_control=False,
     )
     return CenterPeripheryConfig(**(base | kw))
 
@@ -58,7 +59,8 @@ def test_planted_crossover_recovered(crossover_run):
         ("conv3", "foveal", "background"), "r"]
     assert cells.loc[("conv3", "peripheral", "background"), "r"] > cells.loc[
         ("conv3", "peripheral", "central"), "r"]
-    assert res.findings[0].reproduced
+    assert res.findings[0].reproduced and res.findings[0].evidence == "method-check"
+    assert res.findings[0].verdict == "recovered the planted truth: yes"
     grp = res.tables["groups"].set_index(["layer", "group"])
     for layer in ("conv1", "conv3"):  # central RFs see more of the object (conv5 RFs: whole image)
         assert grp.loc[(layer, "central"), "mean_object_coverage"] > grp.loc[
@@ -127,3 +129,33 @@ def test_rendering_geometries_give_positive_crossover(tmp_path, stimuli, geometr
         _cfg(phantom_geometry=geometry, groups=groups, phantom_snr=1.0), tmp_path / geometry,
         model=tiny_alexnet(), stimuli=stimuli, progress=False)
     assert res.tables["interaction"].set_index("layer").loc["conv3", "interaction"] > 0
+
+
+def test_untrained_network_does_not_reproduce_either_finding(tmp_path, stimuli):
+    """A random network against its own untrained copy: the default (image-geometry) phantom
+    and the BSI relation are in-silico findings, and neither beats the control."""
+    from cortexmap.probes.center_periphery_control import partial_corr
+
+    cfg = _cfg(phantom_geometry="images", untrained_control=True, n_perm=100, n_boot=200)
+    res = run_center_periphery(cfg, tmp_path / "untrained", model=tiny_alexnet(),
+                               stimuli=stimuli, progress=False)
+    cross, bsi = res.findings
+    assert cross.evidence == bsi.evidence == "in-silico"
+    assert not cross.reproduced and not bsi.reproduced
+    assert "untrained copy" in cross.control and "trained - untrained" in bsi.control
+    twin = res.tables["untrained_interaction"]
+    assert list(twin["layer"]) == LAYERS and (twin["ci_low"] <= twin["ci_high"]).all()
+    rel = res.tables["bsi_relation"].set_index(["layer", "statistic"])
+    assert set(rel.index.get_level_values(0)) == {*LAYERS, "mean"}
+    # the raw relation is positive in a random network too (objects sit near the centre)
+    assert rel.loc[("mean", "raw"), "untrained"] > 0
+    assert (rel.loc["mean", "ci_low"] <= 0).any()
+    truth = json.loads((tmp_path / "untrained" / "phantom" / "truth.json").read_text())
+    assert {r["planted"] for r in truth["regions"]} == {"image:object", "image:background"}
+    # partial correlation against a direct residual computation
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=200)
+    x, y = z + rng.normal(size=200), z + rng.normal(size=200)
+    rx = x - np.polyval(np.polyfit(z, x, 1), z)
+    ry = y - np.polyval(np.polyfit(z, y, 1), z)
+    assert partial_corr(x, y, z) == pytest.approx(np.corrcoef(rx, ry)[0, 1], abs=1e-10)

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-ANALYSES = ["center-periphery", "synthesis", "orientation", "lesion", "contrast", "universal"]
+ANALYSES = ["center-periphery", "synthesis", "orientation", "lesion", "contrast", "universal",
+            "benchmark"]
 
 
 @pytest.mark.parametrize("analysis", ANALYSES)

@@ -43,3 +43,38 @@ def test_section_and_errors(tmp_path):
     broken_yaml.write_text("n: [1, 2\n")
     with pytest.raises(CortexmapError, match="cannot be parsed"):
         load_config(_Cfg, broken_yaml)
+
+
+# -- the shared config contract ------------------------------------------------------------------
+from cortexmap.brain.pipeline import PhantomConfig, SearchlightConfig  # noqa: E402
+from cortexmap.probes.center_periphery import CenterPeripheryConfig  # noqa: E402
+from cortexmap.synthesis import SynthesisConfig  # noqa: E402
+from cortexmap.universal.analysis import UniversalConfig  # noqa: E402
+
+BAD_CONFIGS = [
+    (SynthesisConfig, {"n_images": 1}, "n_images"),
+    (CenterPeripheryConfig, {"rdm_metric": "pearson"}, "rdm_metric"),
+    (PhantomConfig, {"snrr": 3}, "snrr"),
+    (SearchlightConfig, {"dataset": "d", "correction": "bonferroni"}, "correction"),
+    (UniversalConfig, {"rsa_method": "kendall"}, "rsa_method"),
+    (PhantomConfig, {"layers": ["conv1"]}, "one region per layer"),
+]
+
+
+@pytest.mark.parametrize(("cls", "values", "named"), BAD_CONFIGS,
+                         ids=[f"{c.__name__}-{'-'.join(v)}" for c, v, _ in BAD_CONFIGS])
+def test_bad_config_is_one_clear_error(cls, values, named):
+    with pytest.raises(CortexmapError, match=f"Invalid settings for {cls.__name__}:.*{named}"):
+        cls(**values)
+
+
+def test_configs_are_frozen_and_share_field_types():
+    cfg = SynthesisConfig()
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.seed = 3
+    assert cfg.model_copy(update={"seed": 3}).seed == 3
+    # one name per concept, with the rsa vocabulary: aliases map to the canonical method
+    assert UniversalConfig(rsa_method="tau-a").rsa_method == "kendall_tau_a"
+    for cls in (SynthesisConfig, UniversalConfig, PhantomConfig, CenterPeripheryConfig):
+        with pytest.raises(CortexmapError, match="seed"):
+            cls(seed=-1)

@@ -18,12 +18,13 @@ def nowhere(tmp_path, monkeypatch):
     monkeypatch.setenv("CORTEXMAP_DATA", str(tmp_path / "env"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv(fetch.URL_ENV, (tmp_path / "no-mirror").as_uri())
+    monkeypatch.delenv(fetch.OFFLINE_ENV, raising=False)  # downloads go to local file:// URLs
     monkeypatch.setattr(fetch, "_SHARED_LEVELS", 0)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
-def test_absent_data_gives_clear_error(nowhere):
+def test_absent_data_gives_clear_error(nowhere, monkeypatch):
     with pytest.raises(CortexmapError, match="kriegeskorte92 data set was not found") as err:
         fetch_kriegeskorte92(download=False)
     assert "CORTEXMAP_DATA" in str(err.value) and "data_dir" in str(err.value)
@@ -31,6 +32,9 @@ def test_absent_data_gives_clear_error(nowhere):
         fetch_algonauts78()
     with pytest.raises(CortexmapError, match="does not exist"):
         fetch_kriegeskorte92(data_dir=nowhere / "missing")
+    monkeypatch.setenv(fetch.OFFLINE_ENV, "1")
+    with pytest.raises(CortexmapError, match="CORTEXMAP_OFFLINE"):
+        fetch_algonauts78()
 
 
 def _copy(kriegeskorte92, target):

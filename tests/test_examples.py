@@ -14,6 +14,7 @@ SINGLE = {
     "orientation.toml": "orientation",
     "lesion.toml": "lesion",
     "universal.toml": "universal",
+    "benchmark.toml": "benchmark",
 }
 
 

@@ -7,11 +7,10 @@ import torchvision
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.layers import default_conv_layers, spatial_layers
 from cortexmap.probes.receptive_field import (
-    default_spatial_layers,
     project_mask,
     receptive_fields,
-    spatial_layers,
 )
 
 
@@ -95,9 +94,9 @@ def test_auto_uses_gradient_for_skip_connections():
 
 def test_layer_lists():
     net = TinyAlex()
-    assert default_spatial_layers(net, 64) == ["conv1", "conv2", "conv3"]
+    assert default_conv_layers(net, 64) == ["conv1", "conv2", "conv3"]
     assert "fc6" not in spatial_layers(net, 64)
-    assert default_spatial_layers(torchvision.models.alexnet(), 224)[0] == "features.0"
+    assert default_conv_layers(torchvision.models.alexnet(), 224)[0] == "features.0"
 
 
 def test_project_mask_and_frame():

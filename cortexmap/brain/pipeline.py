@@ -17,16 +17,31 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import Field, model_validator
 
 from cortexmap.brain.io import BrainData, load_atlas, load_dataset, write_nifti
 from cortexmap.brain.maps import assign_layers, model_maps, overlap_table, recovery_scores
 from cortexmap.brain.phantom import PhantomDataset, make_phantom, slab_mask
 from cortexmap.brain.roi import as_model_rdms, group_rdms, roi_rdms, roi_rsa
-from cortexmap.brain.searchlight import SearchlightResult, searchlight
+from cortexmap.brain.searchlight import (
+    SEARCHLIGHT_METHODS,
+    SEARCHLIGHT_METRICS,
+    SearchlightResult,
+    searchlight,
+)
 from cortexmap.brain.stats import GroupTestResult, clusters, group_test
+from cortexmap.config import (
+    Alpha,
+    AnalysisConfig,
+    Count,
+    ModelSpec,
+    Scheduler,
+    Seed,
+    StimuliSource,
+)
 from cortexmap.errors import CortexmapError
-from cortexmap.rsa import RDMs
+from cortexmap.models.preprocessing import input_size_of
+from cortexmap.rsa import CompareMethod, RdmMetric, RDMs
 from cortexmap.utils.dask import close_client
 from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
 from cortexmap.utils.provenance import write_provenance
@@ -57,29 +72,39 @@ def _planted(dataset: Path) -> dict[str, str] | None:
 # ----------------------------------------------------------------------------------------------
 # Phantom from a network
 # ----------------------------------------------------------------------------------------------
-class PhantomConfig(BaseModel):
+class PhantomConfig(AnalysisConfig):
     """A phantom whose regions carry the RDMs of a network's layers on an image set.
 
     ``rdms``: an .npz of RDMs (RDMs.save file) used instead of a network; ``layers`` and
     ``regions`` pair up in order (layer i is planted in region i).
     """
 
-    model: str = "zoo:alexnet_sup_s0"
-    layers: list[str] = Field(default_factory=lambda: ["conv1", "conv3", "conv5", "fc7"])
+    model: ModelSpec = "zoo:alexnet_sup_s0"
+    layers: list[str] = Field(default_factory=lambda: ["conv1", "conv3", "conv5", "fc7"],
+                              min_length=1, description="Layers planted, one per region.")
     regions: list[str] = Field(default_factory=lambda: ["V1", "LOC", "fusiform",
-                                                        "parahippocampal"])
-    stimuli: str = "bundled"
-    rdms: str | None = None
+                                                        "parahippocampal"],
+                               min_length=1, description="Regions of the phantom atlas.")
+    stimuli: StimuliSource = "bundled"
+    rdms: str | None = Field(None, description="RDM file (.npz) planted instead of a network.")
     # 6 subjects: the smallest sign-flip p (1/2^6 = 0.016) is below alpha = 0.05, so the
     # group searchlight on the phantom can find something (with 3 it is 1/8 = 0.125)
-    n_subjects: int = Field(6, ge=1)
-    n_runs: int = Field(2, ge=1)
-    snr: float = 0.5
-    resolution_mm: int = 3
-    smoothness_mm: float = 6.0
-    radius_mm: float = 8.0
+    n_subjects: Count = 6
+    n_runs: Count = 2
+    snr: float = Field(0.5, ge=0, description="Signal SD / noise SD per voxel (0: no signal).")
+    resolution_mm: Literal[1, 2, 3] = 3
+    smoothness_mm: float = Field(6.0, ge=0)
+    radius_mm: float = Field(8.0, gt=0)
     slab: bool = False
-    seed: int = 0
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _one_region_per_layer(self) -> PhantomConfig:
+        if self.rdms is None and len(self.layers) != len(self.regions):
+            raise ValueError(
+                f"{len(self.layers)} layers {self.layers} for {len(self.regions)} regions "
+                f"{self.regions}; give one region per layer")
+        return self
 
 
 def layer_rdms(model: str, layers: list[str], stimuli: str = "bundled") -> RDMs:
@@ -90,7 +115,7 @@ def layer_rdms(model: str, layers: list[str], stimuli: str = "bundled") -> RDMs:
     from cortexmap.stimuli import load_bundled, load_folder
 
     net = load(model)
-    size = getattr(getattr(net, "cortexmap_preprocessing", None), "size", 64)
+    size = input_size_of(net, default=64)
     stim = load_bundled(size=size) if stimuli == "bundled" else load_folder(stimuli, size=size)
     acts = Extractor(net, layers).extract(stim)
     return compute_rdms([acts[k].reshape(len(stim), -1) for k in layers], names=layers,
@@ -124,15 +149,16 @@ def run_phantom(config: PhantomConfig, outdir: str | os.PathLike, overwrite: boo
 # ----------------------------------------------------------------------------------------------
 # ROI RSA
 # ----------------------------------------------------------------------------------------------
-class RoiRsaConfig(BaseModel):
+class RoiRsaConfig(AnalysisConfig):
     """ROI RSA of a dataset folder against model RDMs (default: the phantom's planted RDMs)."""
 
-    dataset: str
-    rdms: str | None = None
+    dataset: str = Field(min_length=1, description="Dataset folder (load_dataset layout).")
+    rdms: str | None = Field(None, description="Model RDM file (default: the dataset's "
+                             "model_rdms.npz).")
     atlas: str | None = None
     atlas_table: str | None = None
-    metric: str = "correlation"
-    method: str = "spearman"
+    metric: RdmMetric = "correlation"
+    method: CompareMethod = "spearman"
 
 
 @dataclass
@@ -210,26 +236,28 @@ def _dropped_table(subjects: list[BrainData]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------
 # Group searchlight
 # ----------------------------------------------------------------------------------------------
-class SearchlightConfig(BaseModel):
+class SearchlightConfig(AnalysisConfig):
     """Searchlight of every subject, group sign-flip test per model, maps and tables."""
 
-    dataset: str
+    dataset: str = Field(min_length=1, description="Dataset folder (load_dataset layout).")
     rdms: str | None = None
     atlas: str | None = None
     atlas_table: str | None = None
     radius_mm: float = Field(6.0, gt=0)
-    method: Literal["spearman", "pearson"] = "spearman"
-    metric: Literal["correlation", "sqeuclidean", "euclidean", "cosine"] = "correlation"
-    threshold: float = Field(0.5, ge=0, le=1)
-    min_voxels: int = Field(10, ge=1)
-    n_perm: int = Field(5000, ge=1)
-    alpha: float = Field(0.05, gt=0, lt=1)
+    method: Literal[SEARCHLIGHT_METHODS] = "spearman"
+    metric: Literal[(*SEARCHLIGHT_METRICS, "crossnobis")] = "correlation"
+    noise: Literal["none", "diag", "shrinkage_eye", "shrinkage_diag"] = "shrinkage_diag"
+    threshold: float = Field(0.5, ge=0, le=1, description="Fraction of a sphere's voxels that "
+                             "must be in the mask.")
+    min_voxels: Count = 10
+    n_perm: int = Field(5000, ge=1)  # 0 would make every p-value 1
+    alpha: Alpha = 0.05
     correction: Literal["fwe", "fdr", "none"] = "fwe"
     statistic: Literal["mean", "t"] = "mean"
-    scheduler: str | None = None
+    scheduler: Scheduler = None
     n_workers: int | None = Field(None, ge=1)
-    dtype: Literal["float64", "float32"] = "float64"
-    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float64"
+    seed: Seed = 0
 
 
 @dataclass
@@ -314,12 +342,15 @@ def group_searchlight(
     dtype: str = "float64",
     seed: int = 0,
     progress: bool = True,
+    noise: str = "shrinkage_diag",
 ) -> GroupSearchlight:
     """Searchlight every subject (one dask client shared by all), group-test each model.
 
     Tables: ``clusters`` (per model, of its winner-take-all significant map), ``assignment``
     (with an atlas), ``overlap`` between the models' significance maps, ``recovery`` (with
     ``planted``; the winner-take-all map of the planted model vs the region), ``dropped``.
+    metric="crossnobis" runs :func:`cortexmap.brain.crossnobis.crossnobis_searchlight` on the
+    single-run patterns with the noise precision ``noise``.
     """
     models = as_model_rdms(models, len(subjects[0].condition_names))
     warn_min_p(len(subjects), n_perm, alpha)
@@ -329,10 +360,19 @@ def group_searchlight(
 
         client = own = get_client(scheduler, n_workers=n_workers)
     try:
-        results = [searchlight(s, models, radius_mm=radius_mm, method=method, metric=metric,
-                               threshold=threshold, min_voxels=min_voxels,
-                               scheduler="serial" if client is None else None, client=client,
-                               dtype=dtype, progress=progress) for s in subjects]
+        sched = "serial" if client is None else None
+        if metric == "crossnobis":
+            from cortexmap.brain.crossnobis import crossnobis_searchlight
+
+            results = [crossnobis_searchlight(
+                s, models, radius_mm=radius_mm, method=method, noise=noise, threshold=threshold,
+                min_voxels=min_voxels, scheduler=sched, client=client, progress=progress)
+                for s in subjects]
+        else:
+            results = [searchlight(s, models, radius_mm=radius_mm, method=method, metric=metric,
+                                   threshold=threshold, min_voxels=min_voxels, scheduler=sched,
+                                   client=client, dtype=dtype, progress=progress)
+                       for s in subjects]
     finally:
         close_client(own)
     group = {name: group_test(results, model=i, n_perm=n_perm, seed=seed, statistic=statistic,
@@ -387,7 +427,8 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
         method=config.method, metric=config.metric, threshold=config.threshold,
         min_voxels=config.min_voxels, n_perm=config.n_perm, alpha=config.alpha,
         correction=config.correction, statistic=config.statistic, scheduler=config.scheduler,
-        n_workers=config.n_workers, dtype=config.dtype, seed=config.seed, progress=progress)
+        n_workers=config.n_workers, dtype=config.dtype, seed=config.seed, progress=progress,
+        noise=config.noise)
     for r in res.subjects:
         r.save(out / "subjects" / r.subject, overwrite=True)
     maps_dir = out / "group"

@@ -37,6 +37,8 @@ _AREAS = [
     "universal",
     "train",
     "lesion",
+    "benchmark",
+    "encoding",
 ]
 
 for _area in _AREAS:

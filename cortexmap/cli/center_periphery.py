@@ -131,14 +131,14 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
     ) -> None:
         import pandas as pd
 
-        from cortexmap.models import input_size_of, load
-        from cortexmap.probes.receptive_field import default_spatial_layers, receptive_fields
+        from cortexmap.models import default_conv_layers, input_size_of, load
+        from cortexmap.probes.receptive_field import receptive_fields
         from cortexmap.utils.io import check_output_file, write_table
 
         net = load(model, weights=weights, arch=arch)
         size = input_size or input_size_of(net)
         names = ([s.strip() for s in layers.split(",") if s.strip()] if layers
-                 else default_spatial_layers(net, size))
+                 else default_conv_layers(net, size))
         frames, rows = [], []
         for name in names:
             rf = receptive_fields(net, name, size, method=method)

@@ -27,6 +27,8 @@ from cortexmap.utils.io import atomic_path
 DATA_ENV = "CORTEXMAP_DATA"
 #: Replaces the public base URL of every data set (a mirror, or ``file://`` URLs in tests).
 URL_ENV = "CORTEXMAP_DATA_URL"
+#: Set to 1 to forbid downloads (the same switch as for network weights).
+OFFLINE_ENV = "CORTEXMAP_OFFLINE"
 _TIMEOUT_S = 20
 _SHARED_LEVELS = 3  # how many parents of the checkout may hold shared/data
 
@@ -155,6 +157,8 @@ def locate(source: Source, data_dir: str | os.PathLike | None = None,
     else:
         candidates = [d / source.name for d in search_dirs() if (d / source.name).is_dir()]
         target = cache_dir() / source.name
+    if os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes"}:
+        download = False
     seen: list[str] = []
     for folder in candidates:
         bad = problems(folder, sums)
@@ -175,6 +179,6 @@ def locate(source: Source, data_dir: str | os.PathLike | None = None,
         + f"Searched:\n  {where}\n"
         f"Put its files (from {source.base_url}) in a folder named {source.name} under one of "
         f"these, set {DATA_ENV}=<folder holding {source.name}/>, or pass data_dir=. "
-        + ("" if download else "Downloads were switched off (download=False). ")
+        + ("" if download else f"Downloads were switched off (download=False or {OFFLINE_ENV}). ")
         + "Files whose checksum does not match are never read: delete and replace them."
     )

@@ -9,7 +9,16 @@ Public API::
 """
 
 from cortexmap.models.extract import POOLINGS, Extractor, extract, spatial_view
-from cortexmap.models.layers import LayerInfo, list_layers, module_names, probe, resolve_layers
+from cortexmap.models.layers import (
+    LayerInfo,
+    default_conv_layers,
+    later_layers,
+    list_layers,
+    module_names,
+    probe,
+    resolve_layers,
+    spatial_layers,
+)
 from cortexmap.models.load import load, load_weights, torchvision_names
 from cortexmap.models.preprocessing import (
     IMAGENET_MEAN,
@@ -47,10 +56,12 @@ __all__ = [
     "SpatialMask",
     "center_disk",
     "coverage",
+    "default_conv_layers",
     "extract",
     "image_mask",
     "imagenet_networks",
     "input_size_of",
+    "later_layers",
     "list_layers",
     "load",
     "load_weights",
@@ -60,6 +71,7 @@ __all__ = [
     "preprocess",
     "probe",
     "resolve_layers",
+    "spatial_layers",
     "spatial_view",
     "torchvision_names",
 ]

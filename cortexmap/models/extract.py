@@ -24,7 +24,7 @@ from torch import nn
 
 from cortexmap.errors import CortexmapError
 from cortexmap.models.hooks import StopForward, first_tensor, run_with_hooks
-from cortexmap.models.layers import LayerInfo, probe, resolve_layers
+from cortexmap.models.layers import LayerInfo, probe, resolve_layers, token_grid
 from cortexmap.models.preprocessing import Preprocessing, preprocess
 from cortexmap.models.store import ActivationStore, check_replaceable
 from cortexmap.models.unit_masks import as_unit_masks
@@ -42,12 +42,10 @@ def spatial_view(t: torch.Tensor) -> torch.Tensor | None:
     """
     if t.ndim == 4:
         return t
-    if t.ndim == 3:
-        n, tokens, d = t.shape
-        for skip in (0, 1):
-            k = int(round((tokens - skip) ** 0.5))
-            if k > 1 and k * k == tokens - skip:
-                return t[:, skip:].transpose(1, 2).reshape(n, d, k, k)
+    if t.ndim == 3 and (grid := token_grid(t.shape[1])) is not None:
+        skip, k = grid
+        n, _, d = t.shape
+        return t[:, skip:].transpose(1, 2).reshape(n, d, k, k)
     return None
 
 

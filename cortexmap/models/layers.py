@@ -42,6 +42,22 @@ class LayerInfo:
         """True for convolutional maps (C, H, W)."""
         return len(self.shape) == 3
 
+    @property
+    def grid(self) -> bool:
+        """True for a spatial grid: a map (C, H, W), or (T, D) tokens that tile a square
+        (:func:`token_grid`)."""
+        return self.spatial or (len(self.shape) == 2 and token_grid(self.shape[0]) is not None)
+
+
+def token_grid(n_tokens: int) -> tuple[int, int] | None:
+    """(skip, k) when ``n_tokens`` vision-transformer tokens are a k x k grid, after dropping a
+    leading class token when ``skip`` is 1; None when they are not."""
+    for skip in (0, 1):
+        k = int(round((n_tokens - skip) ** 0.5))
+        if k > 1 and k * k == n_tokens - skip:
+            return skip, k
+    return None
+
 
 def module_names(model: nn.Module) -> list[str]:
     """Every named submodule (hookable layer), in definition order."""
@@ -147,3 +163,43 @@ def unknown_layer_message(bad: Sequence[str], valid: Sequence[str], model_name: 
             "`cortexmap layers MODEL` for all names and shapes."
         )
     return msg
+
+
+# -- default layer choices ---------------------------------------------------------------------
+def spatial_layers(
+    model: nn.Module, input_size: int | None = None, top_level: bool = False,
+    tokens: bool = False,
+) -> list[str]:
+    """Layers whose output has a spatial grid, in definition order.
+
+    By default every module with a (C, H, W) map; ``top_level`` keeps the model's direct
+    children only, and ``tokens`` also counts vision-transformer token grids (T, D).
+    input_size: the square input side used to probe shapes (default: the model's).
+    """
+    names = [n for n, _ in model.named_children()] if top_level else module_names(model)
+    infos = probe(model, names, input_size=input_size)
+    return [n for n in names if n in infos
+            and (infos[n].grid if tokens else infos[n].spatial)]
+
+
+def default_conv_layers(model: nn.Module, input_size: int | None = None) -> list[str]:
+    """Convolutional layers a user would name: top-level blocks with a feature map that contain
+    a convolution (e.g. the zoo's ``conv1``..``conv5``); else every ``Conv2d`` module."""
+    spatial = spatial_layers(model, input_size)
+    modules = dict(model.named_modules())
+    blocks = [
+        n for n in spatial
+        if "." not in n and any(isinstance(m, nn.Conv2d) for m in modules[n].modules())
+    ]
+    if len(blocks) >= 2:
+        return blocks
+    return [n for n in spatial if isinstance(modules[n], nn.Conv2d)]
+
+
+def later_layers(model: nn.Module, layer: str) -> list[str]:
+    """Top-level layers after ``layer`` (its top-level ancestor), without the final classifier."""
+    names = [n for n, _ in model.named_children()]
+    top = layer.split(".")[0]
+    if top not in names:
+        return []
+    return names[names.index(top) + 1:-1]

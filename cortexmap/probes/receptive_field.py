@@ -37,7 +37,7 @@ from torch import nn
 
 from cortexmap.errors import CortexmapError
 from cortexmap.models.hooks import capture, run_with_hooks
-from cortexmap.models.layers import device_of, list_layers, resolve_layers
+from cortexmap.models.layers import device_of, resolve_layers, spatial_layers
 from cortexmap.models.preprocessing import input_size_of
 
 _METHODS = ("auto", "analytic", "gradient")
@@ -119,31 +119,9 @@ def _module(model: nn.Module, layer: str) -> nn.Module:
     return dict(model.named_modules())[layer]
 
 
-def spatial_layers(model: nn.Module, input_size: int | tuple[int, int] | None = None) -> list[str]:
-    """Names of modules whose output is a (C, h, w) feature map, in definition order."""
-    size = _input_size(model, input_size)
-    return [info.name for info in list_layers(model, size[0]) if info.spatial]
-
-
-def default_spatial_layers(
-    model: nn.Module, input_size: int | tuple[int, int] | None = None
-) -> list[str]:
-    """Convolutional layers a user would name: top-level blocks with a feature map that contain
-    a convolution (e.g. the zoo's ``conv1``..``conv5``); else every ``Conv2d`` module."""
-    spatial = spatial_layers(model, input_size)
-    modules = dict(model.named_modules())
-    blocks = [
-        n for n in spatial
-        if "." not in n and any(isinstance(m, nn.Conv2d) for m in modules[n].modules())
-    ]
-    if len(blocks) >= 2:
-        return blocks
-    return [n for n in spatial if isinstance(modules[n], nn.Conv2d)]
-
-
 def _check_spatial(layer: str, shape: tuple[int, ...], model: nn.Module, size) -> None:
     if len(shape) != 4:
-        conv = spatial_layers(model, size)
+        conv = spatial_layers(model, size[0])
         raise CortexmapError(
             f"Layer {layer!r} is not convolutional: its output has shape {tuple(shape[1:])} "
             "without a spatial (h, w) grid, so its units have no receptive-field position. "

@@ -9,11 +9,11 @@ Public API (see docs/rsa.md)::
 """
 
 from cortexmap.rsa.cka import cka, cka_frame
-from cortexmap.rsa.compare import METHODS, compare, rank_rows
+from cortexmap.rsa.compare import METHODS, CompareMethod, compare, rank_rows
 from cortexmap.rsa.figures import plot_rdms, plot_similarity
 from cortexmap.rsa.interop import from_rsatoolbox, to_rsatoolbox, to_rsatoolbox_dataset
 from cortexmap.rsa.noise_ceiling import NoiseCeiling, noise_ceiling, pool_rdms
-from cortexmap.rsa.rdm import METRICS, RDMs, compute_rdms
+from cortexmap.rsa.rdm import METRICS, PatternMetric, RdmMetric, RDMs, compute_rdms
 from cortexmap.rsa.stats import (
     BootstrapResult,
     PermutationResult,
@@ -26,7 +26,8 @@ from cortexmap.rsa.stats import (
 )
 
 __all__ = [
-    "METHODS", "METRICS", "BootstrapResult", "NoiseCeiling", "PermutationResult", "RDMs",
+    "METHODS", "METRICS", "CompareMethod", "PatternMetric", "RdmMetric",
+    "BootstrapResult", "NoiseCeiling", "PermutationResult", "RDMs",
     "SignFlipResult", "bootstrap_conditions", "cka", "cka_frame", "compare", "compute_rdms",
     "fdr", "fdr_reject", "from_rsatoolbox", "noise_ceiling", "permutation_test", "plot_rdms",
     "plot_similarity", "pool_rdms", "rank_rows",

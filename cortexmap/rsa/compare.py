@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import BeforeValidator
 
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa.cka import CKA_METHODS, cka
@@ -36,6 +38,14 @@ try:  # scipy's compiled discordant-pair counter (the one scipy.stats.kendalltau
     from scipy.stats._stats import _kendall_dis as _scipy_kendall_dis
 except ImportError:  # pragma: no cover - private scipy API; fall back to the numpy counter
     _scipy_kendall_dis = None
+
+
+def _alias_to_canonical(value):
+    return _ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+#: A config field naming an RDM comparison method (aliases such as "corr" or "tau-a" accepted).
+CompareMethod = Annotated[Literal[METHODS], BeforeValidator(_alias_to_canonical)]
 
 
 def canonical_method(method: str) -> str:

@@ -65,6 +65,15 @@ class ModelEvaluation:
             return self.n_conditions - 1
         return min(self.n_subjects, self.n_conditions) - 1
 
+    def subset(self, index) -> ModelEvaluation:
+        """The evaluation restricted to the models at ``index`` (same bootstrap samples)."""
+        idx = np.asarray(index, dtype=int)
+        m = len(self.names)
+        cols = np.r_[idx, m, m + 1]
+        return ModelEvaluation([self.names[i] for i in idx], self.method, self.per_subject[idx],
+                               self.ceiling, self.boot[:, :, cols], self.n_subjects,
+                               self.n_conditions)
+
     def _covariances(self) -> np.ndarray:
         """(3, n_models + 2, n_models + 2) covariance of the evaluations per bootstrap kind."""
         ok = ~np.isnan(self.boot[:, 0, 0])

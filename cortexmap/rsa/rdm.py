@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,10 @@ from cortexmap.utils.io import atomic_path, check_output_file
 from cortexmap.utils.validation import as_finite_array, check_conditions
 
 METRICS = ("correlation", "euclidean", "sqeuclidean", "cosine", "crossnobis")
+#: A config field naming an RDM distance.
+RdmMetric = Literal[METRICS]
+#: An RDM distance computed from one response pattern per condition (crossnobis needs runs).
+PatternMetric = Literal[tuple(m for m in METRICS if m != "crossnobis")]
 
 # Units processed per BLAS block: big enough for an efficient GEMM, small enough that the float64
 # copy of one block of a 1000-condition layer stays around 64 MB.

@@ -49,8 +49,8 @@ def _vectors_and_names(rdms, names: list[str] | None) -> tuple[np.ndarray, list[
     names = list(names) if names is not None else [f"rdm{k}" for k in range(len(vecs))]
     if len(names) != len(vecs):
         raise CortexmapError(f"Got {len(names)} names for {len(vecs)} RDM vectors; give one each.")
-    n = n_conditions_from_pairs(vecs.shape[1])
-    return vecs, names, {"n_conditions": n, "metric": "unknown", "conditions": None}
+    # condition count only needed to build RDMs: bootstrap pair subsets need not be triangular
+    return vecs, names, {"n_conditions": None, "metric": "unknown", "conditions": None}
 
 
 def check_design(vecs: np.ndarray, names: list[str]) -> None:
@@ -117,10 +117,11 @@ def residual_rdms(
     ``"residual-<metric>"``.
     """
     vecs, names, extra = _vectors_and_names(rdms, names)
+    n_conditions = extra["n_conditions"] or n_conditions_from_pairs(vecs.shape[1])
     res = residual_vectors(vecs, rank=rank, names=names)
     return RDMs(
         vectors=res,
-        n_conditions=extra["n_conditions"],
+        n_conditions=n_conditions,
         names=[f"{n}{suffix}" for n in names],
         metric=f"residual-{extra['metric']}",
         conditions=extra["conditions"],

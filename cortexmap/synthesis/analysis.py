@@ -29,14 +29,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
 
+from cortexmap.config import DaskFields, ModelFields, Seed, StimuliSource
 from cortexmap.errors import CortexmapError
 from cortexmap.models.load import weights_fingerprint
 from cortexmap.models.preprocessing import input_size_of
 from cortexmap.models.weights import STAGE_LAYERS
 from cortexmap.report import Finding, Report
-from cortexmap.rsa import RDMs, compare
+from cortexmap.rsa import PatternMetric, RDMs, compare
 from cortexmap.rsa.residual import residual_rdms
 from cortexmap.synthesis.objective import LayerRDMObjective
 from cortexmap.synthesis.optimize import checkpoint_fingerprint, synthesize
@@ -63,14 +64,9 @@ DEFAULT_LAYERS: dict[str, list[str]] = {
 WELL_BELOW = 0.5
 
 
-class SynthesisConfig(BaseModel):
+class SynthesisConfig(ModelFields, DaskFields):
     """Settings of the synthesis analysis (defaults: zoo AlexNet, 16 images, 500 steps)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field("zoo:alexnet_sup_s0", description="model spec for cortexmap.models.load")
-    weights: str | None = Field(None, description="local weights file for the model")
-    arch: str | None = Field(None, description="architecture of a state_dict checkpoint")
     layers: list[str] | None = Field(None, description=">= 2 layer names (default per model)")
     n_images: int = Field(16, description="number of images to synthesize (>= 3)")
     image_size: int | None = Field(None, description="synthesized image size (default: model's)")
@@ -83,26 +79,42 @@ class SynthesisConfig(BaseModel):
     jitter: int = Field(4, ge=0)
     tv_weight: float = Field(0.0, ge=0)
     range_weight: float = Field(0.0, ge=0)
-    metric: Literal["correlation", "euclidean", "sqeuclidean", "cosine"] = "correlation"
-    seed: int = 0
+    metric: PatternMetric = "correlation"
+    seed: Seed = 0
     checkpoint_every: int = Field(50, ge=0)
     resume: bool = True
     device: str = Field("cpu", description="'cpu', 'cuda', or 'auto'")
     calibrate_batchnorm: bool = Field(
         False, description="recompute BatchNorm running statistics on the natural images first "
         "(for randomly initialized networks, whose default statistics let deep layers vanish)")
-    natural: str = Field("bundled", description="'bundled' or a folder of natural images")
+    natural: StimuliSource = Field("bundled", description="'bundled' or a folder of natural "
+                                   "images")
     mapping: bool = Field(True, description="phantom-brain mapping of natural/synth/residual")
     phantom_snr: float = Field(2.0, gt=0, description="phantom signal SD / noise SD per voxel")
     phantom_subjects: int = Field(3, ge=1)
-    phantom_resolution_mm: int = Field(3, ge=1)
+    phantom_resolution_mm: Literal[1, 2, 3] = 3
     searchlight_radius_mm: float = Field(9.0, gt=0)
     map_threshold: float | None = Field(
         None, description="fixed searchlight r above which a voxel joins a layer map (default: "
         "a family-wise alpha threshold from condition-permuted layer RDMs)")
     map_alpha: float = Field(0.05, gt=0, lt=1, description="family-wise alpha of layer maps")
     map_permutations: int = Field(10, ge=2, description="permuted RDMs per layer for the null")
-    scheduler: str | None = Field(None, description="dask scheduler address for the searchlight")
+
+    @field_validator("layers")
+    @classmethod
+    def _two_layers(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(v) < 2:
+            raise ValueError(f"only one layer given ({v}); orthogonalizing needs at least 2 "
+                             "layers")
+        return v
+
+    @field_validator("n_images")
+    @classmethod
+    def _three_images(cls, v: int) -> int:
+        if v < 3:
+            raise ValueError(f"n_images={v}: an RDM needs at least 3 images; use 3 or more (the "
+                             "paper uses 16)")
+        return v
 
     def fingerprint(self) -> str:
         """Hash of the settings a checkpoint depends on (steps excluded: runs can be extended).
@@ -302,16 +314,7 @@ def run_synthesis(
     to extend a run.
     """
     config = config or SynthesisConfig()
-    if config.n_images < 3:
-        raise CortexmapError(
-            f"n_images={config.n_images}: an RDM needs at least 3 images; use 3 or more "
-            "(the paper uses 16)."
-        )
     layers = list(config.layers) if config.layers else default_layers(config.model)
-    if len(layers) < 2:
-        raise CortexmapError(
-            f"Only one layer given ({layers}); orthogonalizing needs at least 2 layers."
-        )
     out = Path(outdir)
     ckpt = out / "checkpoint.pt"
     device = _device(config.device)

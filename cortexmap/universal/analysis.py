@@ -18,12 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from scipy import stats
 
+from cortexmap.config import BrainFields, Count, DaskFields, ModelSpec, Seed
 from cortexmap.errors import CortexmapError
+from cortexmap.models.layers import spatial_layers
 from cortexmap.models.preprocessing import input_size_of
 from cortexmap.report import Finding, Report
+from cortexmap.rsa import CompareMethod, PatternMetric
 from cortexmap.universal.dimensions import (
     Dimensions,
     brain_similarity,
@@ -32,16 +35,14 @@ from cortexmap.universal.dimensions import (
     universality,
 )
 from cortexmap.universal.reduction import reduction_curve
-from cortexmap.universal.ridge import DEFAULT_ALPHAS
 from cortexmap.utils.dask import close_client
+from cortexmap.utils.ridge import DEFAULT_ALPHAS
 
 DEFAULT_BRAIN_NETWORK = "zoo:alexnet_sup_s1"
 
 
-class UniversalConfig(BaseModel):
+class UniversalConfig(BrainFields, DaskFields):
     """Options of the universal-dimensions analysis (all have working defaults)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     networks: list[str] | None = Field(
         None, description="Model specs; default: every zoo network except brain_network."
@@ -58,17 +59,13 @@ class UniversalConfig(BaseModel):
                                       "n_dims are left out).")
     n_folds: int = Field(5, ge=2)
     alphas: list[float] = Field(default_factory=lambda: list(DEFAULT_ALPHAS))
-    rdm_metric: str = "euclidean"
-    rsa_method: str = "spearman"
-    brain: str = Field("phantom", description="'phantom' or a dataset folder (load_dataset).")
-    atlas: str | None = None
-    atlas_table: str | None = None
+    rdm_metric: PatternMetric = "euclidean"
+    rsa_method: CompareMethod = "spearman"
     roi: str = "IT"
-    brain_network: str = DEFAULT_BRAIN_NETWORK
-    phantom_snr: float = 1.0
-    phantom_subjects: int = 2
-    scheduler: str | None = Field(None, description="None: serial; 'local' or an address: Dask.")
-    seed: int = 0
+    brain_network: ModelSpec = DEFAULT_BRAIN_NETWORK
+    phantom_snr: float = Field(1.0, gt=0, description="Phantom signal SD / noise SD per voxel.")
+    phantom_subjects: Count = 2
+    seed: Seed = 0
 
     @field_validator("ks")
     @classmethod
@@ -115,10 +112,7 @@ class UniversalResult:
 
 def _default_layer(model, size: int) -> str:
     """The last top-level layer with a spatial grid: a conv map (C, H, W) or tokens (T, D)."""
-    from cortexmap.models import list_layers
-
-    top = [info for info in list_layers(model, size) if "." not in info.name]
-    spatial = [info.name for info in top if len(info.shape) >= 2]
+    spatial = spatial_layers(model, size, top_level=True, tokens=True)
     if spatial:
         return spatial[-1]
     raise CortexmapError(
