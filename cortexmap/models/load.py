@@ -150,6 +150,14 @@ def load(
             raise CortexmapError(
                 "weights= cannot be applied to a TorchScript model; it already holds its weights."
             )
+        named = not isinstance(spec, nn.Module) and not str(spec).startswith("zoo:")
+        if num_classes is None and named and not Path(name).is_file():
+            # a retrained head: rebuild the architecture with the file's class count
+            sd, _ = _split_checkpoint(_read_checkpoint(Path(weights).expanduser()), Path(weights))
+            inferred = _infer_num_classes(model, _clean_keys(sd))
+            if inferred is not None:
+                model = _load_named(split_untrained(str(spec))[0], True, weights, inferred,
+                                    seed)[0]
         load_weights(model, weights, arch=name)
         record = WeightsRecord("file", str(Path(weights).expanduser()),
                                sha256_file(Path(weights).expanduser()))
@@ -161,6 +169,27 @@ def load(
         _tag(model, "cortexmap_name", name)
     _tag(model, "cortexmap_weights", record)
     model.eval()
+    return model
+
+
+def split_entry(entry: str) -> tuple[str, str | None]:
+    """``"resnet50=weights/r50.pth"`` -> ("resnet50", "weights/r50.pth"); no '=': (entry, None).
+
+    The form multi-network settings (lists of networks) use to give one network its own
+    weights file.
+    """
+    spec, sep, weights = str(entry).partition("=")
+    if sep and not weights.strip():
+        raise CortexmapError(f"Network {entry!r}: nothing after '='; write SPEC=WEIGHTS_FILE.")
+    return spec.strip(), (weights.strip() or None)
+
+
+def load_entry(entry: str, arch: str | None = None, seed: int = 0) -> nn.Module:
+    """Load ``"SPEC"`` or ``"SPEC=WEIGHTS"`` (see :func:`split_entry`); named as written."""
+    spec, weights = split_entry(entry)
+    model = load(spec, weights=weights, arch=arch, seed=seed)
+    if weights is not None:
+        _tag(model, "cortexmap_name", str(entry))
     return model
 
 
