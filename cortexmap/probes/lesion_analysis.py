@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 from torch import nn
 
 from cortexmap.errors import CortexmapError
@@ -140,7 +140,7 @@ class LesionConfig(TestSetFields):
     lesion_sets: dict[str, list[list[int]]] = Field(default_factory=dict)
     n_top: int = 5
     low_contrast_max: float | None = None
-    n_random_sets: int = 199  # p-values down to 1 / (1 + 199) = 0.005
+    n_random_sets: int = Field(199, ge=0)  # p-values down to 1 / (1 + 199) = 0.005
     batch_lesions: int | None = None
     max_batch: int = 512
     n_workers: int = 0
@@ -470,7 +470,7 @@ class ContrastConfig(TestSetFields):
     rsa_images: int = 30
     # Contrast mostly scales response magnitude, which correlation distance ignores (and a
     # silent layer at 1 % contrast has no correlation at all): Euclidean distance sees it.
-    rsa_metric: str = "euclidean"
+    rsa_metric: Literal["euclidean", "sqeuclidean", "correlation", "cosine"] = "euclidean"
     norm_layer: str | None = "conv1"
     norm_pool: int = 3
     input_norm_pool: int = 9
@@ -478,6 +478,13 @@ class ContrastConfig(TestSetFields):
     # a second network (e.g. "mobilenet_v2:untrained") whose contrast decoding per layer is
     # measured on the same images as a control (same layer names)
     control_model: str | None = None
+
+    @field_validator("norm_pool", "input_norm_pool")
+    @classmethod
+    def _odd_pool(cls, v: int) -> int:
+        if v < 1 or v % 2 == 0:
+            raise ValueError(f"must be an odd positive number of pixels (1, 3, 5, ...); got {v}")
+        return v
 
 
 @dataclass
