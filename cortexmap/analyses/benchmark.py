@@ -47,7 +47,8 @@ HOW_TO_GET_DATA = (
     "checkout), in the user cache (`~/.cache/cortexmap/data`), or in a folder named by the "
     "`CORTEXMAP_DATA` environment variable; on a machine with internet access they are "
     "downloaded from the public rsatoolbox and Net2Brain repositories and checked against the "
-    "SHA-256 sums shipped with cortexmap. See docs/real_data.md."
+    "SHA-256 sums shipped with cortexmap (`cortexmap data fetch`; `cortexmap data where` lists "
+    "the folders searched). See docs/real_data.md."
 )
 
 

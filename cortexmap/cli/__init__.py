@@ -39,6 +39,7 @@ _AREAS = [
     "lesion",
     "benchmark",
     "encoding",
+    "data",
 ]
 
 for _area in _AREAS:
