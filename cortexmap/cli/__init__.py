@@ -37,6 +37,7 @@ _AREAS = [
     "lesion",
     "benchmark",
     "encoding",
+    "power",
 ]
 
 for _area in _AREAS:
