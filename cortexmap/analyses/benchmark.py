@@ -56,8 +56,8 @@ class BenchmarkConfig(AnalysisConfig):
 
     networks: list[str] | None = Field(
         None, description="Model specs; default: the installed ImageNet networks (at most "
-                          "max_imagenet), each with its ':untrained' twin, and a trained and "
-                          "an untrained zoo AlexNet.")
+                          "max_imagenet), each with its ':untrained' twin, the zoo AlexNet "
+                          "trained and untrained, and the zoo VGG.")
     max_imagenet: int = Field(2, ge=0, description="ImageNet networks in the default set.")
     layers: dict[str, list[str]] = Field(
         default_factory=dict, description="network -> layers; default: n_layers stages.")
