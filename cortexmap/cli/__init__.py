@@ -39,6 +39,7 @@ _AREAS = [
     "lesion",
     "benchmark",
     "encoding",
+    "power",
     "data",
 ]
 
