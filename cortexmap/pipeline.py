@@ -10,7 +10,6 @@ has not finished yet; nothing in a run folder is ever unpickled.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import time
@@ -19,50 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel
 
-from cortexmap.config import build_config, read_config_file
+from cortexmap.analyses import REGISTRY, Analysis
+from cortexmap.config import AnalysisConfig, build_config, read_config_file
 from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding, Report, findings_table
 from cortexmap.report.store import RESULT_FILE, load_result, save_result
 from cortexmap.utils.io import lock_output_dir, prepare_output_dir, write_table
 from cortexmap.utils.provenance import checksum, write_provenance
 
-
-@dataclass(frozen=True)
-class Analysis:
-    """Where an analysis lives: ``module`` holds ``config`` (pydantic class) and ``run``."""
-
-    name: str
-    title: str
-    module: str
-    config: str
-    run: str
-
-    def config_class(self) -> type[BaseModel]:
-        return getattr(importlib.import_module(self.module), self.config)
-
-    def runner(self):
-        return getattr(importlib.import_module(self.module), self.run)
-
-
-ANALYSES: dict[str, Analysis] = {a.name: a for a in [
-    Analysis("center-periphery", "Center–periphery organization",
-             "cortexmap.probes.center_periphery", "CenterPeripheryConfig",
-             "run_center_periphery"),
-    Analysis("synthesis", "Layer-orthogonalizing synthesis and residual mapping",
-             "cortexmap.synthesis.analysis", "SynthesisConfig", "run_synthesis"),
-    Analysis("orientation", "Orientation selectivity and ablation",
-             "cortexmap.probes.orientation_analysis", "OrientationConfig", "run_orientation"),
-    Analysis("lesion", "Kernel lesions", "cortexmap.probes.lesion_analysis", "LesionConfig",
-             "run_lesion"),
-    Analysis("contrast", "Image contrast", "cortexmap.probes.lesion_analysis", "ContrastConfig",
-             "run_contrast"),
-    Analysis("universal", "Universal dimensions", "cortexmap.universal.analysis",
-             "UniversalConfig", "run_universal"),
-    Analysis("benchmark", "Real data: model-vs-brain benchmark", "cortexmap.analyses.benchmark",
-             "BenchmarkConfig", "run_benchmark"),
-]}
+#: The analyses of the main job, by name (``cortexmap.analyses.REGISTRY``, in its order).
+ANALYSES: dict[str, Analysis] = REGISTRY
 
 #: Settings of ``make demo``: the published analyses at sizes that finish in minutes on 2 cores.
 DEMO_SETTINGS: dict[str, dict[str, Any]] = {
@@ -72,28 +38,24 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
     "lesion": {},
     "contrast": {},
     "universal": {},
-    # a few minutes: one ImageNet network and its twin, two zoo networks, 4 layers; without the
+    # a few minutes: one ImageNet network and its twin, three zoo networks, 4 layers; without the
     # data the part is skipped and the report says how to get it
     "benchmark": {"max_imagenet": 1, "n_layers": 4, "n_boot": 100, "n_boot_variants": 100,
                   "if_missing": "skip", "download": False},
 }
 
 
-def _section_key(name: str) -> str:
-    return name.replace("-", "_")
-
-
 def analysis_config(
     name: str, file_values: dict[str, Any] | None = None, demo: bool = False
-) -> BaseModel:
+) -> AnalysisConfig:
     """The config of analysis ``name``: demo settings (if ``demo``) overridden by file values."""
     if name not in ANALYSES:
         raise CortexmapError(
             f"Unknown analysis {name!r}; choose from: {', '.join(ANALYSES)}."
         )
-    values = dict(DEMO_SETTINGS[name]) if demo else {}
+    values = dict(DEMO_SETTINGS.get(name, {})) if demo else {}
     values.update(file_values or {})
-    return build_config(ANALYSES[name].config_class(), values, source=f"[{_section_key(name)}]")
+    return build_config(ANALYSES[name].config, values, source=f"[{ANALYSES[name].section}]")
 
 
 @dataclass
@@ -131,7 +93,7 @@ def _input_checksums(config: dict[str, Any]) -> dict[str, str]:
     return {name: checksum(path) for name, path in paths.items() if path.exists()}
 
 
-def _run_one(name: str, cfg: BaseModel, out: Path, progress: bool, resume: bool):
+def _run_one(name: str, cfg: AnalysisConfig, out: Path, progress: bool, resume: bool):
     """Run one analysis, or reuse its saved result when it finished with the same config,
     cortexmap version and inputs (:func:`_input_checksums`)."""
     import cortexmap
@@ -148,7 +110,7 @@ def _run_one(name: str, cfg: BaseModel, out: Path, progress: bool, resume: bool)
         if saved is not None and saved.key == key:
             return saved, 0.0, True
     t0 = time.perf_counter()
-    result = ANALYSES[name].runner()(cfg, out / name, overwrite=True, progress=progress)
+    result = ANALYSES[name].run(cfg, out / name, overwrite=True, progress=progress)
     elapsed = time.perf_counter() - t0
     save_result(out / name, result, key)
     return result, elapsed, False
@@ -164,7 +126,7 @@ def run_job(
     progress: bool = True,
     extra_sections=None,
 ) -> JobResult:
-    """Run ``analyses`` (default: all) into ``outdir`` and write one combined ``report.html``.
+    """Run ``analyses`` (default: the main job's) into ``outdir``; write one ``report.html``.
 
     config_file: optional TOML/YAML/JSON with one table per analysis (``[center_periphery]``,
     ``[synthesis]``, ``[orientation]``, ``[lesion]``, ``[contrast]``, ``[universal]``) holding
@@ -174,10 +136,17 @@ def run_job(
     run again.
     extra_sections: optional callable ``(report) -> list[Finding]`` adding sections first.
     """
-    names = list(analyses) if analyses else list(ANALYSES)
+    names = list(analyses) if analyses else [n for n, a in ANALYSES.items() if a.in_job]
     file_values = read_config_file(config_file) if config_file else {}
+    sections = [a.section for a in ANALYSES.values()]
+    unknown = sorted(set(file_values) - set(sections))
+    if unknown:  # a misspelt section would otherwise be ignored and the defaults run
+        raise CortexmapError(
+            f"Config file {config_file} has unknown section(s) {unknown}; valid sections: "
+            f"{', '.join(sections)}."
+        )
     configs = {
-        n: analysis_config(n, file_values.get(_section_key(n)), demo=demo) for n in names
+        n: analysis_config(n, file_values.get(n.replace("-", "_")), demo=demo) for n in names
     }  # validate every config before any work starts
     out = Path(outdir)
     if not (resume and (out / "job.json").exists()):

@@ -5,7 +5,7 @@ import os
 import pandas as pd
 import pytest
 
-from cortexmap.overview import layer_overview
+from cortexmap.analyses.overview import layer_overview
 from cortexmap.pipeline import ANALYSES, run_job
 from cortexmap.report import EVIDENCE
 from tests.report_check import check_report

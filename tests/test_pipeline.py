@@ -4,20 +4,19 @@ The real analyses are exercised end to end in tests/test_demo.py; here a minimal
 module keeps the job logic fast to test.
 """
 
-import sys
-import types
 from dataclasses import dataclass, field
 
 import pandas as pd
 import pytest
-from pydantic import BaseModel
 
 from cortexmap import pipeline
+from cortexmap.analyses import Analysis
+from cortexmap.config import AnalysisConfig
 from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding
 
 
-class EchoConfig(BaseModel):
+class EchoConfig(AnalysisConfig):
     value: int = 1
 
 
@@ -43,10 +42,7 @@ def run_echo(cfg, outdir, overwrite=False, progress=True):
 
 @pytest.fixture
 def echo(monkeypatch):
-    mod = types.ModuleType("echo_analysis")
-    mod.EchoConfig, mod.run_echo = EchoConfig, run_echo
-    monkeypatch.setitem(sys.modules, "echo_analysis", mod)
-    entry = pipeline.Analysis("echo", "Echo", "echo_analysis", "EchoConfig", "run_echo")
+    entry = Analysis("echo", "Echo", EchoConfig, run_echo)
     monkeypatch.setitem(pipeline.ANALYSES, "echo", entry)
     monkeypatch.setitem(pipeline.DEMO_SETTINGS, "echo", {"value": 2})
     CALLS.clear()
@@ -99,7 +95,7 @@ def test_report_command_rebuilds_the_combined_report(tmp_path, echo):
     assert isinstance(res.exception, CortexmapError) and "no result.json" in str(res.exception)
 
 
-class FileConfig(BaseModel):
+class FileConfig(AnalysisConfig):
     weights: str
     value: int = 1
 
@@ -113,7 +109,7 @@ def test_resume_reruns_when_weights_or_named_files_change(tmp_path, echo, monkey
     monkeypatch.setenv("CORTEXMAP_ZOO_DIR", str(zoo))
     weights = tmp_path / "net.pt"
     weights.write_bytes(b"v1")
-    monkeypatch.setattr(sys.modules["echo_analysis"], "EchoConfig", FileConfig)
+    monkeypatch.setitem(pipeline.ANALYSES, "echo", Analysis("echo", "Echo", FileConfig, run_echo))
     cfg = tmp_path / "job.toml"
     cfg.write_text(f'[echo]\nweights = "{weights}"\nvalue = 3\n')
 

@@ -1,1 +1,33 @@
-"""The published analyses, one module each, on one shared contract (:mod:`.base`)."""
+"""The analyses: one registry that the main job, the combined report and the CLI iterate.
+
+Adding an analysis is one module (config, result, run, findings, figures on the contract of
+:mod:`cortexmap.analyses.base`) plus one line below; ``cortexmap run NAME``, the ``[name]``
+table of a job config file and the main job pick it up from here.
+"""
+
+from cortexmap.analyses.base import Analysis
+from cortexmap.analyses.benchmark import BenchmarkConfig, run_benchmark
+from cortexmap.brain.pipeline import RoiRsaConfig, SearchlightConfig, run_roi_rsa, run_searchlight
+from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
+from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig, run_contrast, run_lesion
+from cortexmap.probes.orientation_analysis import OrientationConfig, run_orientation
+from cortexmap.synthesis.analysis import SynthesisConfig, run_synthesis
+from cortexmap.universal.analysis import UniversalConfig, run_universal
+
+REGISTRY: dict[str, Analysis] = {a.name: a for a in [
+    Analysis("center-periphery", "Center–periphery organization", CenterPeripheryConfig,
+             run_center_periphery),
+    Analysis("synthesis", "Layer-orthogonalizing synthesis and residual mapping",
+             SynthesisConfig, run_synthesis),
+    Analysis("orientation", "Orientation selectivity and ablation", OrientationConfig,
+             run_orientation),
+    Analysis("lesion", "Kernel lesions", LesionConfig, run_lesion),
+    Analysis("contrast", "Image contrast", ContrastConfig, run_contrast),
+    Analysis("universal", "Universal dimensions", UniversalConfig, run_universal),
+    Analysis("benchmark", "Real data: model-vs-brain benchmark", BenchmarkConfig, run_benchmark),
+    Analysis("roi-rsa", "ROI RSA of a dataset", RoiRsaConfig, run_roi_rsa, in_job=False),
+    Analysis("searchlight", "Group searchlight of a dataset", SearchlightConfig,
+             run_searchlight, in_job=False),
+]}
+
+__all__ = ["REGISTRY", "Analysis"]

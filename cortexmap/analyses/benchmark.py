@@ -21,8 +21,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from cortexmap.analyses.base import AnalysisConfig, Seed
 from cortexmap.analyses.networks import NetworkRDMs, default_networks, network_rdms
 from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding, Report
@@ -46,19 +47,18 @@ HOW_TO_GET_DATA = (
     "checkout), in the user cache (`~/.cache/cortexmap/data`), or in a folder named by the "
     "`CORTEXMAP_DATA` environment variable; on a machine with internet access they are "
     "downloaded from the public rsatoolbox and Net2Brain repositories and checked against the "
-    "SHA-256 sums shipped with cortexmap. See docs/real_data.md."
+    "SHA-256 sums shipped with cortexmap (`cortexmap data fetch`; `cortexmap data where` lists "
+    "the folders searched). See docs/real_data.md."
 )
 
 
-class BenchmarkConfig(BaseModel):
+class BenchmarkConfig(AnalysisConfig):
     """Options of the model-vs-brain benchmark on real data (all have working defaults)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     networks: list[str] | None = Field(
         None, description="Model specs; default: the installed ImageNet networks (at most "
-                          "max_imagenet), each with its ':untrained' twin, and a trained and "
-                          "an untrained zoo AlexNet.")
+                          "max_imagenet), each with its ':untrained' twin, the zoo AlexNet "
+                          "trained and untrained, and the zoo VGG.")
     max_imagenet: int = Field(2, ge=0, description="ImageNet networks in the default set.")
     layers: dict[str, list[str]] = Field(
         default_factory=dict, description="network -> layers; default: n_layers stages.")
@@ -79,7 +79,7 @@ class BenchmarkConfig(BaseModel):
     ks: list[int] = Field(default_factory=lambda: [1, 2, 3, 5, 10, 20])
     residual: bool = Field(True, description="Run the real-data residual-method test.")
     n_boot_variants: int = Field(300, ge=10, description="Stimulus bootstraps of the variants.")
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("methods")
     @classmethod

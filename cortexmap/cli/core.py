@@ -46,8 +46,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         resume: bool = typer.Option(True, help="Reuse analyses finished by an earlier run."),
         overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
     ) -> None:
+        from cortexmap.analyses.overview import layer_overview
         from cortexmap.cli.common import finding_line
-        from cortexmap.overview import layer_overview
         from cortexmap.pipeline import run_job
 
         result = run_job(
