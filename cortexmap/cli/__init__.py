@@ -32,10 +32,9 @@ _AREAS = [
     "rsa",
     "center_periphery",
     "brain",
-    "universal",
     "train",
     "lesion",
-    "benchmark",
+    "run",
 ]
 
 for _area in _AREAS:
