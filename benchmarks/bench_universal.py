@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.linear_model import RidgeCV
 
 from cortexmap.universal.dimensions import principal_dimensions, universality
-from cortexmap.universal.ridge import DEFAULT_ALPHAS, column_correlations, make_folds
+from cortexmap.utils.ridge import DEFAULT_ALPHAS, column_correlations, make_folds
 
 N_IMAGES, N_UNITS, N_DIMS = 300, 2000, 50
 

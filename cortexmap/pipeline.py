@@ -138,6 +138,13 @@ def run_job(
     """
     names = list(analyses) if analyses else [n for n, a in ANALYSES.items() if a.in_job]
     file_values = read_config_file(config_file) if config_file else {}
+    sections = [a.section for a in ANALYSES.values()]
+    unknown = sorted(set(file_values) - set(sections))
+    if unknown:  # a misspelt section would otherwise be ignored and the defaults run
+        raise CortexmapError(
+            f"Config file {config_file} has unknown section(s) {unknown}; valid sections: "
+            f"{', '.join(sections)}."
+        )
     configs = {
         n: analysis_config(n, file_values.get(n.replace("-", "_")), demo=demo) for n in names
     }  # validate every config before any work starts

@@ -75,7 +75,8 @@ def zoo_env(planted_zoo, monkeypatch):
 
 def small_config(**kw) -> OrientationConfig:
     base = dict(
-        model="zoo:toy", orientation_step=15.0, spatial_freqs=[8.0, 16.0], phases=[0, 90, 180, 270],
+        model="zoo:toy", orientation_step=15.0, spatial_freqs=[8.0, 16.0], sf_unit="cycles/image",
+        phases=[0, 90, 180, 270],
         n_shuffles=30, layers=["conv1", "conv2"], networks=["zoo:toy", "zoo:other", "zoo:third"],
         ks=[2, 4], n_random=4, shifts=[2, 4], n_shift_images=8, n_random_shift=2, n_test=40,
         batch_size=128,

@@ -9,7 +9,7 @@ from cortexmap.universal.dimensions import (
     ranked_dimensions,
     universality,
 )
-from cortexmap.universal.ridge import make_folds
+from cortexmap.utils.ridge import make_folds
 
 
 def planted_networks(n_images=150, n_nets=4, n_units=120, seed=0):
@@ -92,7 +92,7 @@ def test_bad_input_errors():
 def test_closed_form_ridge_equals_sklearn_ridgecv_per_target(n_features):
     from sklearn.linear_model import RidgeCV
 
-    from cortexmap.universal.ridge import DEFAULT_ALPHAS, ridge_cv_predict
+    from cortexmap.utils.ridge import DEFAULT_ALPHAS, ridge_cv_predict
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, n_features))

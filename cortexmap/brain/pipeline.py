@@ -8,7 +8,9 @@ self-contained ``report.html`` and ``provenance.json`` into its output folder.
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -85,7 +87,9 @@ class PhantomConfig(AnalysisConfig):
                                min_length=1, description="Regions of the phantom atlas.")
     stimuli: StimuliSource = "bundled"
     rdms: str | None = Field(None, description="RDM file (.npz) planted instead of a network.")
-    n_subjects: Count = 3
+    # 6 subjects: the smallest sign-flip p (1/2^6 = 0.016) is below alpha = 0.05, so the
+    # group searchlight on the phantom can find something (with 3 it is 1/8 = 0.125)
+    n_subjects: Count = 6
     n_runs: Count = 2
     snr: float = Field(0.5, ge=0, description="Signal SD / noise SD per voxel (0: no signal).")
     resolution_mm: Literal[1, 2, 3] = 3
@@ -190,6 +194,11 @@ def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool
     root = Path(config.dataset)
     out = prepare_output_dir(outdir, overwrite)
     subjects = load_dataset(root)
+    if len(subjects) < 2:
+        warnings.warn(
+            f"{root} has {len(subjects)} subject: ROI RSA can rank the models but cannot test "
+            "them (the t-test over subjects and the noise ceiling need at least 2 subjects); "
+            "its p-values and ceilings are NaN.", UserWarning, stacklevel=2)
     atlas = _atlas_for(root, config.atlas, config.atlas_table)
     if atlas is None:
         raise CortexmapError(f"No ROI atlas: pass --atlas and --atlas-table (none in {root}).")
@@ -237,11 +246,12 @@ class SearchlightConfig(AnalysisConfig):
     atlas_table: str | None = None
     radius_mm: float = Field(6.0, gt=0)
     method: Literal[SEARCHLIGHT_METHODS] = "spearman"
-    metric: Literal[SEARCHLIGHT_METRICS] = "correlation"
+    metric: Literal[(*SEARCHLIGHT_METRICS, "crossnobis")] = "correlation"
+    noise: Literal["none", "diag", "shrinkage_eye", "shrinkage_diag"] = "shrinkage_diag"
     threshold: float = Field(0.5, ge=0, le=1, description="Fraction of a sphere's voxels that "
                              "must be in the mask.")
     min_voxels: Count = 10
-    n_perm: int = Field(5000, ge=0)
+    n_perm: int = Field(5000, ge=1)  # 0 would make every p-value 1
     alpha: Alpha = 0.05
     correction: Literal["fwe", "fdr", "none"] = "fwe"
     statistic: Literal["mean", "t"] = "mean"
@@ -292,6 +302,23 @@ class GroupSearchlight:
                 sec.table(self.tables[key], caption)
 
 
+def min_sign_flip_p(n_subjects: int, n_perm: int) -> float:
+    """The smallest p-value a sign-flip test of ``n_subjects`` can give: 1/2^n when every sign
+    pattern is enumerated (2^n <= n_perm), else 1/(1 + n_perm)."""
+    return 1 / 2**n_subjects if 2**n_subjects <= n_perm else 1 / (1 + n_perm)
+
+
+def warn_min_p(n_subjects: int, n_perm: int, alpha: float) -> None:
+    """Warn when no voxel can reach ``alpha``: the test cannot find anything, whatever the data."""
+    p = min_sign_flip_p(n_subjects, n_perm)
+    if p > alpha:
+        warnings.warn(
+            f"With {n_subjects} subject(s) and {n_perm} permutations the smallest possible "
+            f"sign-flip p is {p:.3g} > alpha = {alpha:g}: no voxel can be significant, whatever "
+            f"the data. Use more subjects (>= {math.ceil(math.log2(1 / alpha))} for alpha = "
+            f"{alpha:g}) and permutations, or a larger alpha.", UserWarning, stacklevel=3)
+
+
 def _masked_mean(g: GroupTestResult):
     vals = np.where(g.significant(), g.mean, 0.0).astype(np.float32)
     return g.masker.inverse_transform(vals, fill=0.0)
@@ -317,24 +344,37 @@ def group_searchlight(
     dtype: str = "float64",
     seed: int = 0,
     progress: bool = True,
+    noise: str = "shrinkage_diag",
 ) -> GroupSearchlight:
     """Searchlight every subject (one dask client shared by all), group-test each model.
 
     Tables: ``clusters`` (per model, of its winner-take-all significant map), ``assignment``
     (with an atlas), ``overlap`` between the models' significance maps, ``recovery`` (with
     ``planted``; the winner-take-all map of the planted model vs the region), ``dropped``.
+    metric="crossnobis" runs :func:`cortexmap.brain.crossnobis.crossnobis_searchlight` on the
+    single-run patterns with the noise precision ``noise``.
     """
     models = as_model_rdms(models, len(subjects[0].condition_names))
+    warn_min_p(len(subjects), n_perm, alpha)
     own = None
     if client is None and scheduler != "serial":
         from cortexmap.utils.dask import get_client
 
         client = own = get_client(scheduler, n_workers=n_workers)
     try:
-        results = [searchlight(s, models, radius_mm=radius_mm, method=method, metric=metric,
-                               threshold=threshold, min_voxels=min_voxels,
-                               scheduler="serial" if client is None else None, client=client,
-                               dtype=dtype, progress=progress) for s in subjects]
+        sched = "serial" if client is None else None
+        if metric == "crossnobis":
+            from cortexmap.brain.crossnobis import crossnobis_searchlight
+
+            results = [crossnobis_searchlight(
+                s, models, radius_mm=radius_mm, method=method, noise=noise, threshold=threshold,
+                min_voxels=min_voxels, scheduler=sched, client=client, progress=progress)
+                for s in subjects]
+        else:
+            results = [searchlight(s, models, radius_mm=radius_mm, method=method, metric=metric,
+                                   threshold=threshold, min_voxels=min_voxels, scheduler=sched,
+                                   client=client, dtype=dtype, progress=progress)
+                       for s in subjects]
     finally:
         close_client(own)
     group = {name: group_test(results, model=i, n_perm=n_perm, seed=seed, statistic=statistic,
@@ -350,8 +390,11 @@ def group_searchlight(
               # overlap of the plain significance maps (winner-take-all maps never overlap)
               "overlap": overlap_table(model_maps(group, alpha, correction,
                                                   winner_take_all=False)),
+              # spheres without a value, and the subject's NaN / constant voxels dropped on load
               "dropped": pd.DataFrame([{"subject": r.subject, "centres": r.n_centres,
-                                        **r.dropped} for r in results])}
+                                        **r.dropped, **{f"{k}_voxels": v for k, v in
+                                                        s.dropped.items()}}
+                                       for r, s in zip(results, subjects, strict=True)])}
     findings = []
     if atlas is not None:
         tables["assignment"] = assign_layers(group, atlas, alpha, correction)
@@ -386,7 +429,8 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
         method=config.method, metric=config.metric, threshold=config.threshold,
         min_voxels=config.min_voxels, n_perm=config.n_perm, alpha=config.alpha,
         correction=config.correction, statistic=config.statistic, scheduler=config.scheduler,
-        n_workers=config.n_workers, dtype=config.dtype, seed=config.seed, progress=progress)
+        n_workers=config.n_workers, dtype=config.dtype, seed=config.seed, progress=progress,
+        noise=config.noise)
     res.config = config
     for r in res.subjects:
         r.save(out / "subjects" / r.subject, overwrite=True)

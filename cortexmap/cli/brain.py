@@ -54,6 +54,8 @@ Examples:
   cortexmap searchlight runs/phantom --out runs/sl
 
   cortexmap searchlight data/study --rdms rdms.npz --scheduler tcp://10.0.0.5:8786 --out sl
+
+  cortexmap searchlight runs/phantom --metric crossnobis --noise shrinkage_diag --out runs/cn
 """
 
 
@@ -76,7 +78,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                                     help="Comma-separated regions, one per layer."),
         stimuli: str = typer.Option("bundled", "--stimuli", help="'bundled' or image folder."),
         rdms: Path = typer.Option(None, "--rdms", help="RDMs file (.npz) instead of a network."),
-        n_subjects: int = typer.Option(3, "--n-subjects"),
+        n_subjects: int = typer.Option(6, "--n-subjects",
+                                       help="Subjects (6: sign-flip p can reach 0.016)."),
         n_runs: int = typer.Option(2, "--n-runs"),
         snr: float = typer.Option(0.5, "--snr", help="Signal SD / noise SD (0: null)."),
         resolution: int = typer.Option(3, "--resolution", help="Voxel size in mm (2 or 3)."),
@@ -133,7 +136,11 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         radius: float = typer.Option(6.0, "--radius", help="Sphere radius in mm."),
         method: str = typer.Option("spearman", "--method", help="spearman | pearson."),
         metric: str = typer.Option("correlation", "--metric",
-                                   help="correlation | sqeuclidean | euclidean | cosine."),
+                                   help="correlation | sqeuclidean | euclidean | cosine | "
+                                        "crossnobis (single-run patterns, see --noise)."),
+        noise: str = typer.Option("shrinkage_diag", "--noise",
+                                  help="crossnobis noise precision per sphere: none | diag | "
+                                       "shrinkage_eye | shrinkage_diag."),
         threshold: float = typer.Option(0.5, "--threshold",
                                         help="Min. fraction of a sphere inside the mask."),
         min_voxels: int = typer.Option(10, "--min-voxels", help="Min. voxels per sphere."),
@@ -154,9 +161,9 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
             dataset=str(dataset), rdms=str(rdms) if rdms else None,
             atlas=str(atlas) if atlas else None,
             atlas_table=str(atlas_table) if atlas_table else None, radius_mm=radius,
-            method=method, metric=metric, threshold=threshold, min_voxels=min_voxels,
-            n_perm=n_perm, alpha=alpha, correction=correction, statistic=statistic,
-            scheduler=scheduler, n_workers=n_workers, dtype=dtype, seed=seed)
+            method=method, metric=metric, noise=noise, threshold=threshold,
+            min_voxels=min_voxels, n_perm=n_perm, alpha=alpha, correction=correction,
+            statistic=statistic, scheduler=scheduler, n_workers=n_workers, dtype=dtype, seed=seed)
         res = run_searchlight(cfg, out, overwrite=overwrite, progress=_progress())
         cl = res.tables["clusters"]
         console.print(cl.head(20).to_string(index=False) if not cl.empty else "no cluster")

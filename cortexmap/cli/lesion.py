@@ -8,7 +8,15 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from cortexmap.cli.common import print_findings, split_list
+from cortexmap.cli.common import (
+    ACCURACY_HELP,
+    CLASS_NAMES_HELP,
+    IMAGES_HELP,
+    LABELS_HELP,
+    print_findings,
+    split_list,
+    test_set_flags,
+)
 from cortexmap.errors import CortexmapError
 
 console = Console()
@@ -25,6 +33,9 @@ Examples:
 
   cortexmap run lesion --layers conv1,conv2 --mode mean --per-class --n-images 500 \\
       --sets "conv1:3+7+9;conv2:1+2" --workers 2 --out runs/lesion_mean
+
+  cortexmap run lesion --model mobilenet_v2 --layers features.0,features.3 \
+      --images photos/ --labels labels.csv --class-names imagenet --out runs/lesion_mobilenet
 """
 
 CONTRAST_HELP = """Analysis 5b: accuracy versus contrast with a Naka-Rushton fit (contrast at \
@@ -38,6 +49,9 @@ Examples:
 
   cortexmap run contrast --model zoo:vgg_sup_s0 --layers block1,block2,block3,fc6 \\
       --norm-layer block1 --out runs/contrast_vgg
+
+  cortexmap run contrast --model mobilenet_v2 --layers features.0,features.3,features.6 \
+      --norm-layer none --images photos/ --accuracy agreement --out runs/contrast_proxy
 """
 
 
@@ -80,6 +94,10 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         contrasts: str = typer.Option(None, help="contrast levels, fractions or percentages "
                                                  "(default 1,0.5,0.3,0.1,0.05,0.03,0.01)"),
         n_images: int = typer.Option(None, help="procedural test images (default 200)"),
+        images: str = typer.Option(None, "--images", help=IMAGES_HELP),
+        labels: str = typer.Option(None, "--labels", help=LABELS_HELP),
+        class_names: str = typer.Option(None, "--class-names", help=CLASS_NAMES_HELP),
+        accuracy: str = typer.Option(None, "--accuracy", help=ACCURACY_HELP),
         mode: str = typer.Option(None, help="zero (default) or mean replacement"),
         per_class: bool = typer.Option(None, "--per-class/--no-per-class",
                                        help="also accuracy per class"),
@@ -102,7 +120,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
             contrasts=_contrasts(contrasts),
             n_images=n_images, mode=mode, per_class=per_class, lesion_sets=_sets(sets),
             n_top=n_top, n_random_sets=n_random_sets, n_workers=workers, scheduler=scheduler,
-            seed=seed, resume=resume,
+            seed=seed, resume=resume, **test_set_flags(images, labels, class_names, accuracy),
         )
         res = run_lesion(cfg, out, overwrite=overwrite, progress=progress)
         console.print(res.tables["top_kernels"].to_string(index=False))
@@ -117,6 +135,10 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         layers: str = typer.Option(None, help="layers for decoding/RSA (default conv1..fc7)"),
         contrasts: str = typer.Option(None, help="contrast levels, fractions or percentages"),
         n_images: int = typer.Option(None, help="procedural test images (default 200)"),
+        images: str = typer.Option(None, "--images", help=IMAGES_HELP),
+        labels: str = typer.Option(None, "--labels", help=LABELS_HELP),
+        class_names: str = typer.Option(None, "--class-names", help=CLASS_NAMES_HELP),
+        accuracy: str = typer.Option(None, "--accuracy", help=ACCURACY_HELP),
         per_class: bool = typer.Option(None, "--per-class/--no-per-class",
                                        help="also accuracy per class"),
         norm_layer: str = typer.Option(None, help="layer followed by divisive normalisation "
@@ -131,7 +153,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         from cortexmap.probes.lesion_analysis import ContrastConfig, run_contrast
 
         flags = dict(model=model, layers=split_list(layers), contrasts=_contrasts(contrasts),
-                     n_images=n_images, per_class=per_class, norm_sigma=norm_sigma, seed=seed)
+                     n_images=n_images, per_class=per_class, norm_sigma=norm_sigma, seed=seed,
+                     **test_set_flags(images, labels, class_names, accuracy))
         cfg = load_config(ContrastConfig, config, section="contrast", **flags)
         if norm_layer is not None:
             cfg = cfg.model_copy(update={

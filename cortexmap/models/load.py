@@ -150,6 +150,14 @@ def load(
             raise CortexmapError(
                 "weights= cannot be applied to a TorchScript model; it already holds its weights."
             )
+        named = not isinstance(spec, nn.Module) and not str(spec).startswith("zoo:")
+        if num_classes is None and named and not Path(name).is_file():
+            # a retrained head: rebuild the architecture with the file's class count
+            sd, _ = _split_checkpoint(_read_checkpoint(Path(weights).expanduser()), Path(weights))
+            inferred = _infer_num_classes(model, _clean_keys(sd))
+            if inferred is not None:
+                model = _load_named(split_untrained(str(spec))[0], True, weights, inferred,
+                                    seed)[0]
         load_weights(model, weights, arch=name)
         record = WeightsRecord("file", str(Path(weights).expanduser()),
                                sha256_file(Path(weights).expanduser()))
@@ -161,6 +169,27 @@ def load(
         _tag(model, "cortexmap_name", name)
     _tag(model, "cortexmap_weights", record)
     model.eval()
+    return model
+
+
+def split_entry(entry: str) -> tuple[str, str | None]:
+    """``"resnet50=weights/r50.pth"`` -> ("resnet50", "weights/r50.pth"); no '=': (entry, None).
+
+    The form multi-network settings (lists of networks) use to give one network its own
+    weights file.
+    """
+    spec, sep, weights = str(entry).partition("=")
+    if sep and not weights.strip():
+        raise CortexmapError(f"Network {entry!r}: nothing after '='; write SPEC=WEIGHTS_FILE.")
+    return spec.strip(), (weights.strip() or None)
+
+
+def load_entry(entry: str, arch: str | None = None, seed: int = 0) -> nn.Module:
+    """Load ``"SPEC"`` or ``"SPEC=WEIGHTS"`` (see :func:`split_entry`); named as written."""
+    spec, weights = split_entry(entry)
+    model = load(spec, weights=weights, arch=arch, seed=seed)
+    if weights is not None:
+        _tag(model, "cortexmap_name", str(entry))
     return model
 
 
@@ -417,8 +446,11 @@ def _read_checkpoint(path: Path) -> Any:
 
         if isinstance(exc, pickle.UnpicklingError) and "Weights only" in str(exc):
             why = "it holds pickled Python objects (e.g. a whole nn.Module), not only tensors"
+        elif path.stat().st_size == 0:
+            why = "the file is empty (0 bytes; an interrupted download or copy?)"
         else:  # first line of torch's message, without terminal colour codes
-            why = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[0][:200]
+            lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+            why = lines[0][:200] if lines else "unreadable (truncated or not a PyTorch file)"
         raise CortexmapError(
             f"Cannot read weights file {path}: {type(exc).__name__}: {why}. It must "
             "be a state_dict saved with torch.save(model.state_dict(), path) or a TorchScript "

@@ -166,6 +166,17 @@ STAGE_LAYERS: dict[str, list[str]] = {
        for k, ends in _LITE_STAGES.items()},
 }
 
+def stage_layers(model: nn.Module) -> list[str] | None:
+    """:data:`STAGE_LAYERS` of a loaded real network (or its untrained twin), else None."""
+    name = str(getattr(model, "cortexmap_name", ""))
+    base = split_untrained(name.removeprefix("imagenet:").removeprefix("torchvision:"))[0]
+    layers = STAGE_LAYERS.get(base)
+    if layers is None:
+        return None
+    present = {n for n, _ in model.named_modules()}
+    return list(layers) if all(n in present for n in layers) else None
+
+
 #: Networks whose architecture only cortexmap builds (not plain torchvision / timm names).
 OWN_ARCHITECTURES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
                      "mobilenet_v2_deepsort")

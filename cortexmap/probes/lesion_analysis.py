@@ -24,13 +24,21 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 from torch import nn
 
 from cortexmap.errors import CortexmapError
 from cortexmap.models.preprocessing import input_size_of
+from cortexmap.models.weights import weights_record
 from cortexmap.probes import contrast as ct
 from cortexmap.probes import lesion as ls
+from cortexmap.probes.testset import (
+    TestSet,
+    TestSetFields,
+    check_model_fits,
+    name_proxy,
+    resolve_test_set,
+)
 from cortexmap.report import Finding
 from cortexmap.report.figures import save_figure
 from cortexmap.utils.dask import close_client
@@ -57,13 +65,39 @@ def _check_n_images(n_images: int, images: np.ndarray | None) -> None:
         )
 
 
-def _test_set(n_images: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Full-contrast procedural test images (n, S, S, 3), labels (n,) and the class names."""
-    from cortexmap.stimuli.procedural import CLASSES, ProceduralObjects
+@dataclass
+class _Tested:
+    """The test set of a run: full-contrast images (n, S, S, 3), what accuracy is measured
+    against (n,), class names, the size of the label space and how accuracy is defined."""
 
-    _check_n_images(n_images, None)
-    ds = ProceduralObjects("test", n_images, seed, size=size)
-    return ds.images, ds.labels, list(CLASSES)
+    images: np.ndarray
+    targets: np.ndarray
+    class_names: list[str] | None
+    n_classes: int
+    measure: str
+    proxy: bool
+
+
+def _test_set(config, net: nn.Module, images, labels, class_names) -> _Tested:
+    """The config's test set (procedural split, the user's folder + labels, or the agreement
+    proxy) or the API's ``images`` / ``labels``; a network whose outputs do not fit it is
+    refused here, before any output exists."""
+    proxy = config.accuracy == "agreement"
+    if images is None:
+        ts = resolve_test_set(config, input_size_of(net, default=config.image_size),
+                              config.n_images, config.seed)
+    else:
+        images = np.asarray(images, dtype=np.float32)
+        if labels is None and not proxy:
+            raise CortexmapError("images= needs labels= (one class index per image), or "
+                                 "accuracy='agreement' for the proxy.")
+        ct.check_test_set(images, labels)
+        ts = TestSet(images, None if proxy else np.asarray(labels), class_names,
+                     len(class_names) if class_names else None, "the images given", proxy)
+    k = check_model_fits(net, ts)
+    n_classes = ts.n_classes or k or int(np.max(ts.labels)) + 1
+    return _Tested(ts.images, ts.targets(net), None if proxy else ts.class_names, n_classes,
+                   ts.describe(), proxy)
 
 
 def _prepare_out(outdir: str | os.PathLike, overwrite: bool, resumable: bool) -> Path:
@@ -75,7 +109,7 @@ def _prepare_out(outdir: str | os.PathLike, overwrite: bool, resumable: bool) ->
 
 
 # --------------------------------------------------------------------------- lesion analysis
-class LesionConfig(BaseModel):
+class LesionConfig(TestSetFields):
     """Settings of :func:`run_lesion` (defaults: the zoo AlexNet on the procedural test split).
 
     model: model spec for :func:`cortexmap.models.load`; layers: layers whose kernels are
@@ -88,6 +122,8 @@ class LesionConfig(BaseModel):
     see :func:`cortexmap.probes.lesion.low_contrast_levels`); n_random_sets: random control
     sets; batch_lesions / max_batch: lesions per forward pass and rows per batch; n_workers /
     scheduler: Dask (0 / None = in-process); resume: reuse finished layers in ``OUT/sweep``.
+    test_images / test_labels / class_names / accuracy: the user's test set or the agreement
+    proxy instead of the procedural split (:mod:`cortexmap.probes.testset`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -104,7 +140,7 @@ class LesionConfig(BaseModel):
     lesion_sets: dict[str, list[list[int]]] = Field(default_factory=dict)
     n_top: int = 5
     low_contrast_max: float | None = None
-    n_random_sets: int = 199  # p-values down to 1 / (1 + 199) = 0.005
+    n_random_sets: int = Field(199, ge=0)  # p-values down to 1 / (1 + 199) = 0.005
     batch_lesions: int | None = None
     max_batch: int = 512
     n_workers: int = 0
@@ -129,6 +165,7 @@ class LesionResult:
     kernel_images: dict[str, tuple[np.ndarray, list[str], str]] = field(default_factory=dict)
     outdir: Path | None = None
     low_levels: list[float] = field(default_factory=list)
+    accuracy_measure: str = "top-1 accuracy against the labels"
 
     def matrix(self, layer: str) -> pd.DataFrame:
         """kernels x contrast drop matrix of ``layer``."""
@@ -140,8 +177,8 @@ class LesionResult:
         sec = report.section(
             "Kernel lesions and image contrast",
             f"Each kernel of {', '.join(cfg.layers)} of `{cfg.model}` was removed in turn "
-            f"({cfg.mode} replacement) and top-1 accuracy was measured on {cfg.n_images} "
-            f"procedural test images at contrasts {levels}"
+            f"({cfg.mode} replacement) and accuracy ({self.accuracy_measure}) was measured "
+            f"at contrasts {levels}"
             " (Akbarinia & Gil-Rodríguez, Vision Research 2020).",
         )
         base = self.tables["baseline"]
@@ -201,10 +238,8 @@ def run_lesion(
         raise CortexmapError(f"n_top must be >= 1; got {config.n_top}.")
     _check_n_images(config.n_images, images)
     net = _load_model(config.model, model)
-    if images is None:
-        images, labels, class_names = _test_set(config.n_images, config.seed,
-                                                input_size_of(net, default=config.image_size))
-    ct.check_test_set(np.asarray(images), labels)
+    tested = _test_set(config, net, images, labels, class_names)
+    images, labels, class_names = tested.images, tested.targets, tested.class_names
     ibc = ct.contrast_series(images, config.contrasts, config.contrast_kind)
     out = _prepare_out(outdir, overwrite, config.resume)
     client = None
@@ -229,8 +264,7 @@ def run_lesion(
             for h, name in zip(halves, ("select", "heldout"), strict=True)
         ]
         sweep = ls.combine_sweeps(sweeps)
-        n_classes = len(class_names) if class_names else int(np.max(labels)) + 1
-        low_levels = ls.low_contrast_levels(sweep.baseline, 1.0 / n_classes,
+        low_levels = ls.low_contrast_levels(sweep.baseline, 1.0 / tested.n_classes,
                                             config.low_contrast_max)
         top = ls.top_low_contrast_kernels(sweep.drops(), config.n_top, low_levels)
         top_select = ls.top_low_contrast_kernels(sweeps[0].drops(), config.n_top, low_levels)
@@ -252,7 +286,9 @@ def run_lesion(
     if config.per_class:
         tables["per_class"] = sweep.per_class()
     result = LesionResult(config, tables, _lesion_findings(config, tables, low_levels),
-                          kernel_images, out, low_levels)
+                          kernel_images, out, low_levels, tested.measure)
+    if tested.proxy:
+        name_proxy(result.findings)
 
     stems = {"drops": "lesion_drops", "baseline": "lesion_baseline", "top_kernels": "top_kernels",
              "sets": "lesion_sets", "appearance": "kernel_appearance",
@@ -272,7 +308,8 @@ def run_lesion(
                         out / f"top_kernels_{files[layer]}.png")
     _write_report(result, f"Kernel lesions and contrast: {config.model}", out)
     write_provenance(out, config=config, seed=config.seed,
-                     inputs={"test_images": np.asarray(images), "labels": np.asarray(labels)})
+                     inputs={"test_images": np.asarray(images), "labels": np.asarray(labels)},
+                     models={config.model: weights_record(net)})
     return result
 
 
@@ -401,7 +438,7 @@ def _set_test(low_sets: pd.DataFrame, layer: str) -> tuple[float, np.ndarray, fl
 
 
 # --------------------------------------------------------------------------- contrast analysis
-class ContrastConfig(BaseModel):
+class ContrastConfig(TestSetFields):
     """Settings of :func:`run_contrast`.
 
     model / contrasts / contrast_kind / n_images / seed / image_size / per_class: as in
@@ -412,6 +449,10 @@ class ContrastConfig(BaseModel):
     norm_layer: layer followed by divisive normalisation (None = only the input stage);
     norm_pool / input_norm_pool: normalisation pool sizes (odd, pixels of the map / image);
     norm_sigma: semi-saturation constant as a fraction of the typical full-contrast energy.
+    test_images / test_labels / class_names / accuracy: as in :class:`LesionConfig`.
+    control_model: a network with the same layer names (typically the untrained twin,
+    ``"NAME:untrained"``) whose contrast decoding is measured on the same images as the control
+    of the decoding finding (table ``contrast_decoding_control``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -429,11 +470,21 @@ class ContrastConfig(BaseModel):
     rsa_images: int = 30
     # Contrast mostly scales response magnitude, which correlation distance ignores (and a
     # silent layer at 1 % contrast has no correlation at all): Euclidean distance sees it.
-    rsa_metric: str = "euclidean"
+    rsa_metric: Literal["euclidean", "sqeuclidean", "correlation", "cosine"] = "euclidean"
     norm_layer: str | None = "conv1"
     norm_pool: int = 3
     input_norm_pool: int = 9
     norm_sigma: float = 0.1
+    # a second network (e.g. "mobilenet_v2:untrained") whose contrast decoding per layer is
+    # measured on the same images as a control (same layer names)
+    control_model: str | None = None
+
+    @field_validator("norm_pool", "input_norm_pool")
+    @classmethod
+    def _odd_pool(cls, v: int) -> int:
+        if v < 1 or v % 2 == 0:
+            raise ValueError(f"must be an odd positive number of pixels (1, 3, 5, ...); got {v}")
+        return v
 
 
 @dataclass
@@ -450,6 +501,7 @@ class ContrastResult:
     findings: list[Finding]
     curves: dict[str, ct.ContrastCurve]
     outdir: Path | None = None
+    accuracy_measure: str = "top-1 accuracy against the labels"
 
     def figures(self) -> dict[str, object]:
         return {"accuracy_vs_contrast": plot_contrast_curves(self.tables["accuracy"], self.curves),
@@ -460,7 +512,7 @@ class ContrastResult:
         cfg = self.config
         sec = report.section(
             "Image contrast",
-            f"Accuracy of `{cfg.model}` on {cfg.n_images} procedural test images at each contrast "
+            f"Accuracy of `{cfg.model}` ({self.accuracy_measure}) at each contrast "
             "level, a Naka-Rushton fit with its contrast at half maximum (c50), where contrast is "
             "encoded, and divisive normalisation as a baseline mechanism.",
         )
@@ -475,6 +527,10 @@ class ContrastResult:
                    "level (grouped by image) and RSA with a contrast model RDM, per layer.")
         sec.table(self.tables["decoding"].merge(self.tables["rsa"], on="layer"),
                   "Contrast decoding and RSA per layer.")
+        if "decoding_control" in self.tables:
+            sec.table(self.tables["decoding_control"],
+                      f"Control: contrast decoding per layer of {cfg.control_model} on the same "
+                      "images.")
 
 
 def run_contrast(
@@ -500,15 +556,17 @@ def run_contrast(
     levels = ct.check_contrasts(config.contrasts)
     _check_n_images(config.n_images, images)
     net = _load_model(config.model, model)
-    if images is None:
-        images, labels, class_names = _test_set(config.n_images, config.seed,
-                                                input_size_of(net, default=config.image_size))
-    images = np.asarray(images, dtype=np.float32)
-    ct.check_test_set(images, labels)
+    tested = _test_set(config, net, images, labels, class_names)
+    images, labels, class_names = tested.images, tested.targets, tested.class_names
+    control = None
+    if config.control_model:
+        from cortexmap.models import resolve_layers
+
+        control = _load_model(config.control_model, None)
+        resolve_layers(control, config.layers)
     out = prepare_output_dir(outdir, overwrite)
     ibc = ct.contrast_series(images, levels, config.contrast_kind)
-    n_classes = len(class_names) if class_names else int(np.max(labels)) + 1
-    chance = 1.0 / n_classes
+    chance = 1.0 / tested.n_classes
 
     models = {"intact": net}
     models["input divisive norm"] = ct.with_input_normalization(
@@ -533,18 +591,41 @@ def run_contrast(
                           metric=config.rsa_metric)
     tables = {"accuracy": accuracy, "curves": ct.curve_table(curves), "decoding": decoding,
               "rsa": rsa}
+    if control is not None:
+        c_acts = ct.layer_activations(control, config.layers, stacked, pooling=config.pooling)
+        tables["decoding_control"] = ct.contrast_decoding(
+            c_acts, con, groups, n_splits=config.n_splits, seed=config.seed)
+        tables["decoding_control"].insert(0, "network", config.control_model)
     result = ContrastResult(config, tables, _contrast_findings(tables, curves, chance), curves,
-                            out)
+                            out, tested.measure)
+    if control is not None:
+        _add_decoding_control(result.findings, tables["decoding_control"], config.control_model)
+    if tested.proxy:
+        name_proxy(result.findings)
     stems = {"accuracy": "contrast_accuracy", "curves": "contrast_curves",
-             "decoding": "contrast_decoding", "rsa": "contrast_rsa"}
+             "decoding": "contrast_decoding", "rsa": "contrast_rsa",
+             "decoding_control": "contrast_decoding_control"}
     for key, df in tables.items():
         write_table(df, out / stems[key])
     for name, fig in result.figures().items():
         save_figure(fig, out / f"{name}.png")
     _write_report(result, f"Image contrast: {config.model}", out)
     write_provenance(out, config=config, seed=config.seed,
-                     inputs={"test_images": images, "labels": np.asarray(labels)})
+                     inputs={"test_images": images, "labels": np.asarray(labels)},
+                     models={config.model: weights_record(net)}
+                     | ({config.control_model: weights_record(control)} if control else {}))
     return result
+
+
+def _add_decoding_control(findings, dec: pd.DataFrame, name: str) -> None:
+    """The control network's decoding beside the 'contrast is encoded early' finding."""
+    first, last = dec.iloc[0], dec.iloc[-1]
+    text = (f"{name}: {first['layer']} {first['decoding_accuracy']:.3f} (chance "
+            f"{first['chance']:.3f}), last layer {last['layer']} "
+            f"{last['decoding_accuracy']:.3f}")
+    for f in findings:
+        if "decodable" in f.claim:
+            f.control = f"{f.control}; {text}" if f.control else text
 
 
 def _contrast_findings(tables, curves: dict[str, ct.ContrastCurve], chance: float):

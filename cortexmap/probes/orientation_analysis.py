@@ -34,11 +34,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from torch import nn
 
 from cortexmap.errors import CortexmapError
 from cortexmap.models.predict import predict
+from cortexmap.models.weights import weights_record
 from cortexmap.probes.ablation import (
     AblationResult,
     plot_accuracy_drops,
@@ -47,11 +48,18 @@ from cortexmap.probes.ablation import (
 )
 from cortexmap.probes.orientation import (
     DEFAULT_PHASES,
-    DEFAULT_SPATIAL_FREQS,
     OrientationTuning,
     measure_tuning,
     plot_osi_distributions,
     plot_tuning_curves,
+)
+from cortexmap.probes.testset import (
+    TestSet,
+    TestSetFields,
+    check_model_fits,
+    name_proxy,
+    output_size,
+    resolve_test_set,
 )
 from cortexmap.report import Finding, findings_table
 from cortexmap.utils.dask import close_client
@@ -62,22 +70,37 @@ from cortexmap.utils.provenance import write_provenance
 ANALYSIS = "orientation"
 #: Fraction of selective lower-layer units above which "lower layers are orientation selective".
 SELECTIVE_FRACTION = 0.25
+#: How much more of the lower layers' units must be selective in a trained network than in its
+#: untrained twin for "training makes them selective".
+TWIN_MARGIN = 0.10
+#: Default grating spatial frequencies in cycles per pixel: 4, 8 and 12 cycles across a 64 px
+#: image, 14, 28 and 42 across 224 px (a fixed count per image would put a 224 px network's
+#: small early receptive fields far below their preferred frequency).
+DEFAULT_SF_CPP: tuple[float, ...] = (1 / 16, 1 / 8, 3 / 16)
 
 
-class OrientationConfig(BaseModel):
+class OrientationConfig(TestSetFields):
     """Settings of the orientation analysis (defaults: the zoo AlexNet, its checkpoints, the zoo).
 
-    Tuning: ``layers`` (default: every spatial top-level layer), ``unit`` ("center" channel at
-    the centre of the map, or "mean" over positions), orientations every ``orientation_step``
-    deg over 180, ``spatial_freqs`` (cycles/image), ``phases`` (deg), ``n_shuffles`` of the
+    Tuning: ``layers`` (default: every spatial top-level layer; for the real ImageNet networks
+    the stem and the end of each stage), ``unit`` ("center" channel at the centre of the map,
+    or "mean" over positions), orientations every ``orientation_step`` deg over 180,
+    ``spatial_freqs`` in ``sf_unit`` ("cycles/pixel", the default, so the gratings scale with
+    each network's input size; or "cycles/image"), ``phases`` (deg), ``n_shuffles`` of the
     shuffled-orientation null and its ``alpha``, ``min_osi`` (a selective unit also needs
     OSI >= min_osi, default 1/3 = R_pref >= 2 R_orth).
-    Dynamics: ``dynamics`` on/off, ``dynamics_model`` (default ``model``; must be a zoo network
-    with epoch checkpoints). Networks: ``networks`` (default: the whole zoo; [] skips),
-    ``n_lower`` lower layers per network. Ablation: ``ablation_layer`` (default the second tuned
-    layer), ``ks``, ``n_random`` draws, ``shift_layers`` (default: every top-level layer after
-    the ablated one except the classifier), ``shifts`` in px, ``n_shift_images``. Test set:
-    ``n_test`` procedural test images (``test_seed``). ``scheduler``: Dask scheduler for the
+    Dynamics: ``dynamics`` on/off, ``dynamics_model`` (default ``model``): a zoo network with
+    epoch checkpoints, or a folder of the user's checkpoints (state_dict files whose names end
+    in their epoch number, e.g. ``epoch_3.pt``; ``dynamics_arch`` names their architecture
+    unless the files store it). Networks: ``networks`` (default: the whole zoo; [] skips), each
+    a model spec or ``SPEC=WEIGHTS`` (a local weights file for that network), ``n_lower``
+    lower layers per network. Ablation: ``ablation_layer`` (default the second tuned layer),
+    ``ks``, ``n_random`` draws, ``shift_layers`` (default: every top-level layer after the
+    ablated one except the classifier), ``shifts`` in px, ``n_shift_images``. Test set:
+    ``n_test`` procedural test images (``test_seed``), or ``test_images`` + ``test_labels`` (+
+    ``class_names``), or ``accuracy="agreement"`` (proxy; see
+    :mod:`cortexmap.probes.testset`); a network whose output size does not match the test
+    set's classes is refused before any work. ``scheduler``: Dask scheduler for the
     dynamics / network sweeps (None = serial in this process). ``report``: write report.html.
     """
 
@@ -87,7 +110,8 @@ class OrientationConfig(BaseModel):
     layers: list[str] | None = None
     unit: Literal["center", "mean"] = "center"
     orientation_step: float = Field(7.5, gt=0, le=45)
-    spatial_freqs: list[float] = Field(default_factory=lambda: list(DEFAULT_SPATIAL_FREQS))
+    spatial_freqs: list[float] = Field(default_factory=lambda: list(DEFAULT_SF_CPP))
+    sf_unit: Literal["cycles/pixel", "cycles/image"] = "cycles/pixel"
     phases: list[float] = Field(default_factory=lambda: list(DEFAULT_PHASES))
     contrast: float = Field(1.0, gt=0, le=1)
     n_shuffles: int = Field(200, ge=0)
@@ -99,6 +123,7 @@ class OrientationConfig(BaseModel):
 
     dynamics: bool = True
     dynamics_model: str | None = None
+    dynamics_arch: str | None = None
     networks: list[str] | None = None
     n_lower: int = Field(2, ge=1)
 
@@ -148,9 +173,16 @@ class OrientationResult:
 # --------------------------------------------------------------------------------------------
 
 def spatial_layers(model: nn.Module, input_size: int | None = None) -> list[str]:
-    """Top-level layers of ``model`` whose output has a spatial grid (conv maps or patch tokens)."""
+    """Top-level layers of ``model`` whose output has a spatial grid (conv maps or patch tokens);
+    for the real ImageNet networks, the stem and the end of each resolution stage
+    (:data:`cortexmap.models.weights.STAGE_LAYERS`)."""
     from cortexmap.models import input_size_of, probe
     from cortexmap.models.extract import spatial_view
+    from cortexmap.models.weights import stage_layers
+
+    staged = stage_layers(model)
+    if staged is not None:
+        return staged
 
     names = [n for n, _ in model.named_children()]
     infos = probe(model, names, input_size=input_size or input_size_of(model, default=64))
@@ -172,11 +204,15 @@ def _zoo_base(spec: str) -> str | None:
 
 
 def checkpoint_epochs(spec: str) -> list[int]:
-    """Epochs with a saved checkpoint of zoo network ``spec``; CortexmapError if there are none."""
+    """Epochs with a saved checkpoint of zoo network ``spec`` or in a folder of checkpoints;
+    CortexmapError if there are none."""
+    if Path(spec).expanduser().is_dir():
+        return [e for e, _ in folder_checkpoints(spec)]
     base = _zoo_base(spec)
     hint = ("Training dynamics need a zoo network saved at several epochs, e.g. "
-            "zoo:alexnet_sup_s0 (see `cortexmap zoo list`), or turn them off with "
-            "dynamics=False (--no-dynamics).")
+            "zoo:alexnet_sup_s0 (see `cortexmap zoo list`), or a folder of your checkpoints "
+            "(dynamics_model=FOLDER, files named by epoch such as epoch_3.pt), or turn them off "
+            "with dynamics=False (--no-dynamics).")
     if base is None:
         raise CortexmapError(f"Model {spec!r} has no epoch checkpoints. {hint}")
     from cortexmap.models.zoo import checkpoints
@@ -187,22 +223,77 @@ def checkpoint_epochs(spec: str) -> list[int]:
     return sorted(epochs)
 
 
-@functools.lru_cache(maxsize=2)
-def _procedural_test(n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rendered once per process: every model of a sweep is tested on the same images."""
-    from cortexmap.stimuli.procedural import ProceduralObjects
-
-    data = ProceduralObjects("test", n=n, seed=seed, size=size)
-    return data.images, data.labels
+_CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin"}
 
 
-def _test_set(config: OrientationConfig, model: nn.Module) -> tuple[torch.Tensor, np.ndarray]:
-    """Procedural test images preprocessed for ``model`` (n, 3, S, S) and labels (n,)."""
+def folder_checkpoints(folder: str | os.PathLike) -> list[tuple[int, str]]:
+    """(epoch, path) of the checkpoint files in ``folder``, by epoch: the last number in each
+    file name is its epoch (``epoch_3.pt``, ``ckpt-010.pth``)."""
+    import re
+
+    root = Path(folder).expanduser()
+    found: dict[int, str] = {}
+    for f in sorted(root.iterdir()):
+        numbers = re.findall(r"\d+", f.stem)
+        if f.is_file() and f.suffix.lower() in _CHECKPOINT_SUFFIXES and numbers:
+            epoch = int(numbers[-1])
+            if epoch in found:
+                raise CortexmapError(
+                    f"Checkpoints {Path(found[epoch]).name} and {f.name} in {root} both look "
+                    f"like epoch {epoch}; keep one file per epoch (the last number in a file "
+                    "name is its epoch)."
+                )
+            found[epoch] = str(f)
+    if len(found) < 2:
+        raise CortexmapError(
+            f"Training dynamics need at least 2 checkpoints in {root}; found {len(found)} "
+            f"({', '.join(sorted(_CHECKPOINT_SUFFIXES))} files whose names end in the epoch, "
+            "e.g. epoch_0.pt, epoch_5.pt)."
+        )
+    return sorted(found.items())
+
+
+def _dynamics_specs(config: OrientationConfig) -> list[tuple[int, str]]:
+    """(epoch, loadable spec) of every checkpoint of the training-dynamics network."""
+    spec = config.dynamics_model or config.model
+    if Path(spec).expanduser().is_dir():
+        return folder_checkpoints(spec)
+    return [(e, f"zoo:{_zoo_base(spec)}@ep{e}") for e in checkpoint_epochs(spec)]
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_test_set(key: str, size: int) -> TestSet:
+    fields = TestSetFields.model_validate_json(key)
+    n, seed = json.loads(key)["n_test"], json.loads(key)["test_seed"]
+    return resolve_test_set(fields, size, n, seed)
+
+
+def _test_set(config: OrientationConfig, model: nn.Module,
+              strict: bool = True) -> tuple[torch.Tensor, np.ndarray | None, TestSet]:
+    """Test images preprocessed for ``model`` (n, 3, S, S), what its accuracy is measured
+    against (n,) and the :class:`TestSet`.
+
+    strict: a model that does not fit the test set is an error; otherwise (a sweep item) its
+    targets are None and its accuracy is not measured. Under the agreement proxy a sweep item
+    has no accuracy either (agreement of a network with itself is 1).
+    """
     from cortexmap.models import input_size_of, preprocess
 
     size = input_size_of(model, default=64)
-    images, labels = _procedural_test(config.n_test, config.test_seed, size)
-    return preprocess(images, model.cortexmap_preprocessing), labels
+    key = json.dumps({**{k: getattr(config, k) for k in TestSetFields.model_fields},
+                      "n_test": config.n_test, "test_seed": config.test_seed})
+    ts = _cached_test_set(key, size)
+    x = preprocess(ts.images, model.cortexmap_preprocessing)
+    if strict:
+        check_model_fits(model, ts)
+        return x, ts.targets(model, config.batch_size), ts
+    if ts.proxy:
+        return x, None, ts
+    try:
+        check_model_fits(model, ts)
+    except CortexmapError:
+        return x, None, ts
+    return x, np.asarray(ts.labels), ts
 
 
 @torch.inference_mode()
@@ -213,9 +304,25 @@ def accuracy(
     return float((predict(model, x, batch_size) == np.asarray(labels)).mean())
 
 
-def _tuning_kwargs(config: OrientationConfig) -> dict[str, Any]:
+def spatial_freqs_cpi(config: OrientationConfig, size: int) -> list[float]:
+    """The config's spatial frequencies in cycles per image of a ``size`` px input."""
+    if config.sf_unit == "cycles/image":
+        return list(config.spatial_freqs)
+    bad = [f for f in config.spatial_freqs if not 0 < f < 0.5]
+    if bad:
+        raise CortexmapError(
+            f"Spatial frequencies in cycles/pixel must lie in (0, 0.5) (0.5 = Nyquist); got "
+            f"{bad}. For cycles per image set sf_unit='cycles/image' (CLI --sf-unit)."
+        )
+    return [f * size for f in config.spatial_freqs]
+
+
+def _tuning_kwargs(config: OrientationConfig, model: nn.Module) -> dict[str, Any]:
+    from cortexmap.models import input_size_of
+
+    size = input_size_of(model, default=64)
     return dict(
-        orientations=config.orientations(), spatial_freqs=config.spatial_freqs,
+        orientations=config.orientations(), spatial_freqs=spatial_freqs_cpi(config, size),
         phases=config.phases, unit=config.unit, contrast=config.contrast,
         n_shuffles=config.n_shuffles, alpha=config.alpha, min_osi=config.min_osi,
         statistic=config.statistic,
@@ -226,17 +333,28 @@ def _tuning_kwargs(config: OrientationConfig) -> dict[str, Any]:
 def _model_row(spec: str, layers: Sequence[str] | None, n_lower: int,
                config: OrientationConfig, x: torch.Tensor | None,
                labels: np.ndarray | None) -> pd.DataFrame:
-    """Per-layer tuning summary + test accuracy of one model (a dynamics / network sweep item)."""
-    from cortexmap.models import load
+    """Per-layer tuning summary + test accuracy of one model (a dynamics / network sweep item).
 
-    model = load(spec)
+    ``spec`` is a model spec or ``SPEC=WEIGHTS``; a network whose outputs do not fit the test
+    set gets accuracy NaN and says why in ``accuracy_note`` (never a silent 0).
+    """
+    from cortexmap.models.load import load_entry
+
+    model = load_entry(spec, arch=config.dynamics_arch if Path(spec).is_file() else None)
     names = list(layers) if layers else spatial_layers(model)[:n_lower]
-    tuning = measure_tuning(model, names, progress=False, **_tuning_kwargs(config))
+    tuning = measure_tuning(model, names, progress=False, **_tuning_kwargs(config, model))
+    note = ""
     if x is None:
-        x, labels = _test_set(config, model)
+        x, labels, ts = _test_set(config, model, strict=False)
+        if labels is None:
+            k = output_size(model)
+            note = ("agreement proxy: no accuracy across networks" if ts.proxy else
+                    f"not measured: {k} outputs vs {ts.n_classes} test classes ({ts.source})")
     df = tuning.summary()
     df["model"] = spec
-    df["test_accuracy"] = accuracy(model, x, labels, config.batch_size)
+    df["test_accuracy"] = (accuracy(model, x, labels, config.batch_size) if labels is not None
+                           else float("nan"))
+    df["accuracy_note"] = note
     df["layer_rank"] = np.arange(len(df))
     return df
 
@@ -329,8 +447,13 @@ def run_orientation(
             "layers explicitly with layers=[...] (see `cortexmap layers MODEL`)."
         )
     # fail fast, before any output is written, on settings the later steps would reject
-    dyn_spec = config.dynamics_model or config.model
-    epochs = checkpoint_epochs(dyn_spec) if config.dynamics else []
+    x_test, y_test, test_set = _test_set(config, net)
+    spatial_freqs_cpi(config, 64)
+    dyn_specs = _dynamics_specs(config) if config.dynamics else []
+    if dyn_specs and Path(dyn_specs[0][1]).is_file():  # user checkpoints: loadable?
+        from cortexmap.models import load
+
+        load(dyn_specs[0][1], arch=config.dynamics_arch)
     abl_layer = config.ablation_layer or (layers[1] if len(layers) > 1 else layers[0])
     if config.ablation:
         _check_ablation(net, abl_layer, config.ks)
@@ -345,22 +468,25 @@ def run_orientation(
             shutil.rmtree(partial.dir)
         write_json(stamp, {"fp": config.fingerprint()})
 
-    tuning = measure_tuning(net, layers, progress=progress, **_tuning_kwargs(config))
+    tuning = measure_tuning(net, layers, progress=progress, **_tuning_kwargs(config, net))
     tables: dict[str, pd.DataFrame] = {
         "tuning_summary": tuning.summary(),
         "tuning_units": tuning.units(),
         "tuning_curves": _curves_table(tuning),
     }
-    x_test, y_test = _test_set(config, net)
     acc = accuracy(net, x_test, y_test, config.batch_size)
-    extras: dict[str, Any] = {"test_accuracy": acc, "layers": layers, "ablation_layer": abl_layer}
+    extras: dict[str, Any] = {"test_accuracy": acc, "layers": layers, "ablation_layer": abl_layer,
+                              "accuracy_measure": test_set.describe(),
+                              "accuracy_proxy": test_set.proxy}
 
     if config.dynamics:
-        specs = [f"zoo:{_zoo_base(dyn_spec)}@ep{e}" for e in epochs]
-        rows = _sweep(specs, config, partial, layers, x_test, y_test, "training dynamics",
-                      progress)
+        epoch_of = {spec: e for e, spec in dyn_specs}
+        # under the proxy each checkpoint is compared with itself: no accuracy over training
+        y_dyn = None if test_set.proxy else y_test
+        rows = _sweep(list(epoch_of), config, partial, layers, x_test, y_dyn,
+                      "training dynamics", progress)
         dyn = pd.concat(rows, ignore_index=True)
-        dyn.insert(0, "epoch", dyn["model"].str.extract(r"@ep(\d+)$")[0].astype(int))
+        dyn.insert(0, "epoch", dyn["model"].map(epoch_of).astype(int))
         tables["dynamics"] = dyn
 
     names = config.networks
@@ -372,7 +498,11 @@ def run_orientation(
         rows = _sweep(list(names), config, partial, None, None, None, "networks", progress)
         nets = pd.concat(rows, ignore_index=True)
         tables["networks"] = nets
-        tables["network_correlation"] = _network_correlation(nets)
+        if np.isfinite(_lower(nets, config.n_lower)["test_accuracy"].to_numpy(float)).sum() >= 3:
+            tables["network_correlation"] = _network_correlation(nets)
+        twins = twin_table(nets)
+        if len(twins):
+            tables["untrained_twins"] = twins
 
     ablation = None
     if config.ablation:
@@ -384,7 +514,9 @@ def run_orientation(
 
     result = OrientationResult(config=config, outdir=out, tuning=tuning, tables=tables,
                                ablation=ablation, extras=extras)
-    result.findings = _findings(result)
+    result.findings = _findings(result) + _twin_findings(result)
+    if test_set.proxy:
+        name_proxy([f for f in result.findings if "accuracy" in f.claim])
     for name, df in tables.items():
         write_table(df, out / name)
     write_table(findings_table(result.findings), out / "findings")
@@ -397,7 +529,8 @@ def run_orientation(
         report.findings(result.findings)
         report.write(out / "report.html")
     write_provenance(out, config=config, seed=config.seed,
-                     inputs={"test_images": x_test.numpy()[:16]})
+                     inputs={"test_images": x_test.numpy()[:16]},
+                     models={config.model: weights_record(net)})
     return result
 
 
@@ -434,9 +567,62 @@ def _lower(df: pd.DataFrame, n_lower: int) -> pd.DataFrame:
     )
 
 
+def twin_table(nets: pd.DataFrame) -> pd.DataFrame:
+    """Each trained network of a sweep beside its untrained twin (``X`` and ``X:untrained``
+    both swept): per layer, the fraction of selective units and the mean / median OSI."""
+    from cortexmap.models.weights import UNTRAINED
+
+    models = list(dict.fromkeys(nets["model"]))
+    parts = []
+    for m in models:
+        if m.endswith(UNTRAINED) or m + UNTRAINED not in models:
+            continue
+        a = nets[nets["model"] == m]
+        b = nets[nets["model"] == m + UNTRAINED].set_index("layer")
+        cols = ["fraction_selective", "osi_mean", "osi_median"]
+        both = a[a["layer"].isin(b.index)][["layer", "layer_rank", *cols]].copy()
+        for c in cols:
+            both[f"{c}_untrained"] = b.loc[both["layer"], c].to_numpy()
+        both.insert(0, "network", m)
+        parts.append(both)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _twin_findings(res: OrientationResult) -> list[Finding]:
+    """One verdict per trained network: its lower layers vs those of its untrained twin."""
+    cfg, twins = res.config, res.tables.get("untrained_twins")
+    if twins is None or not len(twins):
+        return []
+    out = []
+    for net, g in twins.groupby("network", sort=False):
+        low = g[g["layer_rank"] < cfg.n_lower]
+        trained = float(low["fraction_selective"].mean())
+        random_ = float(low["fraction_selective_untrained"].mean())
+        per_layer = "; ".join(
+            f"{r.layer} {r.fraction_selective:.0%} vs {r.fraction_selective_untrained:.0%} "
+            f"(mean OSI {r.osi_mean:.2f} vs {r.osi_mean_untrained:.2f})" for r in g.itertuples())
+        out.append(Finding(
+            claim=f"Training makes the lower layers of {net} orientation selective: more of "
+                  "their units are selective than in the same architecture with random weights.",
+            reproduced=bool(trained >= SELECTIVE_FRACTION and trained - random_ >= TWIN_MARGIN),
+            numbers=f"{net}, selective fraction trained vs untrained per layer: {per_layer}.",
+            analysis=ANALYSIS,
+            evidence="in-silico",
+            criterion=f"Over the first {cfg.n_lower} layers the trained network's mean selective "
+                      f"fraction is at least {SELECTIVE_FRACTION:.0%} and exceeds its untrained "
+                      f"twin's by at least {TWIN_MARGIN:.2f}.",
+            control=f"{net}:untrained (seeded random init): mean selective fraction "
+                    f"{random_:.0%} vs {trained:.0%} trained over the first {cfg.n_lower} "
+                    "layers.",
+        ))
+    return out
+
+
 def _network_correlation(nets: pd.DataFrame) -> pd.DataFrame:
+    """Lower-layer selectivity vs test accuracy over the networks whose accuracy was measured."""
     n_lower = int(nets["layer_rank"].max()) + 1
     low = _lower(nets, n_lower)
+    low = low[np.isfinite(low["test_accuracy"].to_numpy(dtype=float))]
     rows = []
     for measure in ("fraction_selective", "osi_mean"):
         a, b = low[measure].to_numpy(), low["test_accuracy"].to_numpy()
@@ -451,7 +637,8 @@ def _ablation(config, net, tuning, layers, abl_layer, x_test, y_test, progress):
     if abl_layer in tuning.layers:
         lt = tuning[abl_layer]
     else:  # ablate a layer that was not in the tuning list: measure it now
-        lt = measure_tuning(net, [abl_layer], progress=False, **_tuning_kwargs(config))[abl_layer]
+        lt = measure_tuning(net, [abl_layer], progress=False,
+                            **_tuning_kwargs(config, net))[abl_layer]
     shift_layers = (config.shift_layers if config.shift_layers is not None
                     else later_layers(net, abl_layer))
     return run_ablation(
@@ -498,7 +685,7 @@ def _findings(res: OrientationResult) -> list[Finding]:
             claim="Orientation selectivity of the lower layers grows during training, together "
                   "with test accuracy.",
             reproduced=bool(last["osi"] > first["osi"] and rho_a > 0),
-            numbers=f"{_zoo_base(cfg.dynamics_model or cfg.model)}, epochs "
+            numbers=f"{_dynamics_label(cfg)}, epochs "
                     f"{lo.index.min()}..{lo.index.max()} ({len(lo)} checkpoints), first "
                     f"{cfg.n_lower} layers: mean OSI {first['osi']:.2f} -> {last['osi']:.2f}, "
                     f"selective fraction {first['frac']:.2f} -> {last['frac']:.2f}, accuracy "
@@ -528,6 +715,11 @@ def _findings(res: OrientationResult) -> list[Finding]:
     if res.ablation is not None:
         out.extend(_ablation_findings(res))
     return out
+
+
+def _dynamics_label(cfg: OrientationConfig) -> str:
+    spec = cfg.dynamics_model or cfg.model
+    return _zoo_base(spec) or spec
 
 
 def _ablation_findings(res: OrientationResult) -> list[Finding]:
@@ -648,14 +840,32 @@ def plot_networks(nets: pd.DataFrame):
     return fig
 
 
+def plot_twins(twins: pd.DataFrame):
+    """Selective fraction per layer, trained (solid) vs untrained twin (dashed), per network."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    for i, (net, g) in enumerate(twins.groupby("network", sort=False)):
+        ax.plot(g["layer_rank"], g["fraction_selective"], "o-", color=f"C{i}", label=net)
+        ax.plot(g["layer_rank"], g["fraction_selective_untrained"], "s--", color=f"C{i}",
+                alpha=0.6)
+    ax.set_xlabel("layer (stem, then the end of each stage)")
+    ax.set_ylabel("fraction selective")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, title="solid: trained, dashed: untrained", title_fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def _add_to_report(res: OrientationResult, report) -> None:
     cfg = res.config
     where = "centre of the map" if cfg.unit == "center" else "mean over positions"
     sec = report.section(
         "Orientation selectivity and its causal role (Ukita 2020)",
         f"Gratings at {len(cfg.orientations())} orientations (every {cfg.orientation_step:g} "
-        f"deg), spatial frequencies {cfg.spatial_freqs} cycles/image and phases {cfg.phases} "
-        f"deg were shown to {cfg.model} (test accuracy {res.extras['test_accuracy']:.3f}). A unit "
+        f"deg), spatial frequencies {cfg.spatial_freqs} {cfg.sf_unit} and phases {cfg.phases} "
+        f"deg were shown to {cfg.model} (accuracy {res.extras['test_accuracy']:.3f}: "
+        f"{res.extras['accuracy_measure']}). A unit "
         f"is one channel read at the {where}; it is selective when its "
         f"{cfg.statistic.replace('_', ' ')} beats {cfg.n_shuffles} "
         f"orientation-shuffled controls (p < {cfg.alpha}) and its OSI is at least "
@@ -680,13 +890,26 @@ def _add_to_report(res: OrientationResult, report) -> None:
                    "checkpoint (dashed).")
         sub.table(res.tables["dynamics"][["epoch", "layer", "fraction_selective", "osi_mean",
                                           "test_accuracy"]], "Selectivity over training.")
-    if "networks" in res.tables:
+    if "network_correlation" in res.tables:
         sub = sec.subsection("Across networks")
         sub.figure(plot_networks(res.tables["networks"]),
                    f"Mean OSI of each network's first {cfg.n_lower} spatial layers against its "
                    "test accuracy.")
         sub.table(res.tables["network_correlation"],
                   "Correlation of lower-layer selectivity with test accuracy across networks.")
+    elif "networks" in res.tables:
+        nets = res.tables["networks"]
+        sub = sec.subsection("Across networks")
+        sub.table(nets[["model", "layer", "fraction_selective", "osi_mean", "test_accuracy",
+                        "accuracy_note"]],
+                  "Selectivity per network and layer (fewer than 3 networks with a measured "
+                  "accuracy: no correlation).")
+    if "untrained_twins" in res.tables:
+        sub = sec.subsection("Trained networks and their untrained twins")
+        sub.figure(plot_twins(res.tables["untrained_twins"]),
+                   "Fraction of orientation-selective units per layer of each trained network "
+                   "(solid) and of the same architecture with random weights (dashed).")
+        sub.table(res.tables["untrained_twins"], "Selectivity per layer, trained vs untrained.")
     if res.ablation is not None:
         sub = sec.subsection(f"Ablation of {res.ablation.layer}")
         sub.figure(plot_accuracy_drops(res.ablation.accuracy),

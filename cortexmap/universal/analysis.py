@@ -35,8 +35,8 @@ from cortexmap.universal.dimensions import (
     universality,
 )
 from cortexmap.universal.reduction import reduction_curve
-from cortexmap.universal.ridge import DEFAULT_ALPHAS
 from cortexmap.utils.dask import close_client
+from cortexmap.utils.ridge import DEFAULT_ALPHAS
 
 DEFAULT_BRAIN_NETWORK = "zoo:alexnet_sup_s1"
 
@@ -45,7 +45,8 @@ class UniversalConfig(BrainFields, DaskFields):
     """Options of the universal-dimensions analysis (all have working defaults)."""
 
     networks: list[str] | None = Field(
-        None, description="Model specs; default: every zoo network except brain_network."
+        None, description="Model specs (or SPEC=WEIGHTS, a network with its own weights "
+                          "file); default: every zoo network except brain_network."
     )
     layers: dict[str, str] = Field(
         default_factory=dict,
@@ -249,18 +250,21 @@ def run_universal(
     cfg = config or UniversalConfig()
     out = prepare_output_dir(outdir, overwrite)
     layers_used: dict[str, str] = {}
-    stim = None
+    stim, records = None, {}
     if activations is None:
-        from cortexmap.models import load
+        from cortexmap.models.load import load_entry
 
         networks = cfg.networks or _default_networks(cfg)
+        from cortexmap.models.weights import weights_record
+
+        models = {spec: load_entry(spec) for spec in networks}  # every spec checked first
+        records = {spec: weights_record(m) for spec, m in models.items()}
+        # one image set for all, at the largest input size (each network resizes it down)
+        stim = _stimuli(cfg, max(input_size_of(m) for m in models.values()))
         activations = {}
         for spec in track(networks, "universal: extracting networks", enabled=progress):
-            model = load(spec)
-            if stim is None:  # one image set for all, at the first network's input size
-                stim = _stimuli(cfg, input_size_of(model))
             layers_used[spec], activations[spec] = network_activations(
-                model, cfg.layers.get(spec), stim)
+                models.pop(spec), cfg.layers.get(spec), stim)
     if brain is None:
         if stim is None:
             raise CortexmapError(
@@ -299,5 +303,5 @@ def run_universal(
     result.add_to_report(report)
     report.findings(result.findings)
     report.write(out / "report.html")
-    write_provenance(out, config=cfg, seed=cfg.seed, inputs=activations)
+    write_provenance(out, config=cfg, seed=cfg.seed, inputs=activations, models=records)
     return result

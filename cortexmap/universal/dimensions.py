@@ -16,13 +16,13 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 from cortexmap.errors import CortexmapError
-from cortexmap.universal.ridge import (
+from cortexmap.utils.progress import track
+from cortexmap.utils.ridge import (
     DEFAULT_ALPHAS,
     column_correlations,
     make_folds,
     ridge_cv_predict,
 )
-from cortexmap.utils.progress import track
 from cortexmap.utils.validation import as_finite_array
 
 

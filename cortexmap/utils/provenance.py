@@ -50,9 +50,13 @@ def checksum(obj: Any) -> str:
 
 
 def provenance(
-    config: Any = None, seed: int | None = None, inputs: dict[str, Any] | None = None
+    config: Any = None,
+    seed: int | None = None,
+    inputs: dict[str, Any] | None = None,
+    models: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build a provenance record. ``inputs`` maps a name to a path or an array to checksum."""
+    """Build a provenance record. ``inputs`` maps a name to a path or an array to checksum;
+    ``models`` maps a network to the record of its weights (source, file, sha256)."""
     if hasattr(config, "model_dump"):
         config = config.model_dump(mode="json")
     return {
@@ -62,6 +66,7 @@ def provenance(
         "seed": seed,
         "versions": package_versions(),
         "inputs": {k: checksum(v) for k, v in (inputs or {}).items()},
+        **({"models": models} if models else {}),
     }
 
 
