@@ -24,7 +24,7 @@ TINY: dict[str, dict] = {
     "center-periphery": dict(layers=["conv1", "conv2"], image_size=64, n_perm=5, n_boot=5,
                              phantom_subjects=2, phantom_runs=1),
     "synthesis": dict(layers=["conv1", "conv2"], n_images=4, steps=2, mapping=False),
-    "orientation": dict(layers=["conv1"], orientation_step=45, spatial_freqs=[4.0],
+    "orientation": dict(layers=["conv1"], orientation_step=45, spatial_freqs=[0.125],
                         phases=[0.0], n_shuffles=5, dynamics=False, networks=[],
                         ablation=False, n_test=20),
     "lesion": dict(layers=["conv1"], contrasts=[1.0, 0.1], n_images=20, n_top=2,
