@@ -88,3 +88,16 @@ def test_stage_layers_span_the_network():
     layers = stage_layers(m, 224, 4)
     assert layers[0] == "features.0" and layers[-1] == "classifier" and len(layers) == 4
     assert stage_layers(load(NETS[0]), 64, 3) == ["conv1", "conv5", "classifier"]
+
+
+def test_demo_part_without_data_says_skipped(tmp_path, monkeypatch):
+    from cortexmap.pipeline import run_job
+
+    monkeypatch.setenv("CORTEXMAP_DATA", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(fetch, "_SHARED_LEVELS", 0)
+    monkeypatch.chdir(tmp_path)
+    job = run_job(tmp_path / "demo", analyses=["benchmark"], demo=True, progress=False)
+    assert job.results["benchmark"].skipped and job.findings == []
+    html = job.report_path.read_text()
+    assert "Real data: skipped" in html and "shared/data" in html

@@ -47,7 +47,8 @@ HOW_TO_GET_DATA = (
     "checkout), in the user cache (`~/.cache/cortexmap/data`), or in a folder named by the "
     "`CORTEXMAP_DATA` environment variable; on a machine with internet access they are "
     "downloaded from the public rsatoolbox and Net2Brain repositories and checked against the "
-    "SHA-256 sums shipped with cortexmap. See docs/real_data.md."
+    "SHA-256 sums shipped with cortexmap (`cortexmap data fetch`; `cortexmap data where` lists "
+    "the folders searched). See docs/real_data.md."
 )
 
 
@@ -56,8 +57,8 @@ class BenchmarkConfig(AnalysisConfig):
 
     networks: list[str] | None = Field(
         None, description="Model specs; default: the installed ImageNet networks (at most "
-                          "max_imagenet), each with its ':untrained' twin, and a trained and "
-                          "an untrained zoo AlexNet.")
+                          "max_imagenet), each with its ':untrained' twin, the zoo AlexNet "
+                          "trained and untrained, and the zoo VGG.")
     max_imagenet: int = Field(2, ge=0, description="ImageNet networks in the default set.")
     layers: dict[str, list[str]] = Field(
         default_factory=dict, description="network -> layers; default: n_layers stages.")

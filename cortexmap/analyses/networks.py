@@ -13,7 +13,7 @@ from cortexmap.stimuli import StimulusSet
 _SKIPPED_KINDS = ("Dropout", "Identity", "Flatten", "ZeroPad2d", "BatchNorm", "ReLU", "SiLU",
                   "GELU", "Sigmoid", "Tanh", "Hardswish", "Swish", "LayerNorm")
 _UNTRAINED = ":untrained"
-DEFAULT_ZOO = ("zoo:alexnet_sup_s0", "zoo:alexnet_untrained_s0")
+DEFAULT_ZOO = ("zoo:alexnet_sup_s0", "zoo:alexnet_untrained_s0", "zoo:vgg_sup_s0")
 
 
 def family(spec: str, imagenet: list[str]) -> str:
@@ -25,7 +25,8 @@ def family(spec: str, imagenet: list[str]) -> str:
 
 def default_networks(max_imagenet: int = 2) -> list[str]:
     """The installed ImageNet networks (at most ``max_imagenet``), each with its untrained twin,
-    and a trained and an untrained zoo network."""
+    and three zoo networks: AlexNet trained and untrained, and a trained VGG (so universality
+    has at least three trained networks to compare)."""
     from cortexmap.models import imagenet_networks
 
     nets = []

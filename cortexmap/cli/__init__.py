@@ -37,6 +37,8 @@ _AREAS = [
     "train",
     "lesion",
     "encoding",
+    "power",
+    "data",
     "run",
 ]
 
