@@ -24,10 +24,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import AfterValidator
 from torch import nn
 
 from cortexmap.errors import CortexmapError
@@ -51,6 +53,10 @@ def check_contrasts(contrasts: Sequence[float]) -> list[float]:
     if len(set(levels)) != len(levels):
         raise CortexmapError(f"Contrast levels {levels} contain duplicates; list each level once.")
     return levels
+
+
+#: A config field of contrast levels (validated by :func:`check_contrasts`).
+ContrastLevels = Annotated[list[float], AfterValidator(check_contrasts)]
 
 
 def check_test_set(images: np.ndarray, labels: np.ndarray | None = None) -> None:

@@ -20,13 +20,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
 from torch import nn
 
+from cortexmap.config import Count, ModelSpec, Scheduler, Seed
 from cortexmap.errors import CortexmapError
 from cortexmap.models.preprocessing import input_size_of
 from cortexmap.models.weights import weights_record
@@ -41,6 +42,7 @@ from cortexmap.probes.testset import (
 )
 from cortexmap.report import Finding
 from cortexmap.report.figures import save_figure
+from cortexmap.rsa import PatternMetric
 from cortexmap.utils.dask import close_client
 from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
 from cortexmap.utils.provenance import write_provenance
@@ -57,12 +59,15 @@ def _load_model(spec: str, model: nn.Module | None) -> nn.Module:
     return load(spec).eval()
 
 
-def _check_n_images(n_images: int, images: np.ndarray | None) -> None:
-    if images is None and n_images < 1:
-        raise CortexmapError(
-            f"The test set is empty (n_images={n_images}); use at least one image per class, "
-            "e.g. n_images=200."
-        )
+def _some_images(n_images: int) -> int:
+    if n_images < 1:
+        raise ValueError(f"the test set is empty (n_images={n_images}); use at least one image "
+                         "per class, e.g. n_images=200")
+    return n_images
+
+
+#: Images of the procedural test split.
+TestImages = Annotated[int, AfterValidator(_some_images)]
 
 
 @dataclass
@@ -128,23 +133,23 @@ class LesionConfig(TestSetFields):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = "zoo:alexnet_sup_s0"
-    layers: list[str] = Field(default_factory=lambda: list(ZOO_CONV_LAYERS))
-    contrasts: list[float] = Field(default_factory=lambda: list(ct.DEFAULT_CONTRASTS))
+    model: ModelSpec = "zoo:alexnet_sup_s0"
+    layers: list[str] = Field(default_factory=lambda: list(ZOO_CONV_LAYERS), min_length=1)
+    contrasts: ct.ContrastLevels = Field(default_factory=lambda: list(ct.DEFAULT_CONTRASTS))
     contrast_kind: Literal["relative", "rms", "michelson"] = "relative"
-    n_images: int = 200
-    seed: int = 0
-    image_size: int = 64
+    n_images: TestImages = 200
+    seed: Seed = 0
+    image_size: Count = 64
     mode: Literal["zero", "mean"] = "zero"
     per_class: bool = False
     lesion_sets: dict[str, list[list[int]]] = Field(default_factory=dict)
-    n_top: int = 5
-    low_contrast_max: float | None = None
+    n_top: Count = 5
+    low_contrast_max: float | None = Field(None, gt=0, le=1)
     n_random_sets: int = Field(199, ge=0)  # p-values down to 1 / (1 + 199) = 0.005
-    batch_lesions: int | None = None
-    max_batch: int = 512
-    n_workers: int = 0
-    scheduler: str | None = None
+    batch_lesions: int | None = Field(None, ge=1)
+    max_batch: Count = 512
+    n_workers: int = Field(0, ge=0)
+    scheduler: Scheduler = None
     resume: bool = True
 
 
@@ -233,10 +238,6 @@ def run_lesion(
     ``images`` (n, H, W, 3) full-contrast test images in [0, 1] with ``labels`` (n,) instead of
     the procedural test split.
     """
-    ct.check_contrasts(config.contrasts)
-    if config.n_top < 1:
-        raise CortexmapError(f"n_top must be >= 1; got {config.n_top}.")
-    _check_n_images(config.n_images, images)
     net = _load_model(config.model, model)
     tested = _test_set(config, net, images, labels, class_names)
     images, labels, class_names = tested.images, tested.targets, tested.class_names
@@ -460,27 +461,36 @@ class ContrastConfig(TestSetFields):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = "zoo:alexnet_sup_s0"
-    contrasts: list[float] = Field(default_factory=lambda: list(ct.DEFAULT_CONTRASTS))
+    model: ModelSpec = "zoo:alexnet_sup_s0"
+    contrasts: ct.ContrastLevels = Field(default_factory=lambda: list(ct.DEFAULT_CONTRASTS))
     contrast_kind: Literal["relative", "rms", "michelson"] = "relative"
-    n_images: int = 200
-    seed: int = 0
-    image_size: int = 64
+    n_images: TestImages = 200
+    seed: Seed = 0
+    image_size: Count = 64
     per_class: bool = False
-    layers: list[str] = Field(default_factory=lambda: [*ZOO_CONV_LAYERS, "fc6", "fc7"])
+    layers: list[str] = Field(default_factory=lambda: [*ZOO_CONV_LAYERS, "fc6", "fc7"],
+                              min_length=1)
     pooling: Literal["mean", "max", "center", "none"] = "mean"
-    n_splits: int = 5
-    rsa_images: int = 30
+    n_splits: int = Field(5, ge=2)
+    rsa_images: int = Field(30, ge=2)
     # Contrast mostly scales response magnitude, which correlation distance ignores (and a
     # silent layer at 1 % contrast has no correlation at all): Euclidean distance sees it.
-    rsa_metric: Literal["euclidean", "sqeuclidean", "correlation", "cosine"] = "euclidean"
+    rsa_metric: PatternMetric = "euclidean"
     norm_layer: str | None = "conv1"
     norm_pool: int = 3
     input_norm_pool: int = 9
-    norm_sigma: float = 0.1
+    norm_sigma: float = Field(0.1, gt=0)
     # a second network (e.g. "mobilenet_v2:untrained") whose contrast decoding per layer is
     # measured on the same images as a control (same layer names)
     control_model: str | None = None
+
+    @field_validator("contrasts")
+    @classmethod
+    def _curve_levels(cls, v: list[float]) -> list[float]:
+        if len(v) < 3:
+            raise ValueError(f"a contrast curve needs at least 3 contrast levels; got {len(v)}. "
+                             "Add levels, e.g. 1.0, 0.1, 0.01")
+        return v
 
     @field_validator("norm_pool", "input_norm_pool")
     @classmethod
@@ -560,8 +570,7 @@ def run_contrast(
     """
     from cortexmap.utils.progress import track
 
-    levels = ct.check_contrasts(config.contrasts)
-    _check_n_images(config.n_images, images)
+    levels = list(config.contrasts)
     net = _load_model(config.model, model)
     tested = _test_set(config, net, images, labels, class_names)
     images, labels, class_names = tested.images, tested.targets, tested.class_names
