@@ -38,7 +38,7 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
     "lesion": {},
     "contrast": {},
     "universal": {},
-    # a few minutes: one ImageNet network and its twin, two zoo networks, 4 layers; without the
+    # a few minutes: one ImageNet network and its twin, three zoo networks, 4 layers; without the
     # data the part is skipped and the report says how to get it
     "benchmark": {"max_imagenet": 1, "n_layers": 4, "n_boot": 100, "n_boot_variants": 100,
                   "if_missing": "skip", "download": False},
