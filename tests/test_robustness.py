@@ -474,11 +474,12 @@ def test_analysis_settings_are_validated_up_front():
 
     from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig
 
-    with pytest.raises(ValidationError, match="rsa_metric"):
+    bad = (ValidationError, CortexmapError)
+    with pytest.raises(bad, match="rsa_metric"):
         ContrastConfig(rsa_metric="euclidian")
-    with pytest.raises(ValidationError, match="norm_pool"):
+    with pytest.raises(bad, match="norm_pool"):
         ContrastConfig(norm_pool=4)
-    with pytest.raises(ValidationError, match="n_random_sets"):
+    with pytest.raises(bad, match="n_random_sets"):
         LesionConfig(n_random_sets=-1)
 
 
