@@ -24,7 +24,12 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from cortexmap.analyses.base import AnalysisConfig, Seed
-from cortexmap.analyses.networks import NetworkRDMs, default_networks, network_rdms
+from cortexmap.analyses.networks import (
+    NetworkRDMs,
+    default_networks,
+    load_networks,
+    network_rdms,
+)
 from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding, Report
 from cortexmap.rsa import RDMs
@@ -284,11 +289,11 @@ def run_benchmark(
     if unknown:
         raise CortexmapError(f"layers names networks {unknown} that are not in networks "
                              f"{specs}; add them to networks or fix the names.")
+    models = load_networks(specs, cfg.layers, cfg.n_layers)  # bad specs fail before any output
     out = prepare_output_dir(outdir, overwrite)
     stimuli = {name: d.stimuli for name, d in data.items()}
     imagenet = imagenet_networks()
-    nets = {spec: network_rdms(spec, stimuli, cfg.n_layers, cfg.layers.get(spec), imagenet,
-                               cfg.rdm_metric)
+    nets = {spec: network_rdms(spec, *models.pop(spec), stimuli, imagenet, cfg.rdm_metric)
             for spec in track(specs, "benchmark: networks", enabled=progress)}
     for dataset in data:  # the layer RDMs, for reuse and checks
         model_rdms(nets, dataset).save(out / "rdms" / f"{dataset}.npz")

@@ -347,6 +347,23 @@ def contrast_decoding(
     return pd.DataFrame(rows)
 
 
+def pixel_statistics(images: np.ndarray) -> np.ndarray:
+    """Contrast-related image statistics, the baseline a layer must beat to "encode" contrast.
+
+    images: (n, H, W, 3) in [0, 1]. Returns (n, 10): mean luminance, RMS contrast, Michelson
+    contrast, 5-95 % luminance range and mean absolute luminance gradient, each raw and as
+    log10 (offset 1e-4): what a linear read-out of the pixels themselves would use.
+    """
+    lum = np.asarray(images, dtype=np.float64).mean(-1)
+    flat = lum.reshape(len(lum), -1)
+    lo, hi = flat.min(1), flat.max(1)
+    p5, p95 = np.percentile(flat, [5, 95], axis=1)
+    grad = (np.abs(np.diff(lum, axis=1)).mean((1, 2)) + np.abs(np.diff(lum, axis=2)).mean((1, 2)))
+    stats = np.column_stack([flat.mean(1), flat.std(1), (hi - lo) / (hi + lo + 1e-12), p95 - p5,
+                             grad])
+    return np.column_stack([stats, np.log10(stats + 1e-4)])
+
+
 def contrast_model_rdm(contrast: np.ndarray) -> np.ndarray:
     """Model RDM vector of |log10 c_i - log10 c_j| in squareform upper-triangle order."""
     from scipy.spatial.distance import pdist
