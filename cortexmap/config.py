@@ -162,7 +162,7 @@ def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -
 
 def _invalid(cls: type[BaseModel], exc: ValidationError, source: str) -> str:
     problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg'].rstrip('.')}"
         for err in exc.errors()
     )
     return (f"Invalid {source} for {cls.__name__}: {problems}. Valid fields: "

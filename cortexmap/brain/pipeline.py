@@ -166,6 +166,7 @@ class RoiRsaResult:
     tables: dict[str, pd.DataFrame]
     findings: list = field(default_factory=list)
     group: RDMs | None = None
+    config: RoiRsaConfig | None = None
 
     def add_to_report(self, report) -> None:
         sec = report.section("ROI RSA", "Model RDMs compared with each ROI's subject RDMs; the "
@@ -220,7 +221,7 @@ def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool
         write_table(df, out / name)
     grp.save(out / "group_rdms.npz")
     write_provenance(out, config=config, inputs={"dataset": root})
-    result = RoiRsaResult(tables, findings, grp)
+    result = RoiRsaResult(tables, findings, grp, config)
     report = Report("ROI RSA", str(root))
     result.add_to_report(report)
     report.findings(result.findings)
@@ -269,6 +270,7 @@ class GroupSearchlight:
     maps: dict[str, np.ndarray]
     tables: dict[str, pd.DataFrame]
     findings: list = field(default_factory=list)
+    config: SearchlightConfig | None = None  # set by run_searchlight
 
     def add_to_report(self, report) -> None:
         from cortexmap.brain.figures import winner_figure
@@ -429,6 +431,7 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
         correction=config.correction, statistic=config.statistic, scheduler=config.scheduler,
         n_workers=config.n_workers, dtype=config.dtype, seed=config.seed, progress=progress,
         noise=config.noise)
+    res.config = config
     for r in res.subjects:
         r.save(out / "subjects" / r.subject, overwrite=True)
     maps_dir = out / "group"

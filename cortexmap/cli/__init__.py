@@ -34,12 +34,12 @@ _AREAS = [
     "rsa",
     "center_periphery",
     "brain",
-    "universal",
     "train",
     "lesion",
-    "benchmark",
     "encoding",
     "power",
+    "data",
+    "run",
 ]
 
 for _area in _AREAS:

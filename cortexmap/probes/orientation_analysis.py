@@ -263,8 +263,9 @@ def _dynamics_specs(config: OrientationConfig) -> list[tuple[int, str]]:
 
 @functools.lru_cache(maxsize=4)
 def _cached_test_set(key: str, size: int) -> TestSet:
-    fields = TestSetFields.model_validate_json(key)
-    n, seed = json.loads(key)["n_test"], json.loads(key)["test_seed"]
+    values = json.loads(key)
+    fields = TestSetFields(**{k: values[k] for k in TestSetFields.model_fields})
+    n, seed = values["n_test"], values["test_seed"]
     return resolve_test_set(fields, size, n, seed)
 
 
