@@ -46,7 +46,7 @@ def test_section_and_errors(tmp_path):
 
 
 # -- the shared config contract ------------------------------------------------------------------
-from cortexmap.brain.pipeline import PhantomConfig, SearchlightConfig  # noqa: E402
+from cortexmap.analyses.brain import PhantomConfig, SearchlightConfig  # noqa: E402
 from cortexmap.probes.center_periphery import CenterPeripheryConfig  # noqa: E402
 from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig  # noqa: E402
 from cortexmap.synthesis import SynthesisConfig  # noqa: E402

@@ -553,7 +553,8 @@ def test_header_only_csv_says_it_has_no_rows(tmp_path):
 
 
 def test_sign_flip_that_cannot_reach_alpha_is_reported():
-    from cortexmap.brain.pipeline import PhantomConfig, min_sign_flip_p, warn_min_p
+    from cortexmap.analyses.brain import PhantomConfig
+    from cortexmap.brain.group import min_sign_flip_p, warn_min_p
 
     assert min_sign_flip_p(3, 5000) == 1 / 8 and min_sign_flip_p(10, 99) == 1 / 100
     with pytest.warns(UserWarning, match=r"smallest possible sign-flip p is 0\.125"):
