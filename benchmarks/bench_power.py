@@ -21,9 +21,10 @@ REGIONS = ["V1", "LOC", "fusiform", "parahippocampal"]
 
 
 def run() -> str:
+    from cortexmap.analyses.brain import layer_rdms
+    from cortexmap.brain.group import group_searchlight
     from cortexmap.brain.io import load_dataset
     from cortexmap.brain.phantom import make_phantom, slab_mask
-    from cortexmap.brain.pipeline import group_searchlight, layer_rdms
     from cortexmap.brain.power import PowerGrid, power_analysis
 
     models = layer_rdms("zoo:alexnet_sup_s0", ["conv1", "conv3", "conv5", "fc7"])

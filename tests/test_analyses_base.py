@@ -13,7 +13,7 @@ import pytest
 
 from cortexmap.analyses import REGISTRY
 from cortexmap.analyses.base import AnalysisConfig, AnalysisResult
-from cortexmap.brain.pipeline import PhantomConfig, run_phantom
+from cortexmap.analyses.brain import PhantomConfig, run_phantom
 from cortexmap.errors import CortexmapError
 from cortexmap.report import EVIDENCE, Report
 

@@ -7,12 +7,12 @@ table of a job config file and the main job pick it up from here.
 
 from cortexmap.analyses.base import Analysis
 from cortexmap.analyses.benchmark import BenchmarkConfig, run_benchmark
-from cortexmap.brain.pipeline import RoiRsaConfig, SearchlightConfig, run_roi_rsa, run_searchlight
+from cortexmap.analyses.brain import RoiRsaConfig, SearchlightConfig, run_roi_rsa, run_searchlight
+from cortexmap.analyses.universal import UniversalConfig, run_universal
 from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
 from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig, run_contrast, run_lesion
 from cortexmap.probes.orientation_analysis import OrientationConfig, run_orientation
 from cortexmap.synthesis.analysis import SynthesisConfig, run_synthesis
-from cortexmap.universal.analysis import UniversalConfig, run_universal
 
 REGISTRY: dict[str, Analysis] = {a.name: a for a in [
     Analysis("center-periphery", "Center–periphery organization", CenterPeripheryConfig,

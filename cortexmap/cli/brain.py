@@ -89,7 +89,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     ) -> None:
-        from cortexmap.brain.pipeline import PhantomConfig, run_phantom
+        from cortexmap.analyses.brain import PhantomConfig, run_phantom
 
         cfg = PhantomConfig(model=model, layers=_split(layers), regions=_split(regions),
                             stimuli=stimuli, rdms=str(rdms) if rdms else None,
@@ -115,7 +115,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                                    help="spearman | pearson | kendall_tau_a | cosine."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     ) -> None:
-        from cortexmap.brain.pipeline import RoiRsaConfig, run_roi_rsa
+        from cortexmap.analyses.brain import RoiRsaConfig, run_roi_rsa
 
         cfg = RoiRsaConfig(dataset=str(dataset), rdms=str(rdms) if rdms else None,
                            atlas=str(atlas) if atlas else None,
@@ -155,7 +155,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     ) -> None:
-        from cortexmap.brain.pipeline import SearchlightConfig, run_searchlight
+        from cortexmap.analyses.brain import SearchlightConfig, run_searchlight
 
         cfg = SearchlightConfig(
             dataset=str(dataset), rdms=str(rdms) if rdms else None,
