@@ -120,9 +120,9 @@ class LesionConfig(TestSetFields):
 
     model: model spec for :func:`cortexmap.models.load` (the default ``alexnet_supcontrast_s0``
     keeps several contrast levels between chance and ceiling, where a lesion's contrast effect
-    can show; ``alexnet_sup_s0`` is at chance below ~10 % contrast); layers: layers whose kernels are
-    lesioned; contrasts: levels in (0, 1]; contrast_kind: "relative" (scale about each image's
-    mean, the paper's manipulation), "rms" or "michelson" (absolute); n_images / seed /
+    can show; ``alexnet_sup_s0`` is at chance below ~10 % contrast); layers: layers whose
+    kernels are lesioned; contrasts: levels in (0, 1]; contrast_kind: "relative" (scale about
+    each image's mean, the paper's manipulation), "rms" or "michelson" (absolute); n_images / seed /
     image_size: the procedural test split; mode: "zero" or "mean" replacement; per_class: also
     accuracy per class; lesion_sets: {layer: [[k1, k2, ...], ...]} extra multi-kernel lesions;
     n_top: kernels reported per layer and removed together in the causal test;
