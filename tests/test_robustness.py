@@ -470,15 +470,13 @@ def test_bad_options_are_refused_before_any_work(monkeypatch, tmp_path, capsys):
 
 
 def test_analysis_settings_are_validated_up_front():
-    from pydantic import ValidationError
-
     from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig
 
-    with pytest.raises(ValidationError, match="rsa_metric"):
+    with pytest.raises(CortexmapError, match="rsa_metric"):
         ContrastConfig(rsa_metric="euclidian")
-    with pytest.raises(ValidationError, match="norm_pool"):
+    with pytest.raises(CortexmapError, match="norm_pool"):
         ContrastConfig(norm_pool=4)
-    with pytest.raises(ValidationError, match="n_random_sets"):
+    with pytest.raises(CortexmapError, match="n_random_sets"):
         LesionConfig(n_random_sets=-1)
 
 
