@@ -34,15 +34,15 @@ Examples:
 """
 
 def _config(path: Path | None, **flags):
+    from cortexmap.analyses.synthesis import SynthesisConfig
     from cortexmap.config import load_config
-    from cortexmap.synthesis import SynthesisConfig
 
     flags["layers"] = split_list(flags.get("layers"))
     return load_config(SynthesisConfig, path, section="synthesis", **flags)
 
 
 def _run(config, out: Path, overwrite: bool, progress: bool) -> None:
-    from cortexmap.synthesis import run_synthesis
+    from cortexmap.analyses.synthesis import run_synthesis
 
     res = run_synthesis(config, out, overwrite=overwrite, progress=progress)
     console.print(res.tables["orthogonality"].to_string(index=False))
