@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, field_validator
 from torch import nn
 
 from cortexmap.config import Count, ModelSpec, Scheduler, Seed
@@ -64,6 +64,24 @@ def _some_images(n_images: int) -> int:
         raise ValueError(f"the test set is empty (n_images={n_images}); use at least one image "
                          "per class, e.g. n_images=200")
     return n_images
+
+
+def _lesion_sets(text):
+    """'conv1:3+7+9;conv2:1+2' -> {'conv1': [[3, 7, 9]], 'conv2': [[1, 2]]}; a mapping passes."""
+    if not isinstance(text, str):
+        return text
+    out: dict[str, list[list[int]]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        layer, sep, kernels = part.partition(":")
+        try:
+            ks = [int(k) for k in kernels.split("+") if k.strip()]
+        except ValueError:
+            ks = []
+        if not sep or not ks:
+            raise ValueError(f"cannot read the lesion set {part!r}; write LAYER:K1+K2+..., sets "
+                             "separated by ';', e.g. 'conv1:3+7+9;conv2:1+2'")
+        out.setdefault(layer.strip(), []).append(ks)
+    return out
 
 
 #: Images of the procedural test split.
@@ -145,7 +163,9 @@ class LesionConfig(TestSetFields):
     image_size: Count = 64
     mode: Literal["zero", "mean"] = "zero"
     per_class: bool = False
-    lesion_sets: dict[str, list[list[int]]] = Field(default_factory=dict)
+    lesion_sets: Annotated[dict[str, list[list[int]]], BeforeValidator(_lesion_sets)] = Field(
+        default_factory=dict, description="extra multi-kernel lesions, {layer: [[k1, k2], ...]} "
+        "or 'conv1:3+7+9;conv2:1+2'")
     n_top: Count = 5
     low_contrast_max: float | None = Field(None, gt=0, le=1)
     n_random_sets: int = Field(199, ge=0)  # p-values down to 1 / (1 + 199) = 0.005
