@@ -580,7 +580,7 @@ def test_small_and_elongated_images_are_warned_about(tmp_path):
     with pytest.warns(UserWarning) as record:
         FolderImages(folder, size=32)
     text = " ".join(str(w.message) for w in record)
-    assert "smaller than the network input" in text and "aspect ratio" in text
+    assert "px they are resized to" in text and "aspect ratio" in text
 
 
 def test_run_table_problems_name_the_file(tmp_path):
