@@ -36,9 +36,9 @@ Crossover RSA (:func:`crossover_rsa`)
     permutation p-value. ``I > 0`` with a CI above zero reproduces the paper's claim.
 
 End to end (:func:`cortexmap.analyses.center_periphery.run_center_periphery`): zoo model,
-bundled images with masks, and a phantom
-brain whose foveal region carries the geometry of object-only renderings (centre-driven) and
-whose peripheral region carries that of background-only renderings (background-driven).
+bundled images with masks, and a phantom brain whose foveal region carries the geometry of
+object-only renderings (centre-driven) and whose peripheral region carries that of
+background-only renderings (background-driven).
 """
 
 from __future__ import annotations
