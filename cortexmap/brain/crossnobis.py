@@ -156,13 +156,10 @@ def chunk_crossnobis(
     if noise != "none":
         res = _gather(residuals_t, neighbors).transpose(0, 2, 1)     # (c, n_res, V)
         cov = sphere_covariances(res, valid, dof, noise)
-        # P = C^-T C^-1 with cov = C C^T: whiten by solving C^T-free triangular systems
-        import torch
-
-        chol = torch.linalg.cholesky(torch.from_numpy(cov))       # (c, V, V)
-        flat = torch.from_numpy(np.ascontiguousarray(x.reshape(c, v, n_runs * k)))
-        x = torch.linalg.solve_triangular(chol, flat, upper=False).numpy().reshape(
-            c, v, n_runs, k)
+        # P = C^-T C^-1 with cov = C C^T: whitened sums C^-1 x (numpy's batched solve; torch's
+        # triangular solve spins its thread pool on busy machines)
+        chol = np.linalg.cholesky(cov)                   # (c, V, V)
+        x = np.linalg.solve(chol, x.reshape(c, v, n_runs * k)).reshape(c, v, n_runs, k)
     z = x.transpose(0, 2, 3, 1)                          # (c, R, K, V) whitened sums
     total = counts.sum(0)
     acc = np.zeros((c, k, k))
