@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cortexmap.analyses import REGISTRY
+from cortexmap.analyses.lesion import LesionConfig
 from cortexmap.cli import app
 from cortexmap.errors import CortexmapError
-from cortexmap.probes.lesion_analysis import LesionConfig
 
 runner = CliRunner()
 

@@ -481,7 +481,7 @@ def test_bad_options_are_refused_before_any_work(monkeypatch, tmp_path, capsys):
 
 
 def test_analysis_settings_are_validated_up_front():
-    from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig
+    from cortexmap.analyses.lesion import ContrastConfig, LesionConfig
 
     with pytest.raises(CortexmapError, match="rsa_metric"):
         ContrastConfig(rsa_metric="euclidian")

@@ -8,11 +8,11 @@ table of a job config file and the main job pick it up from here.
 from cortexmap.analyses.base import Analysis
 from cortexmap.analyses.benchmark import BenchmarkConfig, run_benchmark
 from cortexmap.analyses.brain import RoiRsaConfig, SearchlightConfig, run_roi_rsa, run_searchlight
+from cortexmap.analyses.center_periphery import CenterPeripheryConfig, run_center_periphery
+from cortexmap.analyses.lesion import ContrastConfig, LesionConfig, run_contrast, run_lesion
 from cortexmap.analyses.orientation import OrientationConfig, run_orientation
 from cortexmap.analyses.synthesis import SynthesisConfig, run_synthesis
 from cortexmap.analyses.universal import UniversalConfig, run_universal
-from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
-from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig, run_contrast, run_lesion
 
 # Earlier command-line spellings of config fields, kept as aliases of the generated options.
 _TEST_SET = {"test_images": ["--images"], "test_labels": ["--labels"]}
