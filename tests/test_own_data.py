@@ -102,7 +102,8 @@ def test_contrast_with_the_agreement_proxy_is_named(photos, tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'model = "mobilenet_v2"\ntest_images = "{folder}"\naccuracy = "agreement"\n'
                    'layers = ["features.0", "features.3"]\ncontrasts = [1.0, 0.3, 0.1, 0.03]\n'
-                   'n_splits = 2\nrsa_images = 6\nnorm_layer = "features.0"\n')
+                   'n_splits = 2\nrsa_images = 6\nnorm_layer = "features.0"\n'
+                   'control_model = "mobilenet_v2:untrained"\n')
     res = CliRunner().invoke(app, ["run", "contrast", "--config", str(cfg), "--out",
                                    str(tmp_path / "c"), "--no-progress"])
     assert res.exit_code == 0, res.output
@@ -110,6 +111,11 @@ def test_contrast_with_the_agreement_proxy_is_named(photos, tmp_path):
     full = acc[(acc["condition"] == "intact") & (acc["contrast"] == 1.0)]["accuracy"]
     assert float(full.iloc[0]) == 1.0  # agreement with itself at full contrast
     assert AGREEMENT in (tmp_path / "c" / "report.html").read_text()
+    control = pd.read_csv(tmp_path / "c" / "contrast_decoding_control.csv")
+    assert list(control["layer"]) == ["features.0", "features.3"]
+    found = pd.read_csv(tmp_path / "c" / "findings.csv")
+    early = found[found["claim"].str.contains("decodable")]
+    assert early["control"].str.contains("mobilenet_v2:untrained").all()
 
 
 def test_dynamics_from_a_checkpoint_folder_and_per_network_weights(tmp_path):

@@ -7,6 +7,16 @@ table of a job config file and the main job pick it up from here.
 
 from cortexmap.analyses.base import Analysis
 from cortexmap.analyses.benchmark import BenchmarkConfig, run_benchmark
+from cortexmap.analyses.imagenet import (
+    ImageNetCenterPeripheryConfig,
+    ImageNetContrastConfig,
+    ImageNetOrientationConfig,
+    ImageNetSynthesisConfig,
+    run_center_periphery_imagenet,
+    run_contrast_imagenet,
+    run_orientation_imagenet,
+    run_synthesis_imagenet,
+)
 from cortexmap.brain.pipeline import RoiRsaConfig, SearchlightConfig, run_roi_rsa, run_searchlight
 from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
 from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig, run_contrast, run_lesion
@@ -24,6 +34,14 @@ REGISTRY: dict[str, Analysis] = {a.name: a for a in [
     Analysis("lesion", "Kernel lesions", LesionConfig, run_lesion),
     Analysis("contrast", "Image contrast", ContrastConfig, run_contrast),
     Analysis("universal", "Universal dimensions", UniversalConfig, run_universal),
+    Analysis("orientation-imagenet", "Orientation selectivity in ImageNet networks vs untrained "
+             "twins", ImageNetOrientationConfig, run_orientation_imagenet),
+    Analysis("center-periphery-imagenet", "Center–periphery unit groups in MobileNetV2",
+             ImageNetCenterPeripheryConfig, run_center_periphery_imagenet),
+    Analysis("contrast-imagenet", "Image contrast in MobileNetV2 vs its untrained twin",
+             ImageNetContrastConfig, run_contrast_imagenet),
+    Analysis("synthesis-imagenet", "Layer-orthogonalizing synthesis on MobileNetV2",
+             ImageNetSynthesisConfig, run_synthesis_imagenet),
     Analysis("benchmark", "Real data: model-vs-brain benchmark", BenchmarkConfig, run_benchmark),
     Analysis("roi-rsa", "ROI RSA of a dataset", RoiRsaConfig, run_roi_rsa, in_job=False),
     Analysis("searchlight", "Group searchlight of a dataset", SearchlightConfig,

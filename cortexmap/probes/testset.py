@@ -33,9 +33,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 from torch import nn
 
+from cortexmap.config import AnalysisConfig
 from cortexmap.errors import CortexmapError
 
 AccuracyTarget = Literal["labels", "agreement"]
@@ -45,7 +46,7 @@ AGREEMENT = ("agreement with the network's own top-1 on the intact, full-contras
              "(a proxy: no labels)")
 
 
-class TestSetFields(BaseModel):
+class TestSetFields(AnalysisConfig):
     """Config fields naming the test set (see the module docstring)."""
 
     __test__ = False  # not a pytest class

@@ -7,7 +7,7 @@ synthesized and residual RDMs on the phantom brain. See docs/synthesis.md.
 Example::
 
     from cortexmap.synthesis import SynthesisConfig, run_synthesis
-    res = run_synthesis(SynthesisConfig(model="googlenet", steps=300), "runs/synth")
+    res = run_synthesis(SynthesisConfig(model="mobilenet_v2", steps=300), "runs/synth")
     res.tables["orthogonality"]          # mean |r| between layer RDMs per image set
 
 Building blocks: :class:`LayerRDMObjective` (layer RDMs + loss), :func:`synthesize` (the loop

@@ -48,6 +48,10 @@ class UniversalConfig(BrainFields, DaskFields):
         None, description="Model specs (or SPEC=WEIGHTS, a network with its own weights "
                           "file); default: every zoo network except brain_network."
     )
+    imagenet: int = Field(
+        0, ge=0, description="Add up to this many of the real ImageNet networks installed here "
+                             "(offline weight packages) to the default networks."
+    )
     layers: dict[str, str] = Field(
         default_factory=dict,
         description="network -> layer; default: the last top-level conv or token layer.",
@@ -147,6 +151,10 @@ def _default_networks(cfg: UniversalConfig) -> list[str]:
     from cortexmap.models.zoo import list_zoo
 
     names = [f"zoo:{e.name}" for e in list_zoo()]
+    if cfg.imagenet:
+        from cortexmap.models import imagenet_networks
+
+        names = imagenet_networks()[:cfg.imagenet] + names
     return [n for n in names if n != cfg.brain_network]
 
 
@@ -190,13 +198,14 @@ def _relation_table(dims: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _findings(rel: pd.DataFrame, red: pd.DataFrame) -> list[Finding]:
+def _findings(rel: pd.DataFrame, red: pd.DataFrame, networks: list[str]) -> list[Finding]:
     pooled = rel.iloc[0]
+    over = f"; networks: {', '.join(networks)}"
     found = [Finding(
         "Brain similarity of a network dimension rises with its universality across networks",
         bool(pooled.spearman_rho > 0 and pooled.spearman_p < 0.05),
         f"Spearman rho = {pooled.spearman_rho:.2f} (p = {pooled.spearman_p:.1e}) over "
-        f"{int(pooled.n_dims)} dimensions",
+        f"{int(pooled.n_dims)} dimensions{over}",
         "universal",
         evidence="method-check",
         criterion="Spearman rho between universality and brain similarity over dimensions is "
@@ -212,7 +221,8 @@ def _findings(rel: pd.DataFrame, red: pd.DataFrame) -> list[Finding]:
         "brain RSA, the least-universal ones do not",
         bool(k80 is not None and k80 < 10 and least.get(k80, np.inf) < most[k80]),
         f"full layer RSA {full:.3f}; k80 = {k80 if k80 is not None else 'not reached'}"
-        + (f" (most {most[k80]:.3f} vs least {least[k80]:.3f})" if k80 is not None else ""),
+        + (f" (most {most[k80]:.3f} vs least {least[k80]:.3f})" if k80 is not None else "")
+        + over,
         "universal",
         evidence="method-check",
         criterion="The smallest k whose most-universal dimensions reach 80 % of the full "
@@ -298,7 +308,7 @@ def run_universal(
     tables = {"dimensions": table, "relation": rel, "reduction": red}
     for name, df in tables.items():
         write_table(df, out / name)
-    result = UniversalResult(cfg, tables, _findings(rel, red), out)
+    result = UniversalResult(cfg, tables, _findings(rel, red, list(activations)), out)
     report = Report("Universal dimensions", f"{len(dims)} networks, {len(table)} dimensions")
     result.add_to_report(report)
     report.findings(result.findings)
