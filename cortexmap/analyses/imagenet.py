@@ -81,10 +81,11 @@ class ImageNetContrastConfig(ContrastConfig):
 
 
 class ImageNetCenterPeripheryConfig(CenterPeripheryConfig):
-    """:class:`CenterPeripheryConfig` on MobileNetV2 (the stage ends with a spatial map)."""
+    """:class:`CenterPeripheryConfig` on MobileNetV2: the stage ends whose maps are at least
+    14 x 14 (on coarser maps every background-selective position is also central)."""
 
     model: str = "mobilenet_v2"
-    layers: list[str] | None = Field(default_factory=lambda: _MOBILENET_STAGES[1:6])
+    layers: list[str] | None = Field(default_factory=lambda: _MOBILENET_STAGES[1:5])
     image_size: int = 224
 
 
