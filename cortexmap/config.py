@@ -87,6 +87,29 @@ class DaskFields(AnalysisConfig):
     scheduler: Scheduler = None
 
 
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A mapping that refuses a repeated key (a silent last-one-wins hides a typo)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} appears twice in one table; keep one")
+        out[key] = value
+    return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key repeated in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        pairs = [(self.construct_object(k, deep=deep), self.construct_object(v, deep=deep))
+                 for k, v in node.value]
+        try:
+            return _unique_pairs(pairs)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, str(exc), node.start_mark) from exc
+
+
 def read_config_file(path: str | os.PathLike, section: str | None = None) -> dict[str, Any]:
     """The mapping in a .toml / .yaml / .yml / .json file (optionally one top-level section)."""
     p = Path(path)
@@ -99,18 +122,31 @@ def read_config_file(path: str | os.PathLike, section: str | None = None) -> dic
     text = p.read_text(encoding="utf-8")
     try:
         if p.suffix == ".toml":
-            data = tomllib.loads(text)
+            data = tomllib.loads(text)  # repeated keys are a TOML error already
         elif p.suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_pairs)
         else:
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError, ValueError) as exc:
         raise CortexmapError(f"Config file {p} cannot be parsed: {exc}") from exc
     if not isinstance(data, dict):
         raise CortexmapError(f"Config file {p} must hold a mapping of option names to values.")
     if section is not None and isinstance(data.get(section), dict):
         data = data[section]
-    return data
+    return _resolve_relative(data, p.parent)
+
+
+def _resolve_relative(value: Any, base: Path) -> Any:
+    """Relative paths in a config file that exist beside the file (and not in the working
+    folder) are read from beside the file, so a config works from any working folder."""
+    if isinstance(value, dict):
+        return {k: _resolve_relative(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_relative(v, base) for v in value]
+    if (isinstance(value, str) and value and not os.path.isabs(value)
+            and not os.path.exists(value) and (base / value).exists()):
+        return str(base / value)
+    return value
 
 
 def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
@@ -126,7 +162,7 @@ def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -
 
 def _invalid(cls: type[BaseModel], exc: ValidationError, source: str) -> str:
     problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg'].rstrip('.')}"
         for err in exc.errors()
     )
     return (f"Invalid {source} for {cls.__name__}: {problems}. Valid fields: "

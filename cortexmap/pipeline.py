@@ -44,7 +44,7 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
     "center-periphery-imagenet": {},
     "contrast-imagenet": {},
     "synthesis-imagenet": {},
-    # a few minutes: one ImageNet network and its twin, two zoo networks, 4 layers; without the
+    # a few minutes: one ImageNet network and its twin, three zoo networks, 4 layers; without the
     # data the part is skipped and the report says how to get it
     "benchmark": {"max_imagenet": 1, "n_layers": 4, "n_boot": 100, "n_boot_variants": 100,
                   "if_missing": "skip", "download": False},
@@ -144,6 +144,13 @@ def run_job(
     """
     names = list(analyses) if analyses else [n for n, a in ANALYSES.items() if a.in_job]
     file_values = read_config_file(config_file) if config_file else {}
+    sections = [a.section for a in ANALYSES.values()]
+    unknown = sorted(set(file_values) - set(sections))
+    if unknown:  # a misspelt section would otherwise be ignored and the defaults run
+        raise CortexmapError(
+            f"Config file {config_file} has unknown section(s) {unknown}; valid sections: "
+            f"{', '.join(sections)}."
+        )
     configs = {
         n: analysis_config(n, file_values.get(n.replace("-", "_")), demo=demo) for n in names
     }  # validate every config before any work starts

@@ -83,8 +83,37 @@ def test_without_data_error_or_skip(tmp_path, monkeypatch):
 
 def test_stage_layers_span_the_network():
     from cortexmap.models import load
+    from cortexmap.models.weights import STAGE_LAYERS
 
-    m = load("mobilenet_v2:untrained")
+    m = load("mobilenet_v2:untrained")  # curated stage ends of the real networks
     layers = stage_layers(m, 224, 4)
-    assert layers[0] == "features.0" and layers[-1] == "classifier" and len(layers) == 4
+    assert layers[0] == "features.0" and layers[-1] == "features.18" and len(layers) == 4
+    assert set(layers) <= set(STAGE_LAYERS["mobilenet_v2"])
     assert stage_layers(load(NETS[0]), 64, 3) == ["conv1", "conv5", "classifier"]
+    assert stage_layers(load("zoo:vit_sup_s0"), 64, 3) == ["patch_embed", "block3",
+                                                           "classifier"]
+
+
+def test_bad_network_or_layer_fails_before_output(tmp_path, kriegeskorte92, algonauts78):
+    from cortexmap.errors import CortexmapError
+
+    with pytest.raises(CortexmapError, match="no_such_layer"):
+        run_benchmark(BenchmarkConfig(networks=NETS[:1], layers={NETS[0]: ["no_such_layer"]}),
+                      tmp_path / "out", progress=False)
+    with pytest.raises(CortexmapError):
+        run_benchmark(BenchmarkConfig(networks=["zoo:no_such_net"]), tmp_path / "out",
+                      progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_part_without_data_says_skipped(tmp_path, monkeypatch):
+    from cortexmap.pipeline import run_job
+
+    monkeypatch.setenv("CORTEXMAP_DATA", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(fetch, "_SHARED_LEVELS", 0)
+    monkeypatch.chdir(tmp_path)
+    job = run_job(tmp_path / "demo", analyses=["benchmark"], demo=True, progress=False)
+    assert job.results["benchmark"].skipped and job.findings == []
+    html = job.report_path.read_text()
+    assert "Real data: skipped" in html and "shared/data" in html

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cortexmap.brain import overlap, overlap_table
+from cortexmap.brain.group import group_searchlight
 from cortexmap.brain.phantom import make_phantom, slab_mask
-from cortexmap.brain.pipeline import group_searchlight
 from cortexmap.rsa import compute_rdms
 
 REGIONS = ["V1", "LOC", "fusiform", "parahippocampal"]

@@ -107,8 +107,8 @@ def test_bad_inputs(rng):
 def test_null_phantoms_keep_nominal_fwe(tmp_path):
     """Over repeated null phantoms (snr = 0) the searchlight group test rarely finds anything:
     the family-wise false-positive rate stays at the nominal 5 %."""
+    from cortexmap.brain.group import group_searchlight
     from cortexmap.brain.phantom import make_phantom, slab_mask
-    from cortexmap.brain.pipeline import group_searchlight
     from cortexmap.rsa import compute_rdms
 
     rng = np.random.default_rng(0)

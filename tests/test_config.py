@@ -46,12 +46,16 @@ def test_section_and_errors(tmp_path):
 
 
 # -- the shared config contract ------------------------------------------------------------------
-from cortexmap.brain.pipeline import PhantomConfig, SearchlightConfig  # noqa: E402
+from cortexmap.analyses.brain import PhantomConfig, SearchlightConfig  # noqa: E402
 from cortexmap.probes.center_periphery import CenterPeripheryConfig  # noqa: E402
+from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig  # noqa: E402
 from cortexmap.synthesis import SynthesisConfig  # noqa: E402
 from cortexmap.universal.analysis import UniversalConfig  # noqa: E402
 
 BAD_CONFIGS = [
+    (LesionConfig, {"n_top": 0, "n_images": 0}, "n_images.*n_top"),
+    (LesionConfig, {"contrasts": [1.0, 5.0]}, "outside"),
+    (ContrastConfig, {"contrasts": [1.0, 0.1]}, "at least 3 contrast levels"),
     (SynthesisConfig, {"n_images": 1}, "n_images"),
     (CenterPeripheryConfig, {"rdm_metric": "pearson"}, "rdm_metric"),
     (PhantomConfig, {"snrr": 3}, "snrr"),
@@ -75,6 +79,7 @@ def test_configs_are_frozen_and_share_field_types():
     assert cfg.model_copy(update={"seed": 3}).seed == 3
     # one name per concept, with the rsa vocabulary: aliases map to the canonical method
     assert UniversalConfig(rsa_method="tau-a").rsa_method == "kendall_tau_a"
-    for cls in (SynthesisConfig, UniversalConfig, PhantomConfig, CenterPeripheryConfig):
+    for cls in (SynthesisConfig, UniversalConfig, PhantomConfig, CenterPeripheryConfig,
+                LesionConfig, ContrastConfig):
         with pytest.raises(CortexmapError, match="seed"):
             cls(seed=-1)

@@ -188,6 +188,7 @@ def test_run_contrast_end_to_end(tmp_path):
     assert curves.loc["input divisive norm", "c50"] < curves.loc["intact", "c50"]
     assert 0.05 < curves.loc["intact", "c50"] < 0.3 and curves.loc["intact", "chance"] == 0.5
     assert list(res.tables["decoding"]["layer"]) == ["conv1", "classifier"]
+    assert list(res.tables["decoding_baseline"]["layer"]) == ["pixel statistics"]
     dec = res.tables["decoding"].iloc[0]  # low levels are all below threshold: partly decodable
     assert dec["decoding_accuracy"] > 2 * dec["chance"]
     for stem in ("contrast_accuracy", "contrast_curves", "contrast_decoding", "contrast_rsa"):
@@ -197,7 +198,10 @@ def test_run_contrast_end_to_end(tmp_path):
     assert (tmp_path / "out" / "provenance.json").exists()
     claims = {f.claim: f.reproduced for f in res.findings}
     assert len(claims) == 3
-    assert claims[next(c for c in claims if c.startswith("Divisive"))] is True
+    assert claims[next(c for c in claims if c.startswith("Mechanism check"))] is True
+    early = next(f for f in res.findings if f.claim.startswith("Contrast is encoded early"))
+    assert "pixel-statistics baseline" in early.control
+    assert all(f.evidence == "in-silico" and f.control for f in res.findings)
     report = Report("contrast")
     res.add_to_report(report)
     html = report.write(tmp_path / "report.html").read_text()
@@ -211,3 +215,17 @@ def test_run_contrast_end_to_end(tmp_path):
     with pytest.raises(CortexmapError, match="empty"):
         run_contrast(cfg, tmp_path / "o3", model=threshold_net(), images=imgs[:0],
                      labels=labels[:0])
+
+
+def test_pixel_statistics_track_contrast_and_informative_levels():
+    from cortexmap.probes.lesion_analysis import informative_levels
+
+    rng = np.random.default_rng(0)
+    imgs = rng.uniform(0, 1, (4, 16, 16, 3)).astype(np.float32)
+    series = ct.contrast_series(imgs, [1.0, 0.1], "relative")
+    full, low = ct.pixel_statistics(series[1.0]), ct.pixel_statistics(series[0.1])
+    assert full.shape == (4, 10)
+    np.testing.assert_allclose(low[:, 1], 0.1 * full[:, 1], rtol=1e-4)  # RMS scales with c
+    np.testing.assert_allclose(low[:, 0], full[:, 0], atol=1e-5)  # mean luminance kept
+    levels = informative_levels([1.0, 0.5, 0.3, 0.1, 0.05], [0.95, 0.94, 0.7, 0.4, 0.1], 0.1)
+    assert levels == [0.1, 0.3]  # 0.5 sits at the ceiling, 0.05 at chance

@@ -124,3 +124,16 @@ def test_helper_skips_or_fails_when_required(nowhere, monkeypatch):
     monkeypatch.setenv(REQUIRE_ENV, "1")
     with pytest.raises(Failed, match="CORTEXMAP_REQUIRE_DATA=1"):
         real_data("kriegeskorte92", size=31)
+
+
+def test_data_cli_where_and_fetch(kriegeskorte92):
+    from typer.testing import CliRunner
+
+    from cortexmap.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["data", "where", "--data-dir", str(kriegeskorte92.path.parent)])
+    assert res.exit_code == 0 and f"{kriegeskorte92.path}: intact" in res.output
+    res = runner.invoke(app, ["data", "fetch", "kriegeskorte92", "--data-dir",
+                              str(kriegeskorte92.path.parent)])
+    assert res.exit_code == 0 and "92 images, 26 RDMs" in res.output

@@ -449,3 +449,145 @@ def test_failed_run_leaves_no_empty_folder(tmp_path):
     (kept / "table.csv").write_text("x\n1\n")
     release_output_dirs()
     assert (kept / "table.csv").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# 9-12. clear errors instead of tracebacks, validation before work, what cannot work
+# ----------------------------------------------------------------------------------------------
+def test_bad_options_are_refused_before_any_work(monkeypatch, tmp_path, capsys):
+    out = tmp_path / "sl"
+    for option in (["--n-perm", "-1"], ["--n-perm", "0"], ["--alpha", "1.5"],
+                   ["--correction", "bonf"], ["--statistic", "median"]):
+        code = _main(monkeypatch, ["searchlight", str(tmp_path / "missing"), "--out", str(out),
+                                   *option])
+        err = capsys.readouterr().err
+        assert code == 2 and "Invalid" in err and "Traceback" not in err, err
+    assert _main(monkeypatch, ["phantom", str(tmp_path / "ph"), "--n-subjects", "0"]) == 2
+    assert "n_subjects" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "ph").exists()
+    assert _main(monkeypatch, ["compare", "a.npz", "b.npz", "--out", str(out),
+                               "--n-perm", "-5"]) == 2
+
+
+def test_analysis_settings_are_validated_up_front():
+    from pydantic import ValidationError
+
+    from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig
+
+    with pytest.raises(ValidationError, match="rsa_metric"):
+        ContrastConfig(rsa_metric="euclidian")
+    with pytest.raises(ValidationError, match="norm_pool"):
+        ContrastConfig(norm_pool=4)
+    with pytest.raises(ValidationError, match="n_random_sets"):
+        LesionConfig(n_random_sets=-1)
+
+
+def test_config_files_refuse_unknown_sections_and_repeated_keys(tmp_path, echo):
+    from cortexmap.config import read_config_file
+
+    bad = tmp_path / "job.toml"
+    bad.write_text("[echo]\nvalue = 3\n[orientaton]\nn_shuffles = 5\n")
+    with pytest.raises(CortexmapError, match=r"unknown section\(s\) \['orientaton'\]"):
+        pipeline.run_job(tmp_path / "run", ["echo"], config_file=bad, progress=False)
+    assert not (tmp_path / "run").exists()
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("echo:\n  value: 1\n  value: 2\n")
+    with pytest.raises(CortexmapError, match="'value' appears twice"):
+        read_config_file(dup)
+    dup_json = tmp_path / "dup.json"
+    dup_json.write_text('{"echo": {"value": 1, "value": 2}}')
+    with pytest.raises(CortexmapError, match="appears twice"):
+        read_config_file(dup_json)
+
+
+def test_relative_paths_in_a_config_are_read_beside_it(tmp_path, monkeypatch):
+    from cortexmap.config import read_config_file
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "weights.pt").write_bytes(b"x")
+    cfg = tmp_path / "cfg" / "a.toml"
+    cfg.write_text('[synthesis]\nweights = "weights.pt"\nmodel = "alexnet"\n')
+    monkeypatch.chdir(tmp_path)
+    got = read_config_file(cfg)["synthesis"]
+    assert got["weights"] == str(tmp_path / "cfg" / "weights.pt") and got["model"] == "alexnet"
+
+
+def test_empty_weight_file_is_named(tmp_path):
+    from cortexmap.models import load
+
+    (tmp_path / "w.pt").write_bytes(b"")
+    with pytest.raises(CortexmapError, match="empty"):
+        load(str(tmp_path / "w.pt"))
+
+
+def test_unwritable_output_is_refused_before_work(tmp_path, monkeypatch):
+    from cortexmap.utils import io
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(io.os, "open", denied)
+    with pytest.raises(CortexmapError, match="not writable"):
+        io.prepare_output_dir(tmp_path / "ro")
+
+
+def test_output_path_that_is_a_file_or_broken_link(tmp_path):
+    from cortexmap.utils.io import prepare_output_dir
+
+    (tmp_path / "f").write_text("keep")
+    with pytest.raises(CortexmapError, match="is a file"):
+        prepare_output_dir(tmp_path / "f", overwrite=True)
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(CortexmapError, match="broken symbolic link"):
+        prepare_output_dir(tmp_path / "link", overwrite=True)
+    assert (tmp_path / "f").read_text() == "keep"
+
+
+def test_header_only_csv_says_it_has_no_rows(tmp_path):
+    from cortexmap.cli.rsa import load_patterns
+
+    (tmp_path / "p.csv").write_text("id,u1,u2\n")
+    with pytest.raises(CortexmapError, match="no rows"):
+        load_patterns(tmp_path / "p.csv")
+
+
+def test_sign_flip_that_cannot_reach_alpha_is_reported():
+    from cortexmap.analyses.brain import PhantomConfig
+    from cortexmap.brain.group import min_sign_flip_p, warn_min_p
+
+    assert min_sign_flip_p(3, 5000) == 1 / 8 and min_sign_flip_p(10, 99) == 1 / 100
+    with pytest.warns(UserWarning, match=r"smallest possible sign-flip p is 0\.125"):
+        warn_min_p(3, 5000, 0.05)
+    assert min_sign_flip_p(PhantomConfig().n_subjects, 5000) < 0.05  # the default can pass
+
+
+def test_small_and_elongated_images_are_warned_about(tmp_path):
+    from cortexmap.stimuli import FolderImages
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "small.png")
+    Image.fromarray(np.zeros((40, 200, 3), np.uint8)).save(folder / "wide.png")
+    with pytest.warns(UserWarning) as record:
+        FolderImages(folder, size=32)
+    text = " ".join(str(w.message) for w in record)
+    assert "smaller than the network input" in text and "aspect ratio" in text
+
+
+def test_run_table_problems_name_the_file(tmp_path):
+    import nibabel as nib
+
+    from cortexmap.brain.io import load_dataset
+
+    root = tmp_path / "ds"
+    (root / "sub-01").mkdir(parents=True)
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4)), root / "mask.nii.gz")
+    vol = np.random.default_rng(0).standard_normal((4, 4, 4)).astype(np.float32)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), root / "sub-01" / "sub-01_run-01_responses.nii.gz")
+    table = root / "sub-01" / "sub-01_run-01_conditions.tsv"
+    table.write_text("conditon\na\nb\n")
+    with pytest.raises(CortexmapError, match="sub-01_run-01_conditions.tsv has no 'condition'"):
+        load_dataset(root)
+    table.write_text("condition\na\nb\n")
+    with pytest.raises(CortexmapError, match="is a 3-D image"):
+        load_dataset(root)

@@ -41,6 +41,7 @@ def test_run_writes_everything_and_resumes(tmp_path):
     np.testing.assert_allclose(res.correlations["natural"],
                                res.correlations["natural"].T, atol=1e-12)
     assert len(res.findings) == 1 and "natural" in res.findings[0].numbers
+    assert "start" in orth.index and "starting images" in res.findings[0].control
     html = (out / "report.html").read_text()
     assert "Layer-orthogonalizing image synthesis" in html and html.count("<img") >= 6
     prov = json.loads((out / "provenance.json").read_text())

@@ -84,7 +84,7 @@ def test_phantom_comparison_synthesized_overlaps_less(rng, tmp_path):
     res = compare_mappings({"natural": natural, "synthesized": synthesized}, tmp_path / "map",
                            snr=2.0, n_subjects=1, n_runs=1, n_perm=3, progress=False)
     s = res.tables["mapping_summary"].set_index("set")
-    assert list(s.index) == ["natural", "synthesized", "residual", "partial"]
+    assert list(s.index) == ["natural", "synthesized", "residual", "partial", "noise"]
     assert s.loc["synthesized", "mean_overlap_dice"] < s.loc["natural", "mean_overlap_dice"]
     assert s.loc["synthesized", "mean_recovery_dice"] > 0.3
     assert s.loc["synthesized", "correct_assignments"] == 3
@@ -92,3 +92,6 @@ def test_phantom_comparison_synthesized_overlaps_less(rng, tmp_path):
     assert (tmp_path / "map" / "natural" / "r_early.nii.gz").exists()
     f = res.findings()
     assert len(f) == 3 and f[0].reproduced
+    # negative control: nothing planted, nothing recovered; every row is a method check
+    assert s.loc["noise", "mean_recovery_dice"] < 0.1
+    assert all(x.evidence == "method-check" and "noise phantom" in x.control for x in f)

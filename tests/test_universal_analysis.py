@@ -21,6 +21,12 @@ def test_run_universal_on_planted_networks_reproduces_both_findings(tmp_path):
     assert len(dims) == 4 * 6
     assert {"universality", "brain_similarity", "r_from_net0"} <= set(dims.columns)
     assert [f.reproduced for f in result.findings] == [True, True]
+    # planted truth: method checks, each with its negative-control (noise) phantom reported
+    assert {f.evidence for f in result.findings} == {"method-check"}
+    assert all("noise phantom" in f.control for f in result.findings)
+    noise = result.tables["relation_noise"].iloc[0]
+    assert not (noise.spearman_rho > 0 and noise.spearman_p < 0.05)
+    assert "brain_similarity_noise" in dims and len(result.tables["reduction_noise"])
     red = result.tables["reduction"].groupby(["selection", "k"]).rsa.mean()
     assert red["most universal"][3] > red["least universal"][3] + 0.3
     for name in ("dimensions", "relation", "reduction"):

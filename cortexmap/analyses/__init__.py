@@ -7,6 +7,7 @@ table of a job config file and the main job pick it up from here.
 
 from cortexmap.analyses.base import Analysis
 from cortexmap.analyses.benchmark import BenchmarkConfig, run_benchmark
+from cortexmap.analyses.brain import RoiRsaConfig, SearchlightConfig, run_roi_rsa, run_searchlight
 from cortexmap.analyses.imagenet import (
     ImageNetCenterPeripheryConfig,
     ImageNetContrastConfig,
@@ -17,7 +18,6 @@ from cortexmap.analyses.imagenet import (
     run_orientation_imagenet,
     run_synthesis_imagenet,
 )
-from cortexmap.brain.pipeline import RoiRsaConfig, SearchlightConfig, run_roi_rsa, run_searchlight
 from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
 from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig, run_contrast, run_lesion
 from cortexmap.probes.orientation_analysis import OrientationConfig, run_orientation

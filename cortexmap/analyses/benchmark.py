@@ -24,7 +24,12 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from cortexmap.analyses.base import AnalysisConfig, Seed
-from cortexmap.analyses.networks import NetworkRDMs, default_networks, network_rdms
+from cortexmap.analyses.networks import (
+    NetworkRDMs,
+    default_networks,
+    load_networks,
+    network_rdms,
+)
 from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding, Report
 from cortexmap.rsa import RDMs
@@ -47,7 +52,8 @@ HOW_TO_GET_DATA = (
     "checkout), in the user cache (`~/.cache/cortexmap/data`), or in a folder named by the "
     "`CORTEXMAP_DATA` environment variable; on a machine with internet access they are "
     "downloaded from the public rsatoolbox and Net2Brain repositories and checked against the "
-    "SHA-256 sums shipped with cortexmap. See docs/real_data.md."
+    "SHA-256 sums shipped with cortexmap (`cortexmap data fetch`; `cortexmap data where` lists "
+    "the folders searched). See docs/real_data.md."
 )
 
 
@@ -56,8 +62,8 @@ class BenchmarkConfig(AnalysisConfig):
 
     networks: list[str] | None = Field(
         None, description="Model specs; default: the installed ImageNet networks (at most "
-                          "max_imagenet), each with its ':untrained' twin, and a trained and "
-                          "an untrained zoo AlexNet.")
+                          "max_imagenet), each with its ':untrained' twin, the zoo AlexNet "
+                          "trained and untrained, and the zoo VGG.")
     max_imagenet: int = Field(2, ge=0, description="ImageNet networks in the default set.")
     layers: dict[str, list[str]] = Field(
         default_factory=dict, description="network -> layers; default: n_layers stages.")
@@ -283,11 +289,11 @@ def run_benchmark(
     if unknown:
         raise CortexmapError(f"layers names networks {unknown} that are not in networks "
                              f"{specs}; add them to networks or fix the names.")
+    models = load_networks(specs, cfg.layers, cfg.n_layers)  # bad specs fail before any output
     out = prepare_output_dir(outdir, overwrite)
     stimuli = {name: d.stimuli for name, d in data.items()}
     imagenet = imagenet_networks()
-    nets = {spec: network_rdms(spec, stimuli, cfg.n_layers, cfg.layers.get(spec), imagenet,
-                               cfg.rdm_metric)
+    nets = {spec: network_rdms(spec, *models.pop(spec), stimuli, imagenet, cfg.rdm_metric)
             for spec in track(specs, "benchmark: networks", enabled=progress)}
     for dataset in data:  # the layer RDMs, for reuse and checks
         model_rdms(nets, dataset).save(out / "rdms" / f"{dataset}.npz")

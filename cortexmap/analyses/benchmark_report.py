@@ -161,10 +161,12 @@ def _universal_findings(result) -> list[Finding]:
         mean = sub.groupby(["selection", "k"]).rsa.mean()
         full = mean["full layer"].mean()
         most, least = mean["most universal"], mean["least universal"]
-        small = [k for k in most.index if k < 10]
-        k80 = next((k for k in small if most[k] >= 0.8 * full), None)
-        good = k80 is not None and full > 0 and most[k80] > least[k80]
-        ok.append(good)
+        if full <= 0:  # nothing to keep: the full layer does not match the region
+            ok.append(False)
+            parts.append(f"{region}: full layer {full:.3f} (no positive RSA to keep)")
+            continue
+        k80 = next((k for k in most.index if k < 10 and most[k] >= 0.8 * full), None)
+        ok.append(k80 is not None and most[k80] > least[k80])
         parts.append(f"{region}: full layer {full:.3f}, k80 = {k80 if k80 else 'not < 10'}"
                      + (f" (most {most[k80]:.3f} vs least {least[k80]:.3f})" if k80 else ""))
     found.append(_finding(

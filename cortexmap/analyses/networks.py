@@ -13,7 +13,7 @@ from cortexmap.stimuli import StimulusSet
 _SKIPPED_KINDS = ("Dropout", "Identity", "Flatten", "ZeroPad2d", "BatchNorm", "ReLU", "SiLU",
                   "GELU", "Sigmoid", "Tanh", "Hardswish", "Swish", "LayerNorm")
 _UNTRAINED = ":untrained"
-DEFAULT_ZOO = ("zoo:alexnet_sup_s0", "zoo:alexnet_untrained_s0")
+DEFAULT_ZOO = ("zoo:alexnet_sup_s0", "zoo:alexnet_untrained_s0", "zoo:vgg_sup_s0")
 
 
 def family(spec: str, imagenet: list[str]) -> str:
@@ -25,7 +25,8 @@ def family(spec: str, imagenet: list[str]) -> str:
 
 def default_networks(max_imagenet: int = 2) -> list[str]:
     """The installed ImageNet networks (at most ``max_imagenet``), each with its untrained twin,
-    and a trained and an untrained zoo network."""
+    and three zoo networks: AlexNet trained and untrained, and a trained VGG (so universality
+    has at least three trained networks to compare)."""
     from cortexmap.models import imagenet_networks
 
     nets = []
@@ -38,12 +39,18 @@ def stage_layers(model, size: int, n_layers: int) -> list[str]:
     """``n_layers`` layers evenly spaced over a network's processing stages, first and last
     included.
 
-    Stages are the top-level modules, with the backbone container (a module of >= 4 children
-    that have children themselves, e.g. ``features`` or ``_blocks``) replaced by its blocks;
-    modules that only reshape, normalise or gate (dropout, batch norm, activations) are left out.
+    The real ImageNet networks use their curated stage ends
+    (:data:`cortexmap.models.weights.STAGE_LAYERS`). Otherwise stages are the top-level
+    modules, with the backbone container (a module of >= 4 children that have children
+    themselves, e.g. ``features``) replaced by its blocks; modules that only reshape, normalise
+    or gate (dropout, batch norm, activations) are left out.
     """
     from cortexmap.models import list_layers
+    from cortexmap.models.weights import stage_layers as curated_stages
 
+    stages = curated_stages(model)  # the stage ends chosen for the real ImageNet networks
+    if stages:
+        return _spread(stages, n_layers)
     infos = list_layers(model, size)
     kind = {info.name: info.kind for info in infos}
     kids: dict[str, list[str]] = {}
@@ -59,9 +66,12 @@ def stage_layers(model, size: int, n_layers: int) -> list[str]:
             stages += children
         else:
             stages.append(top)
-    stages = [s for s in stages if not kind[s].startswith(_SKIPPED_KINDS)]
-    idx = np.unique(np.round(np.linspace(0, len(stages) - 1, min(n_layers, len(stages))))
-                    .astype(int))
+    return _spread([s for s in stages if not kind[s].startswith(_SKIPPED_KINDS)], n_layers)
+
+
+def _spread(stages: list[str], n: int) -> list[str]:
+    """``n`` of ``stages`` evenly spaced, first and last included."""
+    idx = np.unique(np.round(np.linspace(0, len(stages) - 1, min(n, len(stages)))).astype(int))
     return [stages[i] for i in idx]
 
 
@@ -82,20 +92,33 @@ class NetworkRDMs:
         return {layer: k / n for k, layer in enumerate(self.layers)}
 
 
-def network_rdms(spec: str, stimuli: dict[str, StimulusSet], n_layers: int,
-                 layers: list[str] | None, imagenet: list[str], metric: str = "correlation",
-                 keep: int = 1) -> NetworkRDMs:
-    """Load ``spec``, extract its layers for every stimulus set, and compute layer RDMs.
+def load_networks(specs: list[str], layers: dict[str, list[str]], n_layers: int
+                  ) -> dict[str, tuple]:
+    """spec -> (loaded model, chosen layers); every spec and named layer is checked here, before
+    any work (unknown names raise a CortexmapError listing the valid ones)."""
+    from cortexmap.models import load, resolve_layers
+
+    out = {}
+    for spec in specs:
+        model = load(spec)
+        size = int(model.cortexmap_preprocessing.size)
+        chosen = (resolve_layers(model, layers[spec]) if layers.get(spec)
+                  else stage_layers(model, size, n_layers))
+        out[spec] = (model, chosen)
+    return out
+
+
+def network_rdms(spec: str, model, chosen: list[str], stimuli: dict[str, StimulusSet],
+                 imagenet: list[str], metric: str = "correlation", keep: int = 1) -> NetworkRDMs:
+    """Extract a loaded network's ``chosen`` layers for every stimulus set; layer RDMs.
 
     keep: how many of the deepest chosen layers keep their (flattened) activations for the
     universal-dimensions analysis (the last ``keep`` layers before the output layer).
     """
-    from cortexmap.models import Extractor, load
+    from cortexmap.models import Extractor
     from cortexmap.models.load import weights_fingerprint
 
-    model = load(spec)
     size = int(model.cortexmap_preprocessing.size)
-    chosen = list(layers) if layers else stage_layers(model, size, n_layers)
     out = NetworkRDMs(spec, family(spec, imagenet), chosen, {},
                       weights=weights_fingerprint(model))
     kept = chosen[-1 - keep:-1] if len(chosen) > keep else chosen[:keep]

@@ -49,4 +49,4 @@ __all__ = [
     "recovery_scores", "roi_noise_ceilings", "roi_rdms", "roi_rsa", "searchlight",
     "searchlight_rdms", "slab_mask", "stack_maps", "winner_map",
 ]
-# End-to-end runs (configs + run functions, used by the CLI): cortexmap.brain.pipeline
+# The runs on a dataset folder (configs + run functions): cortexmap.analyses.brain

@@ -97,43 +97,45 @@ def sphere_covariances(res: np.ndarray, valid: np.ndarray, dof: float, method: s
                        ) -> np.ndarray:
     """Batched rsatoolbox ``cov_from_residuals`` of (chunk, n_res, V) residuals.
 
-    valid: (chunk, V) bool, False for padding voxels, which get an identity row/column (their
-    patterns are zero, so they never enter a distance). Returns (chunk, V, V).
+    valid: (chunk, V) bool, False for padding voxels (zero residuals), which get an identity
+    row/column (their patterns are zero, so they never enter a distance). Returns (chunk, V, V).
+    Only the two products of the residuals are (chunk, V, V)-sized work; the shrinkage
+    intensities come from sums over them (quadratic forms), not from per-entry temporaries.
     """
     c, n, v = res.shape
     res = res - res.mean(axis=1, keepdims=True)
     xtx = np.matmul(res.transpose(0, 2, 1), res)
-    eye = np.eye(v)
+    diag_idx = np.arange(v)
+    n_valid = valid.sum(1)
     if method == "diag":
-        cov = np.einsum("cvv->cv", xtx)[:, :, None] * eye / dof
+        cov = np.zeros_like(xtx)
+        cov[:, diag_idx, diag_idx] = xtx[:, diag_idx, diag_idx] / dof
     else:
         sq = res * res
         x2 = np.matmul(sq.transpose(0, 2, 1), sq)  # sum over rows of (x_v x_w)^2
+        d_xtx = xtx[:, diag_idx, diag_idx]
+        d_x2 = x2[:, diag_idx, diag_idx]
         if method == "shrinkage_eye":
-            s = xtx / n
-            b2 = (x2 / n - s * s).sum(axis=(1, 2)) / n
-            m = np.trace(s, axis1=1, axis2=2) / valid.sum(1)
-            d2 = ((s - m[:, None, None] * eye * valid[:, :, None]) ** 2).sum(axis=(1, 2))
+            # s = xtx / n; b2 = sum(x2 / n - s^2) / n; d2 = |s - m I|^2 over valid voxels
+            ss = np.einsum("cvw,cvw->c", xtx, xtx) / n**2
+            b2 = (x2.sum(axis=(1, 2)) / n - ss) / n
+            m = d_xtx.sum(1) / n / n_valid
+            d2 = ss - 2 * m * d_xtx.sum(1) / n + m**2 * n_valid
             b2 = np.minimum(d2, b2)
-            cov = ((b2 / d2 * m)[:, None, None] * eye * valid[:, :, None]
-                   + ((d2 - b2) / d2)[:, None, None] * s) * n / dof
-        else:  # shrinkage_diag
-            s = xtx / dof
-            var = np.einsum("cvv->cv", s)
-            var_safe = np.where(valid, var, 1.0)
-            std = np.sqrt(var_safe)
-            s_mean = xtx / std[:, :, None] / std[:, None, :] / (n - 1)
-            s2_mean = x2 / var_safe[:, :, None] / var_safe[:, None, :] / (n - 1)
-            var_hat = n / dof**2 * (s2_mean - s_mean**2)
-            off = ~eye.astype(bool) & valid[:, :, None] & valid[:, None, :]
-            lamb = (np.where(off, var_hat, 0).sum(axis=(1, 2))
-                    / np.where(off, s_mean**2, 0).sum(axis=(1, 2)))
-            lamb = np.clip(lamb, 0.0, 1.0)
-            cov = s * (eye + (1 - lamb)[:, None, None] * (1 - eye))
-    pad = ~valid
-    if pad.any():  # identity for padding voxels keeps every matrix invertible
-        cov = np.where(pad[:, :, None] | pad[:, None, :], 0.0, cov)
-        cov[:, np.arange(v), np.arange(v)] += pad
+            cov = xtx * ((d2 - b2) / d2 / dof)[:, None, None]
+            cov[:, diag_idx, diag_idx] += (b2 / d2 * m * n / dof)[:, None] * valid
+        else:  # shrinkage_diag (Schäfer & Strimmer), sums over valid off-diagonal pairs
+            var = d_xtx / dof
+            w = np.where(valid, 1.0 / np.where(valid, var, 1.0), 0.0)   # 1 / var_j
+            # sum_off s_mean^2 = sum_off xtx^2 w_j w_k / (n - 1)^2
+            q_xtx = np.einsum("cvw,cv,cw->c", xtx * xtx, w, w)
+            sum_smean2 = (q_xtx - (d_xtx**2 * w * w).sum(1)) / (n - 1) ** 2
+            q_x2 = np.einsum("cvw,cv,cw->c", x2, w, w)
+            sum_s2mean = (q_x2 - (d_x2 * w * w).sum(1)) / (n - 1)
+            lamb = np.clip(n / dof**2 * (sum_s2mean - sum_smean2) / sum_smean2, 0.0, 1.0)
+            cov = xtx * ((1 - lamb) / dof)[:, None, None]
+            cov[:, diag_idx, diag_idx] = var
+    cov[:, diag_idx, diag_idx] += ~valid  # identity for padding keeps every matrix invertible
     return cov
 
 
@@ -155,9 +157,12 @@ def chunk_crossnobis(
         res = _gather(residuals_t, neighbors).transpose(0, 2, 1)     # (c, n_res, V)
         cov = sphere_covariances(res, valid, dof, noise)
         # P = C^-T C^-1 with cov = C C^T: whiten by solving C^T-free triangular systems
-        chol = np.linalg.cholesky(cov)                   # (c, V, V)
-        flat = x.reshape(c, v, n_runs * k)
-        x = np.linalg.solve(chol, flat).reshape(c, v, n_runs, k)
+        import torch
+
+        chol = torch.linalg.cholesky(torch.from_numpy(cov))       # (c, V, V)
+        flat = torch.from_numpy(np.ascontiguousarray(x.reshape(c, v, n_runs * k)))
+        x = torch.linalg.solve_triangular(chol, flat, upper=False).numpy().reshape(
+            c, v, n_runs, k)
     z = x.transpose(0, 2, 3, 1)                          # (c, R, K, V) whitened sums
     total = counts.sum(0)
     acc = np.zeros((c, k, k))

@@ -316,6 +316,27 @@ def _stem(item: Any, k: int) -> str:
     return f"cond{k:03d}"
 
 
+def _check_run_table(img: Path, table: Path, df: pd.DataFrame) -> None:
+    """Name the file when a run's table or image cannot be what the layout needs."""
+    if "condition" not in df.columns:
+        raise CortexmapError(
+            f"{table} has no 'condition' column (its header reads {list(df.columns)[:5]}); the "
+            "first line must name the columns, e.g. 'condition' (tab-separated)."
+        )
+    empty = df.index[df["condition"].isna()].tolist()
+    if empty:
+        raise CortexmapError(
+            f"{table} has no condition label in row(s) {[i + 2 for i in empty[:5]]} (line "
+            "numbers); give every volume a label."
+        )
+    shape = nib.load(img).shape  # the header only
+    if len(shape) == 3 and len(df) > 1:
+        raise CortexmapError(
+            f"{img} is a 3-D image (one volume) but {table.name} lists {len(df)} conditions; a "
+            "run's responses must be a 4-D image with one volume per row of its table."
+        )
+
+
 def load_dataset(
     root: str | os.PathLike, mask: Any = None, subjects: list[str] | None = None
 ) -> list[BrainData]:
@@ -349,6 +370,7 @@ def load_dataset(
                 raise CortexmapError(f"{f} has no condition table {table.name} beside it.")
             m = re.search(r"run-([A-Za-z0-9]+)", f.name)
             df = pd.read_csv(table, sep="\t", dtype={"condition": str})
+            _check_run_table(f, table, df)
             imgs.append(f)
             labels.append(df)
             runs += [m.group(1) if m else "1"] * len(df)

@@ -264,7 +264,7 @@ def smooth_noise(
 def make_phantom(
     model_rdms: dict[str, Any],
     outdir: str | os.PathLike,
-    n_subjects: int = 3,
+    n_subjects: int = 6,
     n_runs: int = 2,
     snr: float = 0.5,
     resolution_mm: int = 3,

@@ -6,10 +6,12 @@ CLI stays a list of small files.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from cortexmap.errors import CortexmapError
@@ -32,17 +34,25 @@ _AREAS = [
     "rsa",
     "center_periphery",
     "brain",
-    "universal",
     "train",
     "lesion",
-    "benchmark",
     "encoding",
+    "power",
+    "data",
+    "run",
 ]
 
 for _area in _AREAS:
     importlib.import_module(f"cortexmap.cli.{_area}").register(app, run_app)
 
 err_console = Console(stderr=True)
+
+
+def _options_message(exc: ValidationError) -> str:
+    """'n_perm: Input should be greater than or equal to 1 (got -1)' for each bad setting."""
+    parts = [f"{'.'.join(str(p) for p in err['loc']) or '(options)'}: {err['msg']} "
+             f"(got {err.get('input')!r})" for err in exc.errors()]
+    return "Invalid option(s): " + "; ".join(parts) + ". See --help."
 
 
 INTERRUPTED = ("interrupted: finished results are kept; run the same command again to resume "
@@ -56,6 +66,16 @@ def main() -> None:
         rc = app(standalone_mode=False)
     except CortexmapError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except ValidationError as exc:  # an option out of range, checked before any work
+        err_console.print(f"[bold red]error:[/] {_options_message(exc)}")
+        sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC):
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        err_console.print(f"[bold red]error:[/] cannot write{where}: {exc.strerror}; choose an "
+                          "output location you can write to (--out) or fix its permissions.")
         sys.exit(2)
     except (typer.Exit, SystemExit) as exc:
         rc = getattr(exc, "exit_code", getattr(exc, "code", 0))

@@ -78,7 +78,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                                     help="Comma-separated regions, one per layer."),
         stimuli: str = typer.Option("bundled", "--stimuli", help="'bundled' or image folder."),
         rdms: Path = typer.Option(None, "--rdms", help="RDMs file (.npz) instead of a network."),
-        n_subjects: int = typer.Option(3, "--n-subjects"),
+        n_subjects: int = typer.Option(6, "--n-subjects",
+                                       help="Subjects (6: sign-flip p can reach 0.016)."),
         n_runs: int = typer.Option(2, "--n-runs"),
         snr: float = typer.Option(0.5, "--snr", help="Signal SD / noise SD (0: null)."),
         resolution: int = typer.Option(3, "--resolution", help="Voxel size in mm (2 or 3)."),
@@ -88,7 +89,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     ) -> None:
-        from cortexmap.brain.pipeline import PhantomConfig, run_phantom
+        from cortexmap.analyses.brain import PhantomConfig, run_phantom
 
         cfg = PhantomConfig(model=model, layers=_split(layers), regions=_split(regions),
                             stimuli=stimuli, rdms=str(rdms) if rdms else None,
@@ -114,7 +115,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                                    help="spearman | pearson | kendall_tau_a | cosine."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     ) -> None:
-        from cortexmap.brain.pipeline import RoiRsaConfig, run_roi_rsa
+        from cortexmap.analyses.brain import RoiRsaConfig, run_roi_rsa
 
         cfg = RoiRsaConfig(dataset=str(dataset), rdms=str(rdms) if rdms else None,
                            atlas=str(atlas) if atlas else None,
@@ -154,7 +155,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     ) -> None:
-        from cortexmap.brain.pipeline import SearchlightConfig, run_searchlight
+        from cortexmap.analyses.brain import SearchlightConfig, run_searchlight
 
         cfg = SearchlightConfig(
             dataset=str(dataset), rdms=str(rdms) if rdms else None,

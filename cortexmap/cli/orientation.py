@@ -62,7 +62,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                                            "0.0625,0.125,0.1875 cycles/pixel)"),
         sf_unit: str = typer.Option(None, "--sf-unit", help="cycles/pixel (default) or "
                                                              "cycles/image"),
-        shuffles: int = typer.Option(None, help="shuffles of the null (default 200)"),
+        shuffles: int = typer.Option(None, "--n-shuffles",
+                                     help="shuffles of the null, config n_shuffles (default 200)"),
         dynamics: bool = typer.Option(None, "--dynamics/--no-dynamics",
                                       help="selectivity over epoch checkpoints (default yes)"),
         dynamics_model: str = typer.Option(None, help="zoo network or folder of checkpoints "

@@ -110,6 +110,10 @@ def load_patterns(
             import pandas as pd
 
             df = pd.read_csv(path)
+            if df.empty:
+                raise CortexmapError(
+                    f"{path} has a header but no rows; give one row of numbers per condition."
+                )
             conditions = None
             is_num = pd.api.types.is_numeric_dtype
             if len(df.columns) and not is_num(df.iloc[:, 0]):
@@ -219,6 +223,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         from cortexmap.utils.provenance import write_provenance
 
         method = canonical_method(method)
+        if n_perm < 0:
+            raise CortexmapError(f"--n-perm must be 0 (no p-values) or positive; got {n_perm}.")
         a, b = RDMs.load(rdms_a), RDMs.load(rdms_b)
         b = match_conditions(a, b, (str(rdms_a), str(rdms_b)))  # same stimulus, same position
         outdir = prepare_output_dir(out, overwrite)

@@ -30,7 +30,7 @@ import pandas as pd
 from cortexmap.brain.io import BrainMasker
 from cortexmap.errors import CortexmapError
 from cortexmap.utils.dask import close_client
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, write_table
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.ridge import DEFAULT_ALPHAS, FoldBasis, fold_basis, fold_fit, make_folds
@@ -179,7 +179,7 @@ class EncodingResult:
 
     def save(self, outdir: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write <kind>.nii.gz per available map (with a masker), scores table, provenance."""
-        import gzip
+        from cortexmap.brain.io import write_nifti
 
         out = prepare_output_dir(outdir, overwrite)
         cols = {}
@@ -188,8 +188,7 @@ class EncodingResult:
                 continue
             cols[kind] = self.map(kind)
             if self.masker is not None:
-                write_bytes(out / f"{kind}.nii.gz",
-                            gzip.compress(self.img(kind).to_bytes(), compresslevel=1))
+                write_nifti(out / f"{kind}.nii.gz", self.img(kind))
         write_table(pd.DataFrame(cols), out / "voxels")
         write_table(self.summary(), out / "summary")
         write_provenance(out, config={"name": self.name, "subject": self.subject,

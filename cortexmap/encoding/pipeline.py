@@ -9,7 +9,6 @@ parts; banded ridge (himalaya) is fit to every voxel of the atlas regions.
 
 from __future__ import annotations
 
-import gzip
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +19,20 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from cortexmap.brain.io import Atlas, BrainData, BrainMasker, load_atlas, load_dataset
+from cortexmap.brain.io import (
+    Atlas,
+    BrainData,
+    BrainMasker,
+    load_atlas,
+    load_dataset,
+    write_nifti,
+)
 from cortexmap.brain.stats import GroupTestResult
 from cortexmap.config import Alpha, AnalysisConfig, Count, Scheduler, Seed
 from cortexmap.encoding.banded import _scaled, fit_banded, variance_partition
 from cortexmap.encoding.model import EncodingResult, fit_encoding, group_encoding
 from cortexmap.errors import CortexmapError
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, write_table
 from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.ridge import DEFAULT_ALPHAS
 
@@ -238,8 +244,7 @@ def run_encode(config: EncodeConfig, outdir: str | os.PathLike, overwrite: bool 
     (out / "group").mkdir(exist_ok=True)
     for kind, g in run.group.items():
         for stat in ("mean", "p_fwe"):
-            write_bytes(out / "group" / f"{stat}_{kind}.nii.gz",
-                        gzip.compress(g.img(stat).to_bytes(), compresslevel=1))
+            write_nifti(out / "group" / f"{stat}_{kind}.nii.gz", g.img(stat))
     for name, df in run.tables.items():
         if not df.empty:
             write_table(df, out / name)

@@ -446,8 +446,11 @@ def _read_checkpoint(path: Path) -> Any:
 
         if isinstance(exc, pickle.UnpicklingError) and "Weights only" in str(exc):
             why = "it holds pickled Python objects (e.g. a whole nn.Module), not only tensors"
+        elif path.stat().st_size == 0:
+            why = "the file is empty (0 bytes; an interrupted download or copy?)"
         else:  # first line of torch's message, without terminal colour codes
-            why = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[0][:200]
+            lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+            why = lines[0][:200] if lines else "unreadable (truncated or not a PyTorch file)"
         raise CortexmapError(
             f"Cannot read weights file {path}: {type(exc).__name__}: {why}. It must "
             "be a state_dict saved with torch.save(model.state_dict(), path) or a TorchScript "

@@ -24,10 +24,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import AfterValidator
 from torch import nn
 
 from cortexmap.errors import CortexmapError
@@ -51,6 +53,10 @@ def check_contrasts(contrasts: Sequence[float]) -> list[float]:
     if len(set(levels)) != len(levels):
         raise CortexmapError(f"Contrast levels {levels} contain duplicates; list each level once.")
     return levels
+
+
+#: A config field of contrast levels (validated by :func:`check_contrasts`).
+ContrastLevels = Annotated[list[float], AfterValidator(check_contrasts)]
 
 
 def check_test_set(images: np.ndarray, labels: np.ndarray | None = None) -> None:
@@ -339,6 +345,23 @@ def contrast_decoding(
             "n_observations": len(contrast),
         })
     return pd.DataFrame(rows)
+
+
+def pixel_statistics(images: np.ndarray) -> np.ndarray:
+    """Contrast-related image statistics, the baseline a layer must beat to "encode" contrast.
+
+    images: (n, H, W, 3) in [0, 1]. Returns (n, 10): mean luminance, RMS contrast, Michelson
+    contrast, 5-95 % luminance range and mean absolute luminance gradient, each raw and as
+    log10 (offset 1e-4): what a linear read-out of the pixels themselves would use.
+    """
+    lum = np.asarray(images, dtype=np.float64).mean(-1)
+    flat = lum.reshape(len(lum), -1)
+    lo, hi = flat.min(1), flat.max(1)
+    p5, p95 = np.percentile(flat, [5, 95], axis=1)
+    grad = (np.abs(np.diff(lum, axis=1)).mean((1, 2)) + np.abs(np.diff(lum, axis=2)).mean((1, 2)))
+    stats = np.column_stack([flat.mean(1), flat.std(1), (hi - lo) / (hi + lo + 1e-12), p95 - p5,
+                             grad])
+    return np.column_stack([stats, np.log10(stats + 1e-4)])
 
 
 def contrast_model_rdm(contrast: np.ndarray) -> np.ndarray:

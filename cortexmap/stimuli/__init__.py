@@ -24,6 +24,7 @@ from cortexmap.stimuli.masks import (
     resize_mask,
     threshold_mask,
 )
+from cortexmap.stimuli.source import load_stimuli
 
 __all__ = [
     "FolderImages",
@@ -37,6 +38,7 @@ __all__ = [
     "load_bundled",
     "load_folder",
     "load_masks",
+    "load_stimuli",
     "luminance",
     "measure_contrast",
     "polygon_mask",

@@ -71,6 +71,43 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return to_rgb_float(arr)
 
 
+#: Wider than this (long side / short side), the centre crop drops over half of an image.
+MAX_ASPECT = 2.0
+
+
+def warn_geometry(root: Path, names: Sequence[str], shapes: Sequence[tuple[int, int]],
+                  size: int | None) -> None:
+    """Warn once about images the square crop and resize will distort: smaller than ``size``
+    (upsampled, blurry) or with an extreme aspect ratio (the centre crop drops most of them)."""
+    import warnings
+
+    if size is None:
+        return
+    small = [n for n, (h, w) in zip(names, shapes, strict=True) if min(h, w) < size]
+    wide = [n for n, (h, w) in zip(names, shapes, strict=True)
+            if max(h, w) > MAX_ASPECT * max(min(h, w), 1)]
+    if small:
+        warnings.warn(
+            f"{len(small)} image(s) in {root} are smaller than the network input ({size} px) "
+            f"and will be upsampled (e.g. {small[:3]}); results on them reflect blur.",
+            UserWarning, stacklevel=3)
+    if wide:
+        warnings.warn(
+            f"{len(wide)} image(s) in {root} have an aspect ratio beyond {MAX_ASPECT:g}:1 (e.g. "
+            f"{wide[:3]}); the centre crop to a square keeps less than half of each.",
+            UserWarning, stacklevel=3)
+
+
+def _header_shape(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:  # reads the header only
+            return im.size[1], im.size[0]
+    except OSError:  # unreadable: read_image names it when the batch is read
+        return (10**6, 10**6)
+
+
 def _fit(img: np.ndarray, size: int | None) -> np.ndarray:
     if size is None:
         return img
@@ -136,6 +173,7 @@ def load_folder(
     masks = None
     if masks_dir is not None:
         masks = load_masks(masks_dir, ids, shapes)
+    warn_geometry(root, ids, shapes, size)
     if size is None and len(set(shapes)) > 1:
         raise CortexmapError(
             f"Images in {root} have different sizes ({sorted(set(shapes))[:4]}...); pass size= "
@@ -168,6 +206,7 @@ class FolderImages:
         self.ids = [image_id(f, self.root) for f in self.files]
         self.size = int(size)
         self.name = self.root.name
+        warn_geometry(self.root, self.ids, [_header_shape(f) for f in self.files], self.size)
 
     def __len__(self) -> int:
         return len(self.files)

@@ -8,9 +8,10 @@ import numpy as np
 from cortexmap.report import Report
 
 SET_LABELS = {"natural": "natural images", "synthesized": "synthesized images",
-              "residual": "natural, residual RDMs", "partial": "natural, partial corr."}
+              "residual": "natural, residual RDMs", "partial": "natural, partial corr.",
+              "noise": "noise phantom (control)"}
 SET_COLORS = {"natural": "#4c72b0", "synthesized": "#dd8452", "residual": "#55a868",
-              "partial": "#8172b3"}
+              "partial": "#8172b3", "noise": "#999999"}
 
 
 def image_grid(images: np.ndarray, ncols: int = 8):

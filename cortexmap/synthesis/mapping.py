@@ -54,10 +54,12 @@ from cortexmap.synthesis.figures import mapping_bars
 from cortexmap.utils.dask import close_client, get_client
 from cortexmap.utils.io import prepare_output_dir, safe_filenames
 
-SETS = ("natural", "synthesized", "residual", "partial")
-# Phantom data behind each set's maps: the residual methods reuse the natural-image phantom.
+SETS = ("natural", "synthesized", "residual", "partial", "noise")
+# Phantom data behind each set's maps: the residual methods reuse the natural-image phantom;
+# "noise" is the negative control: the natural RDMs mapped on a phantom with nothing planted.
 _PHANTOM_OF = {"natural": "natural", "synthesized": "synthesized", "residual": "natural",
-               "partial": "natural"}
+               "partial": "natural", "noise": "noise"}
+NOISE_DICE = 0.1  # a negative-control phantom must not "recover" more than this
 
 
 def permuted_models(rdms: RDMs, n_perm: int, seed: int) -> RDMs:
@@ -139,15 +141,22 @@ class MappingResult:
             return all(abs(m[k] - m["synthesized"]) < abs(m["natural"] - m["synthesized"])
                        for m in (ov, rec))
 
+        noise = self.summary("noise")
+        noise_ok = rec["noise"] < NOISE_DICE
+        control = (f"noise phantom (natural RDMs, nothing planted): {int(noise['mapped_voxels'])}"
+                   f" mapped voxels, recovery Dice {rec['noise']:.3f}")
         out = [Finding(
-            claim="On the phantom brain, layer maps from synthesized images overlap less "
-                  "than layer maps from natural images.",
-            reproduced=bool(ov["synthesized"] < ov["natural"]),
+            claim="On the phantom brain (each layer's own RDM planted in its own region), layer "
+                  "maps from synthesized images overlap less than layer maps from natural "
+                  "images.",
+            reproduced=bool(ov["synthesized"] < ov["natural"] and noise_ok),
             numbers=nums(("natural", "synthesized")) + f" ({self.threshold}).",
             analysis="synthesis",
             evidence="method-check",
             criterion="Mean overlap Dice of the layer maps is lower for synthesized than for "
-                      "natural images.",
+                      f"natural images, and the noise phantom's recovery Dice stays below "
+                      f"{NOISE_DICE:g}.",
+            control=control,
         )]
         for k, how in (("residual", "regression (residual RDMs, semi-partial)"),
                        ("partial", "partial correlation")):
@@ -155,12 +164,14 @@ class MappingResult:
                 claim=f"The residual method by {how} on natural-image data approaches the "
                       "synthesized result (overlap and recovery both closer to synthesized "
                       "than natural images are).",
-                reproduced=approaches(k),
+                reproduced=approaches(k) and noise_ok,
                 numbers=nums(("natural", "synthesized", k)) + ".",
                 analysis="synthesis",
                 evidence="method-check",
                 criterion="Both overlap and recovery Dice are closer to the synthesized-image "
-                          "values than the natural-image values are.",
+                          "values than the natural-image values are, and the noise phantom's "
+                          f"recovery Dice stays below {NOISE_DICE:g}.",
+                control=control,
             ))
         return out
 
@@ -274,6 +285,7 @@ def compare_mappings(
     if "residual" not in rdms:
         rdms["residual"] = residual_rdms(rdms["natural"], rank=True)
     rdms["partial"] = rdms["natural"]  # partial correlation uses the natural RDMs themselves
+    rdms["noise"] = rdms["natural"]
     layers = list(rdms["natural"].names)
     for which in SETS:
         if list(rdms[which].names) != layers:
@@ -300,7 +312,8 @@ def compare_mappings(
                          planted.items()}
                 phantoms[source] = make_phantom(
                     geoms, out / f"phantom_{source}", n_subjects=n_subjects, n_runs=n_runs,
-                    snr=snr, resolution_mm=resolution_mm, seed=seed, overwrite=True,
+                    snr=0.0 if source == "noise" else snr, resolution_mm=resolution_mm,
+                    seed=seed, overwrite=True,
                     progress=progress,
                 )
             ds = phantoms[source]

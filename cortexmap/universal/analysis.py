@@ -70,6 +70,8 @@ class UniversalConfig(BrainFields, DaskFields):
     brain_network: ModelSpec = DEFAULT_BRAIN_NETWORK
     phantom_snr: float = Field(1.0, gt=0, description="Phantom signal SD / noise SD per voxel.")
     phantom_subjects: Count = 2
+    negative_control: bool = Field(
+        True, description="Also run every statistic on a noise phantom (no planted signal).")
     seed: Seed = 0
 
     @field_validator("ks")
@@ -82,7 +84,8 @@ class UniversalConfig(BrainFields, DaskFields):
 
 @dataclass
 class UniversalResult:
-    """Tables: ``dimensions`` (one row per network x dim), ``relation``, ``reduction``."""
+    """Tables: ``dimensions`` (one row per network x dim), ``relation``, ``reduction``, and the
+    negative control on a noise phantom ``relation_noise``, ``reduction_noise``."""
 
     config: UniversalConfig
     tables: dict[str, pd.DataFrame]
@@ -107,6 +110,10 @@ class UniversalResult:
                    "cloud rises to the right.")
         sec.table(rel, "Correlation between universality and brain similarity across "
                   "dimensions, all networks pooled and per network.")
+        if "relation_noise" in self.tables:
+            sec.table(self.tables["relation_noise"], "Negative control: the same correlation "
+                      "with a noise phantom (random voxel patterns, nothing planted) as the "
+                      "brain; a working method finds no relation here.")
         sec.figure(reduction_figure(red), "ROI RSA of RDMs built from each network's k most "
                    "universal dimensions (blue) and k least universal dimensions (grey), mean "
                    "over networks with SEM; dashed: the full layer.")
@@ -188,6 +195,13 @@ def _brain_patterns(cfg: UniversalConfig, stimuli, out: Path, progress: bool) ->
     ]
 
 
+def _noise_phantom(brain: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """The negative-control phantom: Gaussian noise patterns of each subject's ROI shape, with
+    no planted signal (any relation found on it is the method's own bias)."""
+    return [np.random.default_rng([seed, 1, i]).standard_normal(np.shape(b))
+            for i, b in enumerate(brain)]
+
+
 def _relation_table(dims: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for name, sub in [("all networks", dims), *dims.groupby("network")]:
@@ -198,35 +212,56 @@ def _relation_table(dims: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _findings(rel: pd.DataFrame, red: pd.DataFrame, networks: list[str]) -> list[Finding]:
-    pooled = rel.iloc[0]
-    over = f"; networks: {', '.join(networks)}"
-    found = [Finding(
-        "Brain similarity of a network dimension rises with its universality across networks",
-        bool(pooled.spearman_rho > 0 and pooled.spearman_p < 0.05),
-        f"Spearman rho = {pooled.spearman_rho:.2f} (p = {pooled.spearman_p:.1e}) over "
-        f"{int(pooled.n_dims)} dimensions{over}",
-        "universal",
-        evidence="method-check",
-        criterion="Spearman rho between universality and brain similarity over dimensions is "
-                  "above 0 with p < 0.05.",
-    )]
+def _k80(red: pd.DataFrame) -> tuple[float, int | None, pd.Series, pd.Series]:
+    """Full-layer RSA, the smallest k whose most-universal dimensions reach 80 % of it, and the
+    mean RSA of the most / least universal k dimensions."""
     mean = red.groupby(["selection", "k"]).rsa.mean()
     full = mean["full layer"].mean()
     most, least = mean["most universal"], mean["least universal"]
     enough = most[most >= 0.8 * full]
-    k80 = int(enough.index.min()) if len(enough) else None
+    return full, (int(enough.index.min()) if len(enough) else None), most, least
+
+
+def _findings(cfg: UniversalConfig, rel: pd.DataFrame, red: pd.DataFrame,
+              rel_noise: pd.DataFrame | None, red_noise: pd.DataFrame | None) -> list[Finding]:
+    evidence = "method-check" if cfg.brain == "phantom" else "real-data"
+    where = (f"on the phantom brain whose {cfg.roi} carries {cfg.brain_network}'s responses"
+             if evidence == "method-check" else f"in {cfg.roi} of {cfg.brain}")
+    pooled = rel.iloc[0]
+    noise_ok, control1, control2 = True, "negative control not run", "negative control not run"
+    if rel_noise is not None:
+        pn = rel_noise.iloc[0]
+        noise_ok = not (pn.spearman_rho > 0 and pn.spearman_p < 0.05)
+        control1 = (f"noise phantom (random voxel patterns, no planted signal): Spearman rho = "
+                    f"{pn.spearman_rho:.2f} (p = {pn.spearman_p:.1e})")
+    found = [Finding(
+        f"Brain similarity of a network dimension rises with its universality across networks "
+        f"({where})",
+        bool(pooled.spearman_rho > 0 and pooled.spearman_p < 0.05 and noise_ok),
+        f"Spearman rho = {pooled.spearman_rho:.2f} (p = {pooled.spearman_p:.1e}) over "
+        f"{int(pooled.n_dims)} dimensions",
+        "universal",
+        evidence=evidence,
+        criterion="Spearman rho between universality and brain similarity over dimensions is "
+                  "above 0 with p < 0.05, and not so on a negative-control noise phantom.",
+        control=control1,
+    )]
+    full, k80, most, least = _k80(red)
+    if red_noise is not None:
+        nfull, nk80, nmost, _ = _k80(red_noise)
+        control2 = (f"noise phantom: full layer RSA {nfull:.3f}, most-universal k=1..10 "
+                    f"{nmost[nmost.index <= 10].mean():.3f} on average")
     found.append(Finding(
-        "Fewer than ten most-universal dimensions keep most (>= 80 %) of the full layer's "
-        "brain RSA, the least-universal ones do not",
+        f"Fewer than ten most-universal dimensions keep most (>= 80 %) of the full layer's "
+        f"brain RSA, the least-universal ones do not ({where})",
         bool(k80 is not None and k80 < 10 and least.get(k80, np.inf) < most[k80]),
         f"full layer RSA {full:.3f}; k80 = {k80 if k80 is not None else 'not reached'}"
-        + (f" (most {most[k80]:.3f} vs least {least[k80]:.3f})" if k80 is not None else "")
-        + over,
+        + (f" (most {most[k80]:.3f} vs least {least[k80]:.3f})" if k80 is not None else ""),
         "universal",
-        evidence="method-check",
+        evidence=evidence,
         criterion="The smallest k whose most-universal dimensions reach 80 % of the full "
                   "layer's RSA is below 10, and the k least-universal ones score lower.",
+        control=control2,
     ))
     return found
 
@@ -293,6 +328,11 @@ def run_universal(
         close_client(client)
     sims = [brain_similarity(b, dims, cfg.n_folds, tuple(cfg.alphas), cfg.seed) for b in brain]
     table["brain_similarity"] = np.mean(sims, axis=0)
+    noise = _noise_phantom(brain, cfg.seed) if cfg.negative_control else None
+    if noise is not None:  # the negative control: the same statistics on pure noise
+        table["brain_similarity_noise"] = np.mean(
+            [brain_similarity(b, dims, cfg.n_folds, tuple(cfg.alphas), cfg.seed)
+             for b in noise], axis=0)
     table["layer"] = table.network.map(layers_used).fillna("")
     if brain_rdm is None:
         subject_rdms = compute_rdms(list(brain), metric="correlation")
@@ -306,9 +346,23 @@ def run_universal(
     ], ignore_index=True)
     rel = _relation_table(table)
     tables = {"dimensions": table, "relation": rel, "reduction": red}
+    rel_noise = red_noise = None
+    if noise is not None:
+        noise_rdm = compute_rdms(noise, metric="correlation")
+        noise_rdm = RDMs(noise_rdm.vectors.mean(0, keepdims=True), noise_rdm.n_conditions,
+                         names=[f"{cfg.roi} (noise)"], metric="correlation")
+        red_noise = pd.concat([
+            reduction_curve(n, dims[n].scores, ranked_dimensions(table, n), activations[n],
+                            noise_rdm, ks, cfg.rdm_metric, cfg.rsa_method)
+            for n in dims
+        ], ignore_index=True)
+        rel_noise = _relation_table(table.assign(brain_similarity=table.brain_similarity_noise))
+        tables |= {"relation_noise": rel_noise, "reduction_noise": red_noise}
     for name, df in tables.items():
         write_table(df, out / name)
-    result = UniversalResult(cfg, tables, _findings(rel, red, list(activations)), out)
+    result = UniversalResult(cfg, tables, _findings(cfg, rel, red, rel_noise, red_noise), out)
+    for f in result.findings:  # which networks the verdicts come from
+        f.numbers = f"{f.numbers}; networks: {', '.join(dims)}"
     report = Report("Universal dimensions", f"{len(dims)} networks, {len(table)} dimensions")
     result.add_to_report(report)
     report.findings(result.findings)

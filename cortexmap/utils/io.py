@@ -169,7 +169,13 @@ def prepare_output_dir(
             f"Cannot create output folder {out} ({exc.strerror or exc}); choose another folder "
             "or fix its permissions."
         ) from exc
-    lock_output_dir(out, created=created)
+    try:
+        lock_output_dir(out, created=created)
+    except CortexmapError:
+        if created:  # leave no empty folder behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     if entries and replace:
         for e in entries:
             if e.is_dir() and not e.is_symlink():
@@ -194,7 +200,17 @@ def check_output_file(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise CortexmapError(
             f"Output file {p} already exists; pass --overwrite (overwrite=True) to replace it."
         )
-    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.is_dir():
+        raise CortexmapError(f"Output file {p} is a folder; choose a file path.")
+    try:  # before any work: a read-only place fails now, not after the computation
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p.parent, prefix=f".{p.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise CortexmapError(
+            f"Cannot write {p} ({exc.strerror or exc}); choose another output path or fix the "
+            "folder's permissions."
+        ) from exc
     return p
 
 

@@ -1,33 +1,31 @@
-"""End-to-end brain runs (what the CLI calls): phantom, ROI RSA, group searchlight.
+"""The brain runs on a dataset folder: a phantom from a network, ROI RSA, group searchlight.
 
-Each follows the analysis contract: a pydantic ``...Config``, ``run_...(config, outdir,
-overwrite=False, progress=True)`` returning a result with ``tables``, ``findings`` and
-``add_to_report(report)``; every run writes tables (Parquet + CSV), NIfTI maps, a
-self-contained ``report.html`` and ``provenance.json`` into its output folder.
+ROI RSA and the searchlight follow the analysis contract (:mod:`cortexmap.analyses.base`):
+each writes tables (Parquet + CSV), NIfTI maps, ``report.html`` and ``provenance.json`` into
+its output folder. The phantom run writes a dataset in the ``load_dataset`` layout. The science
+lives in :mod:`cortexmap.brain` (ROI RDMs, searchlight, group statistics, the phantom).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from cortexmap.brain.group import GroupSearchlight, group_searchlight
 from cortexmap.brain.io import BrainData, load_atlas, load_dataset, write_nifti
-from cortexmap.brain.maps import assign_layers, model_maps, overlap_table, recovery_scores
 from cortexmap.brain.phantom import PhantomDataset, make_phantom, slab_mask
 from cortexmap.brain.roi import as_model_rdms, group_rdms, roi_rdms, roi_rsa
 from cortexmap.brain.searchlight import (
     SEARCHLIGHT_METHODS,
     SEARCHLIGHT_METRICS,
-    SearchlightResult,
-    searchlight,
 )
-from cortexmap.brain.stats import GroupTestResult, clusters, group_test
 from cortexmap.config import (
     Alpha,
     AnalysisConfig,
@@ -38,9 +36,11 @@ from cortexmap.config import (
     StimuliSource,
 )
 from cortexmap.errors import CortexmapError
+from cortexmap.models import Extractor, load
 from cortexmap.models.preprocessing import input_size_of
-from cortexmap.rsa import CompareMethod, RdmMetric, RDMs
-from cortexmap.utils.dask import close_client
+from cortexmap.report import Finding, Report
+from cortexmap.rsa import CompareMethod, RdmMetric, RDMs, compute_rdms
+from cortexmap.stimuli import load_stimuli
 from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
 from cortexmap.utils.provenance import write_provenance
 
@@ -85,7 +85,9 @@ class PhantomConfig(AnalysisConfig):
                                min_length=1, description="Regions of the phantom atlas.")
     stimuli: StimuliSource = "bundled"
     rdms: str | None = Field(None, description="RDM file (.npz) planted instead of a network.")
-    n_subjects: Count = 3
+    # 6 subjects: the smallest sign-flip p (1/2^6 = 0.016) is below alpha = 0.05, so the
+    # group searchlight on the phantom can find something (with 3 it is 1/8 = 0.125)
+    n_subjects: Count = 6
     n_runs: Count = 2
     snr: float = Field(0.5, ge=0, description="Signal SD / noise SD per voxel (0: no signal).")
     resolution_mm: Literal[1, 2, 3] = 3
@@ -106,13 +108,8 @@ class PhantomConfig(AnalysisConfig):
 def layer_rdms(model: str, layers: list[str], stimuli: str = "bundled") -> RDMs:
     """Correlation-distance RDMs of ``layers`` of ``model`` on a stimulus set ("bundled" or a
     folder of images)."""
-    from cortexmap.models import Extractor, load
-    from cortexmap.rsa import compute_rdms
-    from cortexmap.stimuli import load_bundled, load_folder
-
     net = load(model)
-    size = input_size_of(net, default=64)
-    stim = load_bundled(size=size) if stimuli == "bundled" else load_folder(stimuli, size=size)
+    stim = load_stimuli(stimuli, size=input_size_of(net, default=64))
     acts = Extractor(net, layers).extract(stim)
     return compute_rdms([acts[k].reshape(len(stim), -1) for k in layers], names=layers,
                         conditions=list(stim.ids))
@@ -162,6 +159,7 @@ class RoiRsaResult:
     tables: dict[str, pd.DataFrame]
     findings: list = field(default_factory=list)
     group: RDMs | None = None
+    config: RoiRsaConfig | None = None
 
     def add_to_report(self, report) -> None:
         sec = report.section("ROI RSA", "Model RDMs compared with each ROI's subject RDMs; the "
@@ -184,11 +182,14 @@ class RoiRsaResult:
 def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool = False,
                 progress: bool = True) -> RoiRsaResult:
     """Load the dataset, compute ROI RDMs and compare them with the model RDMs."""
-    from cortexmap.report import Finding, Report
-
     root = Path(config.dataset)
     out = prepare_output_dir(outdir, overwrite)
     subjects = load_dataset(root)
+    if len(subjects) < 2:
+        warnings.warn(
+            f"{root} has {len(subjects)} subject: ROI RSA can rank the models but cannot test "
+            "them (the t-test over subjects and the noise ceiling need at least 2 subjects); "
+            "its p-values and ceilings are NaN.", UserWarning, stacklevel=2)
     atlas = _atlas_for(root, config.atlas, config.atlas_table)
     if atlas is None:
         raise CortexmapError(f"No ROI atlas: pass --atlas and --atlas-table (none in {root}).")
@@ -211,7 +212,7 @@ def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool
         write_table(df, out / name)
     grp.save(out / "group_rdms.npz")
     write_provenance(out, config=config, inputs={"dataset": root})
-    result = RoiRsaResult(tables, findings, grp)
+    result = RoiRsaResult(tables, findings, grp, config)
     report = Report("ROI RSA", str(root))
     result.add_to_report(report)
     report.findings(result.findings)
@@ -241,7 +242,7 @@ class SearchlightConfig(AnalysisConfig):
     threshold: float = Field(0.5, ge=0, le=1, description="Fraction of a sphere's voxels that "
                              "must be in the mask.")
     min_voxels: Count = 10
-    n_perm: int = Field(5000, ge=0)
+    n_perm: int = Field(5000, ge=1)  # 0 would make every p-value 1
     alpha: Alpha = 0.05
     correction: Literal["fwe", "fdr", "none"] = "fwe"
     statistic: Literal["mean", "t"] = "mean"
@@ -251,141 +252,9 @@ class SearchlightConfig(AnalysisConfig):
     seed: Seed = 0
 
 
-@dataclass
-class GroupSearchlight:
-    """Per-subject searchlights, per-model group tests and the tables built from them."""
-
-    subjects: list[SearchlightResult]
-    group: dict[str, GroupTestResult]
-    maps: dict[str, np.ndarray]
-    tables: dict[str, pd.DataFrame]
-    findings: list = field(default_factory=list)
-
-    def add_to_report(self, report) -> None:
-        from cortexmap.brain.figures import winner_figure
-
-        sec = report.section(
-            "Searchlight RSA", "Per-subject searchlight maps of every model RDM, a sign-flip "
-            "permutation group test per voxel (max-statistic FWE), clusters of significant "
-            "voxels and the winner-take-all layer map.")
-        for name, g in self.group.items():
-            sec.brain(_masked_mean(g), f"Group-mean searchlight correlation with {name}, "
-                      "significant voxels (FWE) only.", title=name)
-        names = list(self.group)
-        masker = next(iter(self.group.values())).masker
-        lab = np.zeros(masker.n_voxels, dtype=np.int16)
-        for i, name in enumerate(names):
-            lab[self.maps[name]] = i + 1
-        if lab.any():
-            sec.figure(winner_figure(masker.inverse_transform(lab), names),
-                       "Winner-take-all map: each significant voxel coloured by its best model.")
-        else:
-            sec.text("No voxel is significant for any model, so there is no winner map.")
-        for key, caption in [("clusters", "Clusters of significant voxels per model (peak MNI "
-                              "coordinates, size, atlas region)."),
-                             ("assignment", "Layer -> region assignment (mean group r per "
-                              "region)."),
-                             ("overlap", "Overlap of the models' maps (Dice, Jaccard)."),
-                             ("recovery", "Recovery of the planted truth (phantom).")]:
-            if key in self.tables and not self.tables[key].empty:
-                sec.table(self.tables[key], caption)
-
-
-def _masked_mean(g: GroupTestResult):
-    vals = np.where(g.significant(), g.mean, 0.0).astype(np.float32)
-    return g.masker.inverse_transform(vals, fill=0.0)
-
-
-def group_searchlight(
-    subjects: list[BrainData],
-    models: Any,
-    atlas=None,
-    planted: dict[str, str] | None = None,
-    radius_mm: float = 6.0,
-    method: str = "spearman",
-    metric: str = "correlation",
-    threshold: float = 0.5,
-    min_voxels: int = 10,
-    n_perm: int = 5000,
-    alpha: float = 0.05,
-    correction: str = "fwe",
-    statistic: str = "mean",
-    scheduler: str | None = None,
-    client: Any = None,
-    n_workers: int | None = None,
-    dtype: str = "float64",
-    seed: int = 0,
-    progress: bool = True,
-    noise: str = "shrinkage_diag",
-) -> GroupSearchlight:
-    """Searchlight every subject (one dask client shared by all), group-test each model.
-
-    Tables: ``clusters`` (per model, of its winner-take-all significant map), ``assignment``
-    (with an atlas), ``overlap`` between the models' significance maps, ``recovery`` (with
-    ``planted``; the winner-take-all map of the planted model vs the region), ``dropped``.
-    metric="crossnobis" runs :func:`cortexmap.brain.crossnobis.crossnobis_searchlight` on the
-    single-run patterns with the noise precision ``noise``.
-    """
-    models = as_model_rdms(models, len(subjects[0].condition_names))
-    own = None
-    if client is None and scheduler != "serial":
-        from cortexmap.utils.dask import get_client
-
-        client = own = get_client(scheduler, n_workers=n_workers)
-    try:
-        sched = "serial" if client is None else None
-        if metric == "crossnobis":
-            from cortexmap.brain.crossnobis import crossnobis_searchlight
-
-            results = [crossnobis_searchlight(
-                s, models, radius_mm=radius_mm, method=method, noise=noise, threshold=threshold,
-                min_voxels=min_voxels, scheduler=sched, client=client, progress=progress)
-                for s in subjects]
-        else:
-            results = [searchlight(s, models, radius_mm=radius_mm, method=method, metric=metric,
-                                   threshold=threshold, min_voxels=min_voxels, scheduler=sched,
-                                   client=client, dtype=dtype, progress=progress)
-                       for s in subjects]
-    finally:
-        close_client(own)
-    group = {name: group_test(results, model=i, n_perm=n_perm, seed=seed, statistic=statistic,
-                              name=name) for i, name in enumerate(models.names)}
-    maps = model_maps(group, alpha, correction)
-    masker = next(iter(group.values())).masker
-    rows = []
-    for name, g in group.items():
-        df = clusters(g.mean, maps[name], masker, atlas)
-        df.insert(0, "model", name)
-        rows.append(df)
-    tables = {"clusters": pd.concat(rows, ignore_index=True),
-              # overlap of the plain significance maps (winner-take-all maps never overlap)
-              "overlap": overlap_table(model_maps(group, alpha, correction,
-                                                  winner_take_all=False)),
-              "dropped": pd.DataFrame([{"subject": r.subject, "centres": r.n_centres,
-                                        **r.dropped} for r in results])}
-    findings = []
-    if atlas is not None:
-        tables["assignment"] = assign_layers(group, atlas, alpha, correction)
-    if atlas is not None and planted:
-        from cortexmap.report import Finding
-
-        rec = recovery_scores(maps, masker, atlas, planted)
-        tables["recovery"] = rec
-        findings.append(Finding(
-            "Searchlight recovers every planted region (Dice >= 0.7)",
-            bool((rec["dice"] >= 0.7).all()),
-            "; ".join(f"{r.region}: Dice {r.dice:.2f}" for r in rec.itertuples()),
-            analysis="brain", evidence="method-check",
-            criterion="The significant searchlight map of each planted model overlaps its "
-                      "planted region with Dice >= 0.7."))
-    return GroupSearchlight(results, group, maps, tables, findings)
-
-
 def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
                     overwrite: bool = False, progress: bool = True) -> GroupSearchlight:
     """Group searchlight of a dataset folder; writes maps, tables, report and provenance."""
-    from cortexmap.report import Report
-
     root = Path(config.dataset)
     # --overwrite replaces the whole output: no map of an earlier run stays beside the new ones
     out = prepare_output_dir(outdir, overwrite, replace=True)
@@ -399,6 +268,7 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
         correction=config.correction, statistic=config.statistic, scheduler=config.scheduler,
         n_workers=config.n_workers, dtype=config.dtype, seed=config.seed, progress=progress,
         noise=config.noise)
+    res.config = config
     for r in res.subjects:
         r.save(out / "subjects" / r.subject, overwrite=True)
     maps_dir = out / "group"

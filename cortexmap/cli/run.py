@@ -1,0 +1,194 @@
+"""``cortexmap run NAME``: one command per registered analysis, generated from its config.
+
+Every field of the analysis's config is an option (``n_perm`` -> ``--n-perm``) whose help is
+the field's description and its default, so the command line can never restate a default
+differently from the config. Lists are comma-separated (``--layers conv1,conv3``), mappings
+are JSON, booleans are ``--flag/--no-flag``. Values come from the config defaults, then a
+``--config`` file (its ``[name]`` table, or the whole file), then the options; all of them are
+validated together by the config before any output folder exists.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic.fields import FieldInfo
+
+from cortexmap.analyses import REGISTRY, Analysis
+from cortexmap.cli.common import console, print_findings, split_list
+from cortexmap.config import build_config, read_config_file
+from cortexmap.errors import CortexmapError
+
+#: Worked examples shown under a command's help.
+EXAMPLES: dict[str, str] = {
+    "center-periphery": """
+  cortexmap run center-periphery --out runs/cp
+
+  cortexmap run center-periphery --model resnet18 --layers layer1,layer2,layer3 \\
+      --stimuli my_images/ --masks-dir my_images/masks --out runs/cp_resnet
+
+  cortexmap run center-periphery --config examples/center_periphery_own_data.toml --out runs/x
+""",
+    "universal": """
+  cortexmap run universal --out runs/universal
+
+  cortexmap run universal --networks zoo:alexnet_sup_s0,zoo:vgg_sup_s0,zoo:resnet_sup_s0 \\
+      --n-dims 20 --scheduler local --out runs/universal_small
+
+  cortexmap run universal --config examples/universal.toml --out runs/u --overwrite
+""",
+    "benchmark": """
+Needs the real data (the 92-image and Algonauts-78 sets): ../shared/data, the user cache,
+$CORTEXMAP_DATA or --data-dir; downloaded with checksums when online. See docs/real_data.md.
+
+  cortexmap run benchmark --out runs/benchmark
+
+  cortexmap run benchmark --networks mobilenet_v2,mobilenet_v2:untrained --targets hIT,IT \\
+      --n-boot 200 --out runs/bench_small
+""",
+}
+
+# Options every generated command has; no config field may use these names.
+_COMMON = ("out", "config", "overwrite", "progress")
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """(the type without ``Optional``/``Annotated``, whether None is allowed)."""
+    optional = False
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            optional = optional or len(args) < len(typing.get_args(annotation))
+            annotation = args[0] if len(args) == 1 else str
+        else:
+            return annotation, optional
+
+
+def _kind(info: FieldInfo) -> tuple[type, str]:
+    """(the option's Python type, how its text becomes a value: scalar, list, json)."""
+    tp, _ = _unwrap(info.annotation)
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple, set):
+        inner, _ = _unwrap(typing.get_args(tp)[0]) if typing.get_args(tp) else (str, False)
+        return str, "json" if typing.get_origin(inner) in (list, tuple, dict) else "list"
+    if origin is dict or tp is dict:
+        return str, "json"
+    if origin is typing.Literal:
+        values = typing.get_args(tp)
+        return (type(values[0]) if len({type(v) for v in values}) == 1 else str), "scalar"
+    if tp in (bool, int, float, str):
+        return tp, "scalar"
+    return str, "scalar"
+
+
+def _default_text(info: FieldInfo) -> str:
+    value = info.get_default(call_default_factory=True)
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) if value else "none"
+    if isinstance(value, dict):
+        return json.dumps(value) if value else "{}"
+    return "none" if value is None else str(value)
+
+
+def _help(info: FieldInfo) -> str:
+    tp, _ = _unwrap(info.annotation)
+    text = (info.description or "").rstrip(".")
+    if typing.get_origin(tp) is typing.Literal:
+        text += (". " if text else "") + "One of: " + ", ".join(map(str, typing.get_args(tp)))
+    if info.is_required():
+        return f"{text} (required)".strip()
+    if "default" in text.lower():  # the description already says what the default does
+        return text
+    return f"{text} (default: {_default_text(info)})".strip()
+
+
+def _parse(name: str, text: Any, mode: str) -> Any:
+    if mode == "list":
+        return split_list(text)
+    if mode == "json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CortexmapError(f"--{name.replace('_', '-')} takes JSON, e.g. "
+                                 f"'{{\"conv1\": [[0, 1]]}}' or '[[0, 1], [2]]'; got {text!r} "
+                                 f"({exc.msg}).") from None
+    return text
+
+
+def _command(analysis: Analysis):
+    """A typer command function for ``analysis`` whose parameters are its config's fields."""
+    fields = analysis.config.model_fields
+    clash = set(fields) & set(_COMMON)
+    if clash:
+        raise RuntimeError(f"{analysis.config.__name__} fields {clash} clash with common options")
+    modes = {name: _kind(info)[1] for name, info in fields.items()}
+    params = [
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Path,
+                          default=typer.Option(Path(f"runs/{analysis.section}"), "--out", "-o",
+                                               help="Output folder.")),
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Path | None,
+                          default=typer.Option(None, "--config", help=(
+                              f"TOML/YAML/JSON file of {analysis.config.__name__} fields: its "
+                              f"'{analysis.section}' table, or the whole file."))),
+    ]
+    own = [n for n in vars(analysis.config).get("__annotations__", {}) if n in fields]
+    for name in own + [n for n in fields if n not in own]:  # the analysis's own fields first
+        info = fields[name]
+        tp, _ = _kind(info)
+        flag = "--" + name.replace("_", "-")
+        decls = [f"{flag}/--no-{flag[2:]}" if tp is bool else flag]
+        decls += analysis.aliases.get(name, [])
+        params.append(inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, annotation=tp | None,
+            default=typer.Option(None, *decls, help=_help(info), show_default=False)))
+    params += [
+        inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, "--overwrite",
+                                               help="Replace cortexmap's results in OUT.")),
+        inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(True, "--progress/--no-progress",
+                                               help="Show progress bars.")),
+    ]
+
+    def command(**options: Any) -> None:
+        out, config_file = options.pop("out"), options.pop("config")
+        overwrite, progress = options.pop("overwrite"), options.pop("progress")
+        values = read_config_file(config_file, analysis.section) if config_file else {}
+        values.update({name: _parse(name, text, modes[name])
+                       for name, text in options.items() if text is not None})
+        cfg = build_config(analysis.config, values,
+                           source=str(config_file) if config_file else "options")
+        progress = progress and not os.environ.get("CORTEXMAP_NO_PROGRESS")
+        result = analysis.run(cfg, out, overwrite=overwrite, progress=progress)
+        print_findings(result.findings)
+        console.print(f"results in {out} (report: {Path(out) / 'report.html'})")
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__name__ = analysis.section
+    return command
+
+
+def _command_help(analysis: Analysis) -> str:
+    doc = inspect.cleandoc(analysis.config.__doc__ or "")
+    text = f"{analysis.title}. {doc}" if doc else analysis.title
+    examples = EXAMPLES.get(analysis.name)
+    return text + (f"\n\nExamples:\n{examples}" if examples else "")
+
+
+def register(app: typer.Typer, run_app: typer.Typer) -> None:
+    """Add ``cortexmap run NAME`` for every registered analysis that has no command yet."""
+    taken = {c.name for c in run_app.registered_commands}
+    for analysis in REGISTRY.values():
+        if analysis.name not in taken:
+            run_app.command(analysis.name, help=_command_help(analysis))(_command(analysis))
