@@ -11,7 +11,8 @@ architecture with random weights (``NAME:untrained``) as the control:
   accuracy versus contrast measured with the agreement proxy (the bundled photographs have no
   ImageNet labels: accuracy is the agreement with the network's own top-1 at full contrast);
 - ``center-periphery-imagenet``: centre-periphery unit groups of MobileNetV2;
-- ``synthesis-imagenet``: the layer-orthogonalizing synthesis on MobileNetV2.
+- ``synthesis-imagenet``: the layer-orthogonalizing synthesis on MobileNetV2 (orthogonality;
+  the phantom mapping stays with the zoo entry).
 
 Each config is the zoo analysis's config with other defaults (every field can still be set),
 sized to finish in a few minutes on 2 CPU cores. Findings carry the entry's name and the
@@ -90,14 +91,16 @@ class ImageNetCenterPeripheryConfig(CenterPeripheryConfig):
 
 
 class ImageNetSynthesisConfig(SynthesisConfig):
-    """:class:`SynthesisConfig` on MobileNetV2 (its default stage layers), at a reduced image
-    size so that it fits a CPU demo."""
+    """:class:`SynthesisConfig` on MobileNetV2 (its default stage layers): the orthogonality
+    result, at a reduced image size and without the phantom mapping (the zoo entry has it) so
+    that it fits a CPU demo."""
 
     model: str = Field("mobilenet_v2", description="model spec for cortexmap.models.load")
     image_size: int | None = Field(96, description="synthesized image size")
     input_size: int | None = Field(96, description="resize images to this before the model")
-    n_images: int = Field(12, description="number of images to synthesize (>= 3)")
-    steps: int = Field(120, ge=0)
+    n_images: int = Field(8, description="number of images to synthesize (>= 3)")
+    steps: int = Field(80, ge=0)
+    mapping: bool = Field(False, description="phantom-brain mapping of natural/synth/residual")
 
 
 def _networks(cfg) -> list[str]:
