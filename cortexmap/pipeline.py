@@ -101,7 +101,8 @@ def _input_checksums(config: dict[str, Any]) -> dict[str, str]:
 
 def _run_one(name: str, cfg: AnalysisConfig, out: Path, progress: bool, resume: bool):
     """Run one analysis, or reuse its saved result when it finished with the same config,
-    cortexmap version and inputs (:func:`_input_checksums`)."""
+    cortexmap version and inputs (:func:`_input_checksums`). Returns (result, its stored form,
+    seconds, reused)."""
     import cortexmap
 
     done = out / name / RESULT_FILE
@@ -114,12 +115,11 @@ def _run_one(name: str, cfg: AnalysisConfig, out: Path, progress: bool, resume: 
         except CortexmapError:  # unreadable: run the analysis again
             saved = None
         if saved is not None and saved.key == key:
-            return saved, 0.0, True
+            return saved, saved, 0.0, True
     t0 = time.perf_counter()
     result = ANALYSES[name].run(cfg, out / name, overwrite=True, progress=progress)
     elapsed = time.perf_counter() - t0
-    save_result(out / name, result, key)
-    return result, elapsed, False
+    return result, save_result(out / name, result, key), elapsed, False
 
 
 def run_job(
@@ -168,9 +168,9 @@ def run_job(
         findings.extend(extra_sections(report))
     results, rows = {}, []
     for n in names:
-        result, seconds, reused = _run_one(n, configs[n], out, progress, resume)
+        result, stored, seconds, reused = _run_one(n, configs[n], out, progress, resume)
         results[n] = result
-        result.add_to_report(report)
+        stored.add_to_report(report)  # the sections as stored: rendered once
         for f in result.findings:
             f.analysis = f.analysis or n
         findings.extend(result.findings)

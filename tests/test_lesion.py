@@ -343,10 +343,13 @@ def test_run_lesion_end_to_end_and_resume(tmp_path, monkeypatch):
     assert wide["drop_1%"].tolist() == [0.5, 0.0, 0.0, 0.5]
     assert (out / "provenance.json").exists()
     assert res.kernel_images["conv1"][2].startswith("first-layer weights")
-    assert len(res.findings) == 2
+    assert len(res.findings) == 3
     # low contrast hurts more (0.25 vs 0), but 4 kernels are too few for Wilcoxon p < 0.05
-    assert "0.2500 vs at 100% 0.0000" in res.findings[0].numbers
+    assert "0.2500 at low vs 0.0000 at full" in res.findings[0].control
     assert not res.findings[0].reproduced
+    # the specificity test: its own set, compared with the random sets on held-out images
+    assert "random" in res.findings[2].numbers and "informative level" in res.findings[2].numbers
+    assert all(f.evidence == "in-silico" and f.control for f in res.findings)
     report = Report("lesions")
     res.add_to_report(report)
     assert "Lesions of conv1" in report.write(tmp_path / "r.html").read_text()

@@ -108,6 +108,8 @@ def test_run_orientation_end_to_end(zoo_env, tmp_path):
     # networks: one row per (network, lower layer); correlations over 3 networks
     assert set(t["networks"].model) == {"zoo:toy", "zoo:other", "zoo:third"}
     assert set(t["network_correlation"].measure) == {"fraction_selective", "osi_mean"}
+    assert set(t["network_correlation"].scope) == {"all", "supervised",
+                                                   "objective partialled out"}
     # ablation of conv2 (the second tuned layer): 1 intact + 2 k x (most, least, 4 random)
     assert len(t["ablation_sets"]) == 1 + 2 * 6
     acc = t["ablation_accuracy"]
@@ -122,6 +124,9 @@ def test_run_orientation_end_to_end(zoo_env, tmp_path):
     assert len(res.findings) == 5 and all(f.numbers and f.analysis == "orientation"
                                           for f in res.findings)
     assert res.findings[1].reproduced  # planted rise of selectivity over epochs
+    # no epoch-0 checkpoint here: selectivity is judged against an untrained copy
+    assert "untrained copy" in res.findings[0].control and "untrained_copy" in t
+    assert all(f.evidence == "in-silico" and f.control for f in res.findings)
     # the intact accuracy recorded in the ablation equals a plain evaluation of the model
     model = load("zoo:toy")
     assert t["ablation_sets"].accuracy.iloc[0] == pytest.approx(res.extras["test_accuracy"])
@@ -220,3 +225,22 @@ def test_shipped_zoo_alexnet_grows_orientation_selectivity_with_training(tmp_pat
                                                     acc=("test_accuracy", "first"))
     assert d.osi.iloc[-1] > d.osi.iloc[0] + 0.2 and d.acc.iloc[-1] > 0.8
     assert res.findings[1].reproduced
+
+
+def test_partial_spearman_controls_for_the_objective():
+    from scipy.stats import spearmanr
+
+    from cortexmap.probes.orientation_analysis import partial_spearman
+
+    # accuracy and OSI both set by the objective, unrelated within each objective
+    rng = np.random.default_rng(0)
+    groups = np.repeat(["supervised", "simclr"], 20)
+    shift = (groups == "supervised").astype(float)
+    osi, acc = shift + 0.1 * rng.normal(size=40), shift + 0.1 * rng.normal(size=40)
+    assert spearmanr(osi, acc).statistic > 0.7  # pooled: carried by the objective
+    rho, p = partial_spearman(osi, acc, groups)
+    assert abs(rho) < 0.35 and p > 0.05
+    # a real within-objective relation survives
+    acc2 = shift + osi + 0.05 * rng.normal(size=40)
+    rho2, p2 = partial_spearman(osi, acc2, groups)
+    assert rho2 > 0.7 and p2 < 1e-4

@@ -437,6 +437,17 @@ def test_a_second_run_into_a_locked_folder_refuses(tmp_path, echo):
     pipeline.run_job(out, ["echo"], progress=False)
 
 
+def test_a_second_extraction_into_a_locked_store_refuses(tmp_path):
+    from cortexmap.stimuli import FolderImages
+
+    imgs = _images(tmp_path / "imgs")
+    (tmp_path / ".acts.zarr.cortexmap.lock").write_text(str(os.getppid()))
+    with pytest.raises(CortexmapError, match="in use by another cortexmap run"):
+        _extractor().to_store(FolderImages(imgs, size=16), tmp_path / "acts.zarr",
+                              progress=False)
+    assert not (tmp_path / "acts.zarr").exists()
+
+
 def test_failed_run_leaves_no_empty_folder(tmp_path):
     from cortexmap.utils.io import prepare_output_dir, release_output_dirs
 
@@ -474,11 +485,12 @@ def test_analysis_settings_are_validated_up_front():
 
     from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig
 
-    with pytest.raises(ValidationError, match="rsa_metric"):
+    bad = (ValidationError, CortexmapError)
+    with pytest.raises(bad, match="rsa_metric"):
         ContrastConfig(rsa_metric="euclidian")
-    with pytest.raises(ValidationError, match="norm_pool"):
+    with pytest.raises(bad, match="norm_pool"):
         ContrastConfig(norm_pool=4)
-    with pytest.raises(ValidationError, match="n_random_sets"):
+    with pytest.raises(bad, match="n_random_sets"):
         LesionConfig(n_random_sets=-1)
 
 

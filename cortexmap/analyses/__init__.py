@@ -18,11 +18,11 @@ from cortexmap.analyses.imagenet import (
     run_orientation_imagenet,
     run_synthesis_imagenet,
 )
+from cortexmap.analyses.universal import UniversalConfig, run_universal
 from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
 from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig, run_contrast, run_lesion
 from cortexmap.probes.orientation_analysis import OrientationConfig, run_orientation
 from cortexmap.synthesis.analysis import SynthesisConfig, run_synthesis
-from cortexmap.universal.analysis import UniversalConfig, run_universal
 
 REGISTRY: dict[str, Analysis] = {a.name: a for a in [
     Analysis("center-periphery", "Center–periphery organization", CenterPeripheryConfig,

@@ -51,6 +51,13 @@ class GroupSearchlight:
                        "Winner-take-all map: each significant voxel coloured by its best model.")
         else:
             sec.text("No voxel is significant for any model, so there is no winner map.")
+        g = next(iter(self.group.values()))
+        alpha = getattr(self.config, "alpha", 0.05)
+        p_min = min_sign_flip_p(g.n_subjects, len(g.null_max))
+        if p_min > alpha:  # say it where the empty map is read, not only in a console warning
+            sec.text(f"**This test could not find anything:** with {g.n_subjects} subjects the "
+                     f"smallest possible sign-flip p is {p_min:.3g}, above alpha = {alpha:g}; "
+                     "use more subjects or a larger alpha.")
         for key, caption in [("clusters", "Clusters of significant voxels per model (peak MNI "
                               "coordinates, size, atlas region)."),
                              ("assignment", "Layer -> region assignment (mean group r per "

@@ -89,7 +89,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
     def lesion_cmd(
         out: Path = typer.Option(..., "--out", "-o", help="output folder"),
         config: Path = typer.Option(None, help="TOML/YAML/JSON file of LesionConfig fields"),
-        model: str = typer.Option(None, help="model spec (default zoo:alexnet_sup_s0)"),
+        model: str = typer.Option(None, help="model spec (default zoo:alexnet_supcontrast_s0)"),
         layers: str = typer.Option(None, help="comma-separated layers (default conv1..conv5)"),
         contrasts: str = typer.Option(None, help="contrast levels, fractions or percentages "
                                                  "(default 1,0.5,0.3,0.1,0.05,0.03,0.01)"),

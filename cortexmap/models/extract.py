@@ -28,6 +28,7 @@ from cortexmap.models.layers import LayerInfo, probe, resolve_layers, token_grid
 from cortexmap.models.preprocessing import Preprocessing, preprocess
 from cortexmap.models.store import ActivationStore, check_replaceable
 from cortexmap.models.unit_masks import as_unit_masks
+from cortexmap.utils.io import lock_output_path
 from cortexmap.utils.progress import track
 
 Pooling = Literal["none", "mean", "max", "center"]
@@ -321,6 +322,7 @@ class Extractor:
             raise CortexmapError(
                 f"Need {n} unique stimulus ids; got {len(ids)} ({len(set(ids))} unique)."
             )
+        lock_output_path(path)  # a second extraction into this store refuses while this runs
         if overwrite:  # only a store cortexmap wrote is replaced, never an input
             root = getattr(stimuli, "root", None)
             check_replaceable(path, [root] if root is not None else [])

@@ -115,11 +115,14 @@ def _prepare_out(outdir: str | os.PathLike, overwrite: bool, resumable: bool) ->
 
 # --------------------------------------------------------------------------- lesion analysis
 class LesionConfig(TestSetFields):
-    """Settings of :func:`run_lesion` (defaults: the zoo AlexNet on the procedural test split).
+    """Settings of :func:`run_lesion` (defaults: the zoo AlexNet trained with contrast
+    augmentation, on the procedural test split).
 
-    model: model spec for :func:`cortexmap.models.load`; layers: layers whose kernels are
-    lesioned; contrasts: levels in (0, 1]; contrast_kind: "relative" (scale about each image's
-    mean, the paper's manipulation), "rms" or "michelson" (absolute); n_images / seed /
+    model: model spec for :func:`cortexmap.models.load` (the default ``alexnet_supcontrast_s0``
+    keeps several contrast levels between chance and ceiling, where a lesion's contrast effect
+    can show; ``alexnet_sup_s0`` is at chance below ~10 % contrast); layers: layers whose
+    kernels are lesioned; contrasts: levels in (0, 1]; contrast_kind: "relative" (scale about
+    each image's mean, the paper's manipulation), "rms" or "michelson" (absolute); n_images / seed /
     image_size: the procedural test split; mode: "zero" or "mean" replacement; per_class: also
     accuracy per class; lesion_sets: {layer: [[k1, k2, ...], ...]} extra multi-kernel lesions;
     n_top: kernels reported per layer and removed together in the causal test;
@@ -133,7 +136,7 @@ class LesionConfig(TestSetFields):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelSpec = "zoo:alexnet_sup_s0"
+    model: ModelSpec = "zoo:alexnet_supcontrast_s0"
     layers: list[str] = Field(default_factory=lambda: list(ZOO_CONV_LAYERS), min_length=1)
     contrasts: ct.ContrastLevels = Field(default_factory=lambda: list(ct.DEFAULT_CONTRASTS))
     contrast_kind: Literal["relative", "rms", "michelson"] = "relative"
@@ -269,7 +272,14 @@ def run_lesion(
                                             config.low_contrast_max)
         top = ls.top_low_contrast_kernels(sweep.drops(), config.n_top, low_levels)
         top_select = ls.top_low_contrast_kernels(sweeps[0].drops(), config.n_top, low_levels)
-        sets, set_types = _lesion_sets(config, sweep.n_channels, top_select)
+        # the specificity test picks its set by (low - high) drop, also on the selection half
+        every = ls.top_low_contrast_kernels(sweeps[0].drops(), max(sweep.n_channels.values()),
+                                            low_levels)
+        spec_select = (every.sort_values(["layer", "specificity", "kernel"],
+                                         ascending=[True, False, True])
+                       .groupby("layer", sort=False).head(config.n_top))
+        sets, set_types, chosen = _lesion_sets(config, sweep.n_channels, top_select,
+                                               spec_select)
         held = halves[1]
         set_sweep = ls.lesion_sweep(net, config.layers, {c: v[held] for c, v in ibc.items()},
                                     labels[held], lesion_sets=sets,
@@ -286,7 +296,9 @@ def run_lesion(
               "sets": set_table, "appearance": appearance}
     if config.per_class:
         tables["per_class"] = sweep.per_class()
-    result = LesionResult(config, tables, _lesion_findings(config, tables, low_levels),
+    chance = 1.0 / tested.n_classes
+    result = LesionResult(config, tables,
+                          _lesion_findings(config, tables, low_levels, chance, chosen),
                           kernel_images, out, low_levels, tested.measure)
     if tested.proxy:
         name_proxy(result.findings)
@@ -323,16 +335,25 @@ def _write_report(result, title: str, out: Path) -> None:
     report.write(out / "report.html")
 
 
-def _lesion_sets(config: LesionConfig, n_channels: dict[str, int], top: pd.DataFrame):
-    """Per layer: the top-n set, ``n_random_sets`` random sets of the same size, user sets."""
+def _lesion_sets(config: LesionConfig, n_channels: dict[str, int], top: pd.DataFrame,
+                 specific: pd.DataFrame):
+    """Per layer: the top-n set (largest low-contrast drops), the specific set (largest low -
+    high drops), ``n_random_sets`` random sets of the same size and the user's sets.
+
+    Returns the sets per layer, the type of each (layer, lesion name) and the lesion names of
+    the chosen sets {(layer, "top" | "specific"): name} (the two may be the same lesion)."""
     rng = np.random.default_rng(config.seed)
     sets: dict[str, list[list[int]]] = {}
     types: dict[tuple[str, str], str] = {}
+    names: dict[tuple[str, str], str] = {}
     for layer in config.layers:
         n_ch = n_channels[layer]
         k = min(config.n_top, n_ch - 1)  # never remove the whole layer
         chosen = top[top["layer"] == layer].sort_values("rank")["kernel"].tolist()[:k]
-        entries = [("top", sorted(chosen))]
+        spec = specific[specific["layer"] == layer]["kernel"].tolist()[:k]
+        names[(layer, "top")] = ls.lesion_name(sorted(chosen))
+        names[(layer, "specific")] = ls.lesion_name(sorted(spec))
+        entries = [("top", sorted(chosen)), ("specific", sorted(spec))]
         entries += [("random", sorted(rng.choice(n_ch, size=k, replace=False).tolist()))
                     for _ in range(config.n_random_sets)]
         entries += [("user", sorted(int(i) for i in s))
@@ -345,7 +366,7 @@ def _lesion_sets(config: LesionConfig, n_channels: dict[str, int], top: pd.DataF
             types[(layer, name)] = kind
             layer_sets.append(s)
         sets[layer] = layer_sets
-    return sets, types
+    return sets, types, names
 
 
 def _appearance(net: nn.Module, config: LesionConfig, top: pd.DataFrame):
@@ -377,40 +398,79 @@ def _pct(levels) -> str:
     return ", ".join(f"{100 * c:g}%" for c in sorted(levels, reverse=True))
 
 
+MIN_INFORMATIVE = 3  # contrast levels between chance + 20 % and the ceiling a test needs
+
+
 def _lesion_findings(config: LesionConfig, tables: dict[str, pd.DataFrame],
-                     low_levels: list[float]) -> list[Finding]:
+                     low_levels: list[float], chance: float,
+                     chosen: dict[tuple[str, str], str]) -> list[Finding]:
     from scipy.stats import wilcoxon
 
-    drops, sets = tables["drops"], tables["sets"]
+    drops, sets, base = tables["drops"], tables["sets"], tables["baseline"]
+    b = base[base["class"] == "all"] if "class" in base else base
+    intact = b.groupby("contrast")["accuracy"].mean()
+    info = informative_levels(intact.index.to_numpy(), intact.to_numpy(), chance)
+    enough = len(info) >= MIN_INFORMATIVE
+    levels_text = (f"{len(info)} informative level(s) between chance + 0.2 and the ceiling "
+                   f"({_pct(info) or 'none'}; intact accuracy " + ", ".join(
+                       f"{100 * c:g}% {a:.2f}" for c, a in intact.sort_index(
+                           ascending=False).items()) + ")")
     low = drops["contrast"].isin(low_levels)
     high = drops["contrast"] == drops["contrast"].max()
+    # ceiling-matched: each drop as a fraction of that level's headroom above chance, so a level
+    # near ceiling and a level near chance are compared on the same scale
+    headroom = (drops["baseline_accuracy"] - chance).clip(lower=1e-3)
+    rel = drops.assign(rel=drops["drop"] / headroom)
     per_kernel = pd.DataFrame({
         "low": drops[low].groupby(["layer", "lesion"])["drop"].mean(),
         "high": drops[high].groupby(["layer", "lesion"])["drop"].mean(),
+        "low_rel": rel[low].groupby(["layer", "lesion"])["rel"].mean(),
+        "high_rel": rel[high].groupby(["layer", "lesion"])["rel"].mean(),
     }).dropna()
     diff = per_kernel["low"] - per_kernel["high"]
-    p = float(wilcoxon(diff, alternative="greater").pvalue) if (diff != 0).any() else 1.0
+    p_raw = float(wilcoxon(diff, alternative="greater").pvalue) if (diff != 0).any() else 1.0
+    diff_rel = per_kernel["low_rel"] - per_kernel["high_rel"]
+    p_rel = (float(wilcoxon(diff_rel, alternative="greater").pvalue)
+             if (diff_rel != 0).any() else 1.0)
     findings = [Finding(
-        claim="Removing single kernels hurts low-contrast images more than full-contrast ones.",
-        reproduced=bool(diff.mean() > 0 and per_kernel["low"].mean() > 0 and p < 0.05),
-        numbers=(f"mean drop at low contrast ({_pct(low_levels)}) "
-                 f"{per_kernel['low'].mean():.4f} vs at {100 * drops['contrast'].max():g}% "
-                 f"{per_kernel['high'].mean():.4f} over {len(per_kernel)} kernels "
-                 f"(one-sided Wilcoxon p = {p:.2g})."),
+        claim="Removing single kernels hurts low-contrast images more than full-contrast ones, "
+              "beyond the ceiling effect (drops as a fraction of each level's headroom above "
+              "chance).",
+        reproduced=bool(diff_rel.mean() > 0 and per_kernel["low"].mean() > 0 and p_rel < 0.05
+                        and enough),
+        numbers=(f"headroom-normalised drop at low contrast ({_pct(low_levels)}) "
+                 f"{per_kernel['low_rel'].mean():.4f} vs at {100 * drops['contrast'].max():g}% "
+                 f"{per_kernel['high_rel'].mean():.4f} over {len(per_kernel)} kernels "
+                 f"(one-sided Wilcoxon p = {p_rel:.2g}); {levels_text}."),
         analysis="lesion",
         evidence="in-silico",
-        criterion="Single-kernel drops are larger at low than at full contrast (one-sided "
-                  "Wilcoxon p < 0.05, mean low-contrast drop > 0).",
+        criterion=f"Headroom-normalised single-kernel drops are larger at low than at full "
+                  f"contrast (one-sided Wilcoxon p < 0.05), with at least {MIN_INFORMATIVE} "
+                  "informative contrast levels.",
+        control=(f"raw drops (no ceiling matching): {per_kernel['low'].mean():.4f} at low vs "
+                 f"{per_kernel['high'].mean():.4f} at full contrast (p = {p_raw:.2g})."),
     )]
     low_sets = sets[sets["contrast"].isin(low_levels)]
-    lines, pvals = [], {}
+    high_sets = sets[sets["contrast"] == sets["contrast"].max()]
+    lines, pvals, spec_lines, spec_p, top_spec = [], {}, [], {}, []
     for layer in config.layers:
-        test = _set_test(low_sets, layer)
-        if test is None:
-            continue
-        top_drop, rand, pvals[layer] = test
-        lines.append(f"{layer}: top-{config.n_top} set {top_drop:.3f} vs random "
-                     f"{rand.mean():.3f} (p = {pvals[layer]:.2g})")
+        test = _set_test(low_sets, layer, chosen[(layer, "top")])
+        if test is not None:
+            top_drop, rand, pvals[layer] = test
+            lines.append(f"{layer}: top-{config.n_top} set {top_drop:.3f} vs random "
+                         f"{rand.mean():.3f} (p = {pvals[layer]:.2g})")
+        for kind in ("specific", "top"):
+            st = _specificity_test(low_sets, high_sets, layer, chosen[(layer, kind)])
+            if st is None:
+                continue
+            spec, rand_spec, p_s = st
+            line = (f"{layer}: {kind} set {spec:+.3f} vs random {rand_spec.mean():+.3f} "
+                    f"(p = {p_s:.2g})")
+            if kind == "specific":
+                spec_p[layer] = p_s
+                spec_lines.append(line)
+            else:
+                top_spec.append(line)
     wins = sum(p < 0.05 for p in pvals.values())
     findings.append(Finding(
         claim=(f"A handful of kernels carries low-contrast recognition: removing the "
@@ -424,18 +484,56 @@ def _lesion_findings(config: LesionConfig, tables: dict[str, pd.DataFrame],
         evidence="in-silico",
         criterion="In the first lesioned layer the top set's low-contrast drop beats the random "
                   "sets' (empirical p < 0.05).",
+        control=f"{config.n_random_sets} random sets per layer; the top set's contrast "
+                "specificity (low - full contrast drop) vs theirs: " + "; ".join(top_spec) + ".",
+    ))
+    first = config.layers[0]
+    findings.append(Finding(
+        claim=(f"Some kernels are specific to low contrast: the {config.n_top} kernels whose "
+               "removal hurts low contrast most relative to full contrast (chosen on one half "
+               "of the images) are more contrast-specific on the other half than random sets."),
+        reproduced=bool(spec_p.get(first, 1.0) < 0.05 and enough),
+        numbers=f"specificity = mean drop at {_pct(low_levels)} - drop at "
+                f"{100 * sets['contrast'].max():g}% on the held-out half; " + "; ".join(spec_lines)
+                + f"; {levels_text}.",
+        analysis="lesion",
+        evidence="in-silico",
+        criterion=f"In the first lesioned layer the specific set's held-out specificity beats "
+                  f"the random sets' (empirical p < 0.05), with at least {MIN_INFORMATIVE} "
+                  "informative contrast levels.",
+        control=f"{config.n_random_sets} random sets of {config.n_top} kernels per layer on the "
+                "same held-out images (their mean specificity beside each set above).",
     ))
     return findings
 
 
-def _set_test(low_sets: pd.DataFrame, layer: str) -> tuple[float, np.ndarray, float] | None:
-    """Top set's low-contrast drop, the random sets' drops and the empirical one-sided p-value
-    (1 + #random >= top) / (1 + #random); None when the layer has no top or random sets."""
-    g = low_sets[low_sets["layer"] == layer].groupby(["set_type", "lesion"])["drop"].mean()
-    if "top" not in g.index.get_level_values(0) or "random" not in g.index.get_level_values(0):
+def _set_test(low_sets: pd.DataFrame, layer: str, name: str
+              ) -> tuple[float, np.ndarray, float] | None:
+    """The chosen set's low-contrast drop, the random sets' drops and the empirical one-sided
+    p-value (1 + #random >= chosen) / (1 + #random); None when the layer lacks either."""
+    g = low_sets[low_sets["layer"] == layer]
+    mine = g[g["lesion"] == name]["drop"]
+    rand = g[g["set_type"] == "random"].groupby("lesion")["drop"].mean().to_numpy()
+    if not len(mine) or not len(rand):
         return None
-    top, rand = float(g.loc["top"].iloc[0]), g.loc["random"].to_numpy()
+    top = float(mine.mean())
     return top, rand, float((1 + np.sum(rand >= top)) / (1 + len(rand)))
+
+
+def _specificity_test(low_sets: pd.DataFrame, high_sets: pd.DataFrame, layer: str, name: str
+                      ) -> tuple[float, np.ndarray, float] | None:
+    """Specificity (mean low-contrast drop - full-contrast drop) of the chosen set, of the
+    random sets, and the empirical one-sided p-value; None when the layer lacks either."""
+    lo = low_sets[low_sets["layer"] == layer].groupby("lesion")["drop"].mean()
+    hi = high_sets[high_sets["layer"] == layer].groupby("lesion")["drop"].mean()
+    spec = (lo - hi).dropna()
+    rand_names = set(low_sets[(low_sets["layer"] == layer)
+                              & (low_sets["set_type"] == "random")]["lesion"])
+    rand = spec[spec.index.isin(rand_names)].to_numpy()
+    if name not in spec.index or not len(rand):
+        return None
+    mine = float(spec[name])
+    return mine, rand, float((1 + np.sum(rand >= mine)) / (1 + len(rand)))
 
 
 # --------------------------------------------------------------------------- contrast analysis

@@ -75,15 +75,20 @@ def _finding_from_dict(d: dict[str, Any]) -> Finding:
 
 
 def _result_tables(result: Any) -> dict[str, pd.DataFrame]:
-    """The DataFrame fields of a result dataclass (its tables)."""
-    if not dataclasses.is_dataclass(result):
-        return dict(getattr(result, "tables", {}) or {})
-    return {f.name: getattr(result, f.name) for f in dataclasses.fields(result)
-            if isinstance(getattr(result, f.name, None), pd.DataFrame)}
+    """A result's tables: its ``tables`` dict and any other DataFrame field of a dataclass."""
+    out = {k: v for k, v in (getattr(result, "tables", None) or {}).items()
+           if isinstance(v, pd.DataFrame)}
+    if dataclasses.is_dataclass(result):
+        for f in dataclasses.fields(result):
+            value = getattr(result, f.name, None)
+            if isinstance(value, pd.DataFrame) and f.name not in out:
+                out[f.name] = value
+    return out
 
 
-def save_result(folder: str | os.PathLike, result: Any, key: dict[str, Any]) -> Path:
-    """Store ``result`` (an analysis result with ``findings`` and ``add_to_report``) in ``folder``.
+def save_result(folder: str | os.PathLike, result: Any, key: dict[str, Any]) -> StoredResult:
+    """Store ``result`` (an analysis result with ``findings`` and ``add_to_report``) in ``folder``
+    and return it as a :class:`StoredResult` (its report sections rendered once).
 
     The tables go first and ``result.json`` last, so a folder whose ``result.json`` exists is
     complete (each file is written atomically).
@@ -99,16 +104,18 @@ def save_result(folder: str | os.PathLike, result: Any, key: dict[str, Any]) -> 
         try:
             with atomic_path(out / "tables" / f"{stem}.parquet") as tmp:
                 df.to_parquet(tmp, index=False)
-        except (ValueError, TypeError, ImportError):  # a column Parquet cannot hold: kept in HTML
+        except Exception:  # a column Parquet cannot hold (pyarrow errors vary): kept in the HTML
             continue
         tables[name] = f"tables/{stem}.parquet"
-    return write_json(out / RESULT_FILE, {
+    write_json(out / RESULT_FILE, {
         "format": RESULT_FORMAT,
         "key": key,
         "findings": [dataclasses.asdict(f) for f in result.findings],
         "sections": [_section_to_dict(s) for s in scratch.sections],
         "tables": tables,
     })
+    return StoredResult(result.findings, scratch.sections,
+                        {k: v for k, v in frames.items() if k in tables}, key)
 
 
 def load_result(path: str | os.PathLike) -> StoredResult:

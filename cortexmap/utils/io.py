@@ -51,7 +51,7 @@ def safe_filenames(names: list[str], what: str = "name") -> dict[str, str]:
 
 #: Files cortexmap keeps in every output folder it prepares: who made it, and who writes now.
 MARKER, LOCK = ".cortexmap", ".cortexmap.lock"
-_HELD: dict[Path, tuple[int, bool]] = {}  # folder -> (pid that locked it, created by that run)
+_HELD: dict[Path, tuple[int, bool]] = {}  # lock file -> (pid holding it, folder made by it)
 
 
 def _user_entries(out: Path) -> list[Path]:
@@ -75,15 +75,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def lock_output_dir(path: str | os.PathLike, created: bool = False) -> None:
-    """Hold ``path`` for this process until it exits; refuse while another live run holds it.
-
-    The lock is a file with the holder's process id, so one killed by SIGKILL never blocks a
-    later run (a lock whose process is gone is taken over).
-    """
-    out = Path(path)
-    lock = out / LOCK
-    key = out.resolve()
+def _acquire(lock: Path, what: Path, created: bool) -> None:
+    """Take ``lock`` (a file holding the owner's pid) for this process until it exits."""
     pid = os.getpid()
     for _ in range(2):
         try:
@@ -97,39 +90,58 @@ def lock_output_dir(path: str | os.PathLike, created: bool = False) -> None:
                 break
             if holder and _alive(holder):
                 raise CortexmapError(
-                    f"Output folder {out} is in use by another cortexmap run (process {holder});"
-                    f" wait for it to finish or choose another folder. If no such run exists, "
-                    f"delete {lock}."
+                    f"Output {what} is in use by another cortexmap run (process {holder}); wait "
+                    f"for it to finish or choose another output. If no such run exists, delete "
+                    f"{lock}."
                 ) from None
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()  # stale: its run was killed
             continue
         except OSError as exc:
             raise CortexmapError(
-                f"Output folder {out} is not writable ({exc.strerror or exc}); choose another "
-                "folder or fix its permissions."
+                f"Output {what} is not writable ({exc.strerror or exc}); choose another output "
+                "or fix its permissions."
             ) from exc
         with os.fdopen(fd, "w") as fh:
             fh.write(str(pid))
         break
+    key = lock.resolve()
     if key not in _HELD or _HELD[key][0] != pid:
         _HELD[key] = (pid, created)
+
+
+def lock_output_dir(path: str | os.PathLike, created: bool = False) -> None:
+    """Hold output folder ``path`` for this process until it exits; refuse while another live
+    run holds it.
+
+    The lock is a file with the holder's process id, so one killed by SIGKILL never blocks a
+    later run (a lock whose process is gone is taken over).
+    """
+    _acquire(Path(path) / LOCK, Path(path), created)
+
+
+def lock_output_path(path: str | os.PathLike) -> None:
+    """Like :func:`lock_output_dir` for an output replaced as a whole (a file, a zarr store):
+    the lock file sits beside it, ``.NAME.cortexmap.lock``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    _acquire(p.parent / f".{p.name}{LOCK}", p, False)
 
 
 def release_output_dirs() -> None:
     """Drop this process's locks; remove folders it created that stayed empty (a failed run)."""
     pid = os.getpid()
-    for key, (holder, created) in list(_HELD.items()):
+    for lock, (holder, created) in list(_HELD.items()):
         if holder != pid:  # a forked child never releases its parent's folders
             continue
-        del _HELD[key]
+        del _HELD[lock]
         with contextlib.suppress(OSError):
-            if int((key / LOCK).read_text().strip() or 0) == pid:
-                (key / LOCK).unlink()
+            if int(lock.read_text().strip() or 0) == pid:
+                lock.unlink()
         with contextlib.suppress(OSError):
-            if created and not _user_entries(key):
-                (key / MARKER).unlink(missing_ok=True)
-                key.rmdir()
+            if created and not _user_entries(lock.parent):
+                (lock.parent / MARKER).unlink(missing_ok=True)
+                lock.parent.rmdir()
 
 
 atexit.register(release_output_dirs)

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cortexmap.analyses.universal import UniversalConfig, run_universal
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import compute_rdms
-from cortexmap.universal.analysis import UniversalConfig, run_universal
 from cortexmap.universal.dimensions import principal_dimensions
 from cortexmap.universal.reduction import reduction_curve
 from tests.test_universal_dimensions import planted_networks

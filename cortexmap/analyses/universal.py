@@ -21,12 +21,19 @@ import pandas as pd
 from pydantic import Field, field_validator
 from scipy import stats
 
-from cortexmap.config import BrainFields, Count, DaskFields, ModelSpec, Seed
+from cortexmap.analyses.base import BrainFields, Count, DaskFields, ModelSpec, Seed
+from cortexmap.brain import load_atlas, load_dataset, make_phantom, slab_mask
 from cortexmap.errors import CortexmapError
+from cortexmap.models import Extractor, load
 from cortexmap.models.layers import spatial_layers
+from cortexmap.models.load import load_entry
 from cortexmap.models.preprocessing import input_size_of
+from cortexmap.models.weights import weights_record
+from cortexmap.models.zoo import list_zoo
 from cortexmap.report import Finding, Report
-from cortexmap.rsa import CompareMethod, PatternMetric
+from cortexmap.rsa import CompareMethod, PatternMetric, RDMs, compute_rdms
+from cortexmap.stimuli import load_folder
+from cortexmap.stimuli.crops import natural_crops
 from cortexmap.universal.dimensions import (
     Dimensions,
     brain_similarity,
@@ -34,8 +41,12 @@ from cortexmap.universal.dimensions import (
     ranked_dimensions,
     universality,
 )
+from cortexmap.universal.figures import reduction_figure, relation_figure
 from cortexmap.universal.reduction import reduction_curve
-from cortexmap.utils.dask import close_client
+from cortexmap.utils.dask import close_client, get_client
+from cortexmap.utils.io import prepare_output_dir, write_table
+from cortexmap.utils.progress import track
+from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.ridge import DEFAULT_ALPHAS
 
 DEFAULT_BRAIN_NETWORK = "zoo:alexnet_sup_s1"
@@ -93,8 +104,6 @@ class UniversalResult:
     outdir: Path | None = None
 
     def add_to_report(self, report: Report) -> None:
-        from cortexmap.universal.figures import reduction_figure, relation_figure
-
         dims, red, rel = (self.tables[k] for k in ("dimensions", "reduction", "relation"))
         sec = report.section(
             "Universal dimensions",
@@ -134,9 +143,6 @@ def _default_layer(model, size: int) -> str:
 
 
 def _stimuli(cfg: UniversalConfig, size: int):
-    from cortexmap.stimuli import load_folder
-    from cortexmap.stimuli.crops import natural_crops
-
     if cfg.image_folder:
         return load_folder(cfg.image_folder, size=size)
     return natural_crops(cfg.n_images, size=size, seed=cfg.seed)
@@ -146,8 +152,6 @@ def network_activations(
     model, layer: str | None, stimuli, progress: bool = False
 ) -> tuple[str, np.ndarray]:
     """(layer used, activations (n_images, n_units) flattened) of one loaded network."""
-    from cortexmap.models import Extractor
-
     size = input_size_of(model)
     layer = layer or _default_layer(model, size)
     acts = Extractor(model, [layer], pooling="none").extract(stimuli, progress=progress)[layer]
@@ -155,8 +159,6 @@ def network_activations(
 
 
 def _default_networks(cfg: UniversalConfig) -> list[str]:
-    from cortexmap.models.zoo import list_zoo
-
     names = [f"zoo:{e.name}" for e in list_zoo()]
     if cfg.imagenet:
         from cortexmap.models import imagenet_networks
@@ -167,11 +169,7 @@ def _default_networks(cfg: UniversalConfig) -> list[str]:
 
 def _brain_patterns(cfg: UniversalConfig, stimuli, out: Path, progress: bool) -> list[np.ndarray]:
     """ROI patterns (n_images, n_voxels) per subject, from the phantom or a dataset folder."""
-    from cortexmap.brain import load_atlas, load_dataset, make_phantom, slab_mask
-
     if cfg.brain == "phantom":
-        from cortexmap.models import load
-
         _, planted = network_activations(load(cfg.brain_network),
                                          cfg.layers.get(cfg.brain_network), stimuli)
         ds = make_phantom(
@@ -286,21 +284,12 @@ def run_universal(
     Writes tables ``dimensions``, ``relation``, ``reduction`` (Parquet + CSV), ``report.html``
     and ``provenance.json``.
     """
-    from cortexmap.rsa import RDMs, compute_rdms
-    from cortexmap.utils.dask import get_client
-    from cortexmap.utils.io import prepare_output_dir, write_table
-    from cortexmap.utils.progress import track
-    from cortexmap.utils.provenance import write_provenance
-
     cfg = config or UniversalConfig()
     out = prepare_output_dir(outdir, overwrite)
     layers_used: dict[str, str] = {}
     stim, records = None, {}
     if activations is None:
-        from cortexmap.models.load import load_entry
-
         networks = cfg.networks or _default_networks(cfg)
-        from cortexmap.models.weights import weights_record
 
         models = {spec: load_entry(spec) for spec in networks}  # every spec checked first
         records = {spec: weights_record(m) for spec, m in models.items()}
