@@ -87,7 +87,7 @@ def test_orientation_imagenet_end_to_end_small(tmp_path):
     res = run_orientation_imagenet(cfg, tmp_path / "o", progress=False)
     twins = res.tables["untrained_twins"]
     assert list(twins["layer"]) == ["features.0", "features.3"]
-    twin = [f for f in res.findings if "untrained" in f.control]
+    twin = [f for f in res.findings if f.claim.startswith("Training makes the lower layers of")]
     assert len(twin) == 1 and "mobilenet_v2" in twin[0].claim
     assert {f.analysis for f in res.findings} == {"orientation-imagenet"}
     assert "network_correlation" not in res.tables  # no accuracies under the proxy
