@@ -93,8 +93,7 @@ def _zoo_model():
 
 def run() -> str:
     torch.set_num_threads(1)
-    from cortexmap.synthesis import SynthesisConfig, run_synthesis
-    from cortexmap.synthesis.analysis import default_layers
+    from cortexmap.analyses.synthesis import SynthesisConfig, default_layers, run_synthesis
     from cortexmap.synthesis.objective import LayerRDMObjective
 
     rdm_row, _ = bench_rdm_loss()

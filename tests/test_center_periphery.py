@@ -6,15 +6,14 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from cortexmap.analyses.center_periphery import CenterPeripheryConfig, run_center_periphery
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, Preprocessing
 from cortexmap.models.architectures import build
 from cortexmap.probes.center_periphery import (
-    CenterPeripheryConfig,
     background_selectivity,
     check_masks,
     crossover_rsa,
-    run_center_periphery,
     select_groups,
     split_foreground,
 )

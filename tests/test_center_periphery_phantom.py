@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cortexmap.analyses.center_periphery import CenterPeripheryConfig, run_center_periphery
 from cortexmap.models import Preprocessing
 from cortexmap.models.architectures import build
-from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
 from cortexmap.report import Report
 from cortexmap.stimuli import load_bundled
 

@@ -47,10 +47,10 @@ def test_section_and_errors(tmp_path):
 
 # -- the shared config contract ------------------------------------------------------------------
 from cortexmap.analyses.brain import PhantomConfig, SearchlightConfig  # noqa: E402
+from cortexmap.analyses.center_periphery import CenterPeripheryConfig  # noqa: E402
+from cortexmap.analyses.lesion import ContrastConfig, LesionConfig  # noqa: E402
+from cortexmap.analyses.synthesis import SynthesisConfig  # noqa: E402
 from cortexmap.analyses.universal import UniversalConfig  # noqa: E402
-from cortexmap.probes.center_periphery import CenterPeripheryConfig  # noqa: E402
-from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig  # noqa: E402
-from cortexmap.synthesis import SynthesisConfig  # noqa: E402
 
 BAD_CONFIGS = [
     (LesionConfig, {"n_top": 0, "n_images": 0}, "n_images.*n_top"),

@@ -102,7 +102,7 @@ def test_kriegeskorte92_content(kriegeskorte92):
 
 def test_algonauts78_content(algonauts78):
     a = algonauts78
-    assert len(a.stimuli) == 78 and a.stimuli.size == (400, 400) and a.stimuli.masks is None
+    assert len(a.stimuli) == 78 and a.stimuli.size == (399, 399) and a.stimuli.masks is None
     assert a.stimuli.ids[0] == "image_01" and a.stimuli.ids[-1] == "image_78"
     assert a.regions == ["EVC", "IT"]
     it = a.rdms.select(region="IT")

@@ -12,14 +12,14 @@ from cortexmap.analyses.imagenet import (
     run_orientation_imagenet,
     with_twins,
 )
-from cortexmap.models import weights as W
-from cortexmap.pipeline import DEMO_SETTINGS
-from cortexmap.probes.orientation_analysis import (
+from cortexmap.analyses.orientation import (
     OrientationConfig,
     OrientationResult,
     _twin_findings,
     twin_table,
 )
+from cortexmap.models import weights as W
+from cortexmap.pipeline import DEMO_SETTINGS
 from cortexmap.report import Finding
 
 

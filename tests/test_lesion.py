@@ -318,7 +318,7 @@ def test_bad_inputs_raise_clear_errors():
 
 # --------------------------------------------------------------------------- the analysis
 def test_run_lesion_end_to_end_and_resume(tmp_path, monkeypatch):
-    from cortexmap.probes.lesion_analysis import LesionConfig, run_lesion
+    from cortexmap.analyses.lesion import LesionConfig, run_lesion
     from cortexmap.report import Report
 
     imgs, labels = planted_images()
@@ -363,7 +363,7 @@ def test_run_lesion_end_to_end_and_resume(tmp_path, monkeypatch):
 
 
 def test_run_lesion_bad_inputs(tmp_path):
-    from cortexmap.probes.lesion_analysis import LesionConfig, run_lesion
+    from cortexmap.analyses.lesion import LesionConfig, run_lesion
 
     imgs, labels = planted_images()
     kw = dict(model=planted_net(), images=imgs, labels=labels)

@@ -21,7 +21,7 @@ def zoo_alexnet():
 
 
 def test_zoo_lesion_sweep(tmp_path, zoo_alexnet):
-    from cortexmap.probes.lesion_analysis import LesionConfig, run_lesion
+    from cortexmap.analyses.lesion import LesionConfig, run_lesion
 
     cfg = LesionConfig(layers=["conv1", "conv2"], n_images=60, n_random_sets=5,
                        contrasts=[1.0, 0.1, 0.03, 0.01])
@@ -38,7 +38,7 @@ def test_zoo_lesion_sweep(tmp_path, zoo_alexnet):
 
 
 def test_zoo_contrast(tmp_path, zoo_alexnet):
-    from cortexmap.probes.lesion_analysis import ContrastConfig, run_contrast
+    from cortexmap.analyses.lesion import ContrastConfig, run_contrast
 
     res = run_contrast(ContrastConfig(n_images=60, layers=["conv1", "conv3", "fc7"]),
                        tmp_path / "contrast", progress=False)

@@ -121,7 +121,7 @@ def test_contrast_with_the_agreement_proxy_is_named(photos, tmp_path):
 def test_dynamics_from_a_checkpoint_folder_and_per_network_weights(tmp_path):
     """The user's checkpoints (torchvision AlexNet, 10 classes, 64 px) drive the dynamics;
     networks given as SPEC=WEIGHTS; a 1000-class network in the sweep gets no accuracy."""
-    from cortexmap.probes.orientation_analysis import OrientationConfig, run_orientation
+    from cortexmap.analyses.orientation import OrientationConfig, run_orientation
 
     ckpts = tmp_path / "ckpts"
     ckpts.mkdir()

@@ -178,3 +178,24 @@ def test_views_keep_the_object_and_change_the_scene(base):
     np.testing.assert_array_equal(generate("train", 20, seed=3, view=1)[0], v_images[:20])
     with pytest.raises(CortexmapError, match="view must be"):
         generate("train", 4, view=-1)
+
+
+def test_backgrounds_are_disjoint_from_the_bundled_evaluation_photographs():
+    """Evaluation images are held out: no background photo is (a copy of) a bundled photograph."""
+    import hashlib
+
+    import skimage.data
+
+    from cortexmap.stimuli.bundled import PHOTOS
+    from cortexmap.stimuli.procedural import background_source, background_sources
+
+    def digest(arr) -> str:
+        arr = np.ascontiguousarray(arr[0] if isinstance(arr, tuple) else arr)
+        return hashlib.sha256(arr.tobytes()).hexdigest()
+
+    train = {digest(background_source(s)) for s in background_sources()}
+    evaluation = {digest(getattr(skimage.data, p.loader)()) for p in PHOTOS.values()}
+    assert len(train) == len(background_sources()) and len(evaluation) == len(PHOTOS)
+    assert not train & evaluation
+    loaders = {p.loader for p in PHOTOS.values()}
+    assert not {s.partition(":")[2] for s in background_sources()} & loaders

@@ -143,7 +143,7 @@ def test_train_cli_resume_never_unpickles(tmp_path):
 
 
 def test_synthesis_checkpoint_is_loaded_without_code(tmp_path):
-    from cortexmap.synthesis import SynthesisConfig, run_synthesis
+    from cortexmap.analyses.synthesis import SynthesisConfig, run_synthesis
     from tests.tiny_models import TinyConvNet
 
     flag = tmp_path / "PWNED"
@@ -156,7 +156,7 @@ def test_synthesis_checkpoint_is_loaded_without_code(tmp_path):
 
 
 def test_checkpoints_written_by_cortexmap_load_weights_only(tmp_path):
-    from cortexmap.synthesis import SynthesisConfig, run_synthesis
+    from cortexmap.analyses.synthesis import SynthesisConfig, run_synthesis
     from tests.tiny_models import TinyConvNet
 
     cfg = SynthesisConfig(model="tiny", layers=["conv1", "conv2"], n_images=4, image_size=16,
@@ -346,7 +346,7 @@ def test_store_resume_with_other_images_of_the_same_names_is_refused(tmp_path):
 # 7. synthesize never replaces finished results made with other settings
 # ----------------------------------------------------------------------------------------------
 def test_synthesize_refuses_to_replace_results_of_other_settings(tmp_path):
-    from cortexmap.synthesis import SynthesisConfig, run_synthesis
+    from cortexmap.analyses.synthesis import SynthesisConfig, run_synthesis
     from tests.tiny_models import TinyConvNet
 
     nat_a, nat_b = _images(tmp_path / "a", seed=0), _images(tmp_path / "b", seed=1)
@@ -481,16 +481,13 @@ def test_bad_options_are_refused_before_any_work(monkeypatch, tmp_path, capsys):
 
 
 def test_analysis_settings_are_validated_up_front():
-    from pydantic import ValidationError
+    from cortexmap.analyses.lesion import ContrastConfig, LesionConfig
 
-    from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig
-
-    bad = (ValidationError, CortexmapError)
-    with pytest.raises(bad, match="rsa_metric"):
+    with pytest.raises(CortexmapError, match="rsa_metric"):
         ContrastConfig(rsa_metric="euclidian")
-    with pytest.raises(bad, match="norm_pool"):
+    with pytest.raises(CortexmapError, match="norm_pool"):
         ContrastConfig(norm_pool=4)
-    with pytest.raises(bad, match="n_random_sets"):
+    with pytest.raises(CortexmapError, match="n_random_sets"):
         LesionConfig(n_random_sets=-1)
 
 
@@ -583,7 +580,7 @@ def test_small_and_elongated_images_are_warned_about(tmp_path):
     with pytest.warns(UserWarning) as record:
         FolderImages(folder, size=32)
     text = " ".join(str(w.message) for w in record)
-    assert "smaller than the network input" in text and "aspect ratio" in text
+    assert "px they are resized to" in text and "aspect ratio" in text
 
 
 def test_run_table_problems_name_the_file(tmp_path):

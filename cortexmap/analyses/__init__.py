@@ -8,6 +8,7 @@ table of a job config file and the main job pick it up from here.
 from cortexmap.analyses.base import Analysis
 from cortexmap.analyses.benchmark import BenchmarkConfig, run_benchmark
 from cortexmap.analyses.brain import RoiRsaConfig, SearchlightConfig, run_roi_rsa, run_searchlight
+from cortexmap.analyses.center_periphery import CenterPeripheryConfig, run_center_periphery
 from cortexmap.analyses.imagenet import (
     ImageNetCenterPeripheryConfig,
     ImageNetContrastConfig,
@@ -18,28 +19,40 @@ from cortexmap.analyses.imagenet import (
     run_orientation_imagenet,
     run_synthesis_imagenet,
 )
+from cortexmap.analyses.lesion import ContrastConfig, LesionConfig, run_contrast, run_lesion
+from cortexmap.analyses.orientation import OrientationConfig, run_orientation
+from cortexmap.analyses.synthesis import SynthesisConfig, run_synthesis
 from cortexmap.analyses.universal import UniversalConfig, run_universal
-from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
-from cortexmap.probes.lesion_analysis import ContrastConfig, LesionConfig, run_contrast, run_lesion
-from cortexmap.probes.orientation_analysis import OrientationConfig, run_orientation
-from cortexmap.synthesis.analysis import SynthesisConfig, run_synthesis
+
+# Earlier command-line spellings of config fields, kept as aliases of the generated options.
+_TEST_SET = {"test_images": ["--images"], "test_labels": ["--labels"]}
 
 REGISTRY: dict[str, Analysis] = {a.name: a for a in [
     Analysis("center-periphery", "Center–periphery organization", CenterPeripheryConfig,
-             run_center_periphery),
+             run_center_periphery,
+             aliases={"phantom_snr": ["--snr"], "compare_method": ["--method"]}),
     Analysis("synthesis", "Layer-orthogonalizing synthesis and residual mapping",
-             SynthesisConfig, run_synthesis),
+             SynthesisConfig, run_synthesis,
+             aliases={"n_images": ["-n"], "image_size": ["--size"],
+                      "parameterization": ["--param"], "tv_weight": ["--tv"],
+                      "phantom_snr": ["--snr"],
+                      "calibrate_batchnorm": ["--calibrate-bn/--no-calibrate-bn"]}),
     Analysis("orientation", "Orientation selectivity and ablation", OrientationConfig,
-             run_orientation),
-    Analysis("lesion", "Kernel lesions", LesionConfig, run_lesion),
-    Analysis("contrast", "Image contrast", ContrastConfig, run_contrast),
+             run_orientation,
+             aliases={"orientation_step": ["--step"], "spatial_freqs": ["--sfs"],
+                      "n_shuffles": ["--shuffles"], **_TEST_SET}),
+    Analysis("lesion", "Kernel lesions", LesionConfig, run_lesion,
+             aliases={"lesion_sets": ["--sets"], "n_workers": ["--workers"], **_TEST_SET}),
+    Analysis("contrast", "Image contrast", ContrastConfig, run_contrast, aliases=_TEST_SET),
     Analysis("universal", "Universal dimensions", UniversalConfig, run_universal),
     Analysis("orientation-imagenet", "Orientation selectivity in ImageNet networks vs untrained "
-             "twins", ImageNetOrientationConfig, run_orientation_imagenet),
+             "twins", ImageNetOrientationConfig, run_orientation_imagenet,
+             aliases={"orientation_step": ["--step"], "spatial_freqs": ["--sfs"],
+                      "n_shuffles": ["--shuffles"], **_TEST_SET}),
     Analysis("center-periphery-imagenet", "Center–periphery unit groups in MobileNetV2",
              ImageNetCenterPeripheryConfig, run_center_periphery_imagenet),
     Analysis("contrast-imagenet", "Image contrast in MobileNetV2 vs its untrained twin",
-             ImageNetContrastConfig, run_contrast_imagenet),
+             ImageNetContrastConfig, run_contrast_imagenet, aliases=_TEST_SET),
     Analysis("synthesis-imagenet", "Layer-orthogonalizing synthesis on MobileNetV2",
              ImageNetSynthesisConfig, run_synthesis_imagenet),
     Analysis("benchmark", "Real data: model-vs-brain benchmark", BenchmarkConfig, run_benchmark),

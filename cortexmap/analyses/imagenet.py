@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from cortexmap.analyses.center_periphery import CenterPeripheryConfig, run_center_periphery
+from cortexmap.analyses.lesion import ContrastConfig, run_contrast
+from cortexmap.analyses.orientation import OrientationConfig, run_orientation
+from cortexmap.analyses.synthesis import SynthesisConfig, run_synthesis
 from cortexmap.models.weights import UNTRAINED
-from cortexmap.probes.center_periphery import CenterPeripheryConfig, run_center_periphery
-from cortexmap.probes.lesion_analysis import ContrastConfig, run_contrast
-from cortexmap.probes.orientation_analysis import OrientationConfig, run_orientation
 from cortexmap.probes.testset import AccuracyTarget
-from cortexmap.synthesis.analysis import SynthesisConfig, run_synthesis
 
 #: The real ImageNet classifiers the entries use (offline weight packages).
 IMAGENET_CLASSIFIERS = ("mobilenet_v2", "efficientnet_lite0", "efficientnet_lite1",

@@ -4,8 +4,9 @@ Both run on the layer activations and RDMs the benchmark already computed, again
 RDMs of real regions (rank-averaged over subjects): human IT of the 92-image set, and EVC and IT
 of the Algonauts-78 set. Only RDMs are public for these data, so a dimension's *brain similarity*
 is the Spearman correlation of its own RDM (|s_i - s_j| over image pairs) with the region's RDM,
-not a ridge prediction from voxels. CIs come from bootstrapping stimuli (pairs of an image with
-its own copy left out); universality, a property of the networks, is held fixed.
+not a ridge prediction from voxels. CIs are estimate ± 1.96 SE, the SE from bootstrapping
+stimuli (pairs of an image with its own copy left out); universality, a property of the
+networks, is held fixed.
 """
 
 from __future__ import annotations
@@ -48,13 +49,16 @@ def _resamples(n: int, n_boot: int, seed: int):
         yield stim[i][keep], stim[j][keep]
 
 
-def _ci(samples, level: float = 0.95) -> tuple[float, float]:
+def _ci(estimate: float, samples, level: float = 0.95) -> tuple[float, float]:
+    """estimate ± z · bootstrap SE. Percentile intervals are biased here: a resample drops the
+    pairs of duplicated stimuli, which shrinks correlations, and can leave the estimate outside
+    its own interval."""
     s = np.asarray(samples, dtype=float)
     s = s[np.isfinite(s)]
-    if not s.size:
+    if s.size < 2:
         return np.nan, np.nan
-    lo = 100 * (1 - level) / 2
-    return float(np.percentile(s, lo)), float(np.percentile(s, 100 - lo))
+    half = stats.norm.ppf(0.5 + level / 2) * s.std(ddof=1)
+    return float(estimate - half), float(estimate + half)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,7 +95,7 @@ def universal_variant(cfg, data: dict, nets: dict[str, NetworkRDMs]) -> dict[str
             boot = [stats.spearmanr(table.universality, compare(
                 np.abs(scores[ii] - scores[jj]).T, gm[ii, jj], "spearman")[:, 0]).statistic
                 for ii, jj in _resamples(n_img, cfg.n_boot_variants, cfg.seed)]
-            lo, hi = _ci(boot)
+            lo, hi = _ci(rho, boot)
             rel_rows.append({"dataset": dataset, "region": region, "n_networks": len(trained),
                              "n_dims": len(sim), "spearman_rho": rho, "ci_low": lo,
                              "ci_high": hi, "n_boot": len(boot)})
@@ -174,8 +178,8 @@ def residual_variant(cfg, data: dict, nets: dict[str, NetworkRDMs]) -> dict[str,
             for method in observed:
                 value = specificity(observed[method])
                 boot = np.array([specificity(b[method]) for b in boots])
-                lo, hi = _ci(boot)
-                dlo, dhi = _ci(boot - boot_plain)
+                lo, hi = _ci(value, boot)
+                dlo, dhi = _ci(value - plain, boot - boot_plain)
                 spec_rows.append({"network": name, "family": net.family, "method": method,
                                   "specificity": value, "ci_low": lo, "ci_high": hi,
                                   "minus_plain": value - plain, "minus_plain_ci_low": dlo,

@@ -111,14 +111,15 @@ def sphere_covariances(res: np.ndarray, valid: np.ndarray, dof: float, method: s
         cov = np.zeros_like(xtx)
         cov[:, diag_idx, diag_idx] = xtx[:, diag_idx, diag_idx] / dof
     else:
+        # the shrinkage intensities need sums of x2 = sum over rows of (x_v x_w)^2 only as
+        # quadratic forms: w' x2 w = sum over rows of (sq_row . w)^2, O(n V) instead of O(n V^2)
         sq = res * res
-        x2 = np.matmul(sq.transpose(0, 2, 1), sq)  # sum over rows of (x_v x_w)^2
         d_xtx = xtx[:, diag_idx, diag_idx]
-        d_x2 = x2[:, diag_idx, diag_idx]
+        d_x2 = (sq * sq).sum(1)
         if method == "shrinkage_eye":
             # s = xtx / n; b2 = sum(x2 / n - s^2) / n; d2 = |s - m I|^2 over valid voxels
             ss = np.einsum("cvw,cvw->c", xtx, xtx) / n**2
-            b2 = (x2.sum(axis=(1, 2)) / n - ss) / n
+            b2 = ((sq.sum(2) ** 2).sum(1) / n - ss) / n
             m = d_xtx.sum(1) / n / n_valid
             d2 = ss - 2 * m * d_xtx.sum(1) / n + m**2 * n_valid
             b2 = np.minimum(d2, b2)
@@ -128,9 +129,9 @@ def sphere_covariances(res: np.ndarray, valid: np.ndarray, dof: float, method: s
             var = d_xtx / dof
             w = np.where(valid, 1.0 / np.where(valid, var, 1.0), 0.0)   # 1 / var_j
             # sum_off s_mean^2 = sum_off xtx^2 w_j w_k / (n - 1)^2
-            q_xtx = np.einsum("cvw,cv,cw->c", xtx * xtx, w, w)
+            q_xtx = np.einsum("cvw,cv,cw->c", xtx * xtx, w, w, optimize=True)
             sum_smean2 = (q_xtx - (d_xtx**2 * w * w).sum(1)) / (n - 1) ** 2
-            q_x2 = np.einsum("cvw,cv,cw->c", x2, w, w)
+            q_x2 = (np.einsum("cnv,cv->cn", sq, w) ** 2).sum(1)
             sum_s2mean = (q_x2 - (d_x2 * w * w).sum(1)) / (n - 1)
             lamb = np.clip(n / dof**2 * (sum_s2mean - sum_smean2) / sum_smean2, 0.0, 1.0)
             cov = xtx * ((1 - lamb) / dof)[:, None, None]
@@ -156,13 +157,14 @@ def chunk_crossnobis(
     if noise != "none":
         res = _gather(residuals_t, neighbors).transpose(0, 2, 1)     # (c, n_res, V)
         cov = sphere_covariances(res, valid, dof, noise)
-        # P = C^-T C^-1 with cov = C C^T: whiten by solving C^T-free triangular systems
-        import torch
+        # P = C^-T C^-1 with cov = C C^T: whitened sums C^-1 x (one triangular solve per
+        # sphere; torch's batched one spins its thread pool on busy machines)
+        from scipy.linalg import solve_triangular
 
-        chol = torch.linalg.cholesky(torch.from_numpy(cov))       # (c, V, V)
-        flat = torch.from_numpy(np.ascontiguousarray(x.reshape(c, v, n_runs * k)))
-        x = torch.linalg.solve_triangular(chol, flat, upper=False).numpy().reshape(
-            c, v, n_runs, k)
+        chol = np.linalg.cholesky(cov)                   # (c, V, V)
+        flat = x.reshape(c, v, n_runs * k)
+        x = np.stack([solve_triangular(chol[i], flat[i], lower=True, check_finite=False)
+                      for i in range(c)]).reshape(c, v, n_runs, k)
     z = x.transpose(0, 2, 3, 1)                          # (c, R, K, V) whitened sums
     total = counts.sum(0)
     acc = np.zeros((c, k, k))

@@ -55,7 +55,7 @@ class PowerGrid:
     repetitions per cell."""
 
     snr: tuple[float, ...] = (0.25, 0.35, 0.5, 1.0)
-    n_subjects: tuple[int, ...] = (4, 6, 8, 12)
+    n_subjects: tuple[int, ...] = (4, 8, 12, 16)
     n_runs: tuple[int, ...] = (2,)
     radius_mm: tuple[float, ...] = (6.0,)
     repetitions: int = 2

@@ -22,20 +22,6 @@ def split_list(text: str | None, cast=str) -> list | None:
         raise CortexmapError(f"Cannot read the list {text!r}: {exc}.") from exc
 
 
-def test_set_flags(images: str | None, labels: str | None, class_names: str | None,
-                   accuracy: str | None) -> dict:
-    """The shared test-set flags as config fields (see cortexmap.probes.testset)."""
-    return dict(test_images=images, test_labels=labels, class_names=class_names,
-                accuracy=accuracy)
-
-
-IMAGES_HELP = "folder of test images (default: the procedural test split)"
-LABELS_HELP = "CSV of test labels: id (image file name), label (class index or name)"
-CLASS_NAMES_HELP = "class names in the model's output order: 'imagenet' or a text file"
-ACCURACY_HELP = ("labels (default) or agreement: proxy when no labels exist, agreement with the "
-                 "network's own top-1 on the intact image")
-
-
 def print_findings(findings) -> None:
     """Per finding: its evidence class and verdict, the claim, the criterion, numbers, control."""
     for f in findings:

@@ -3,9 +3,10 @@
 Every field of the analysis's config is an option (``n_perm`` -> ``--n-perm``) whose help is
 the field's description and its default, so the command line can never restate a default
 differently from the config. Lists are comma-separated (``--layers conv1,conv3``), mappings
-are JSON, booleans are ``--flag/--no-flag``. Values come from the config defaults, then a
-``--config`` file (its ``[name]`` table, or the whole file), then the options; all of them are
-validated together by the config before any output folder exists.
+are JSON (or the config's own spelling), booleans are ``--flag/--no-flag``. Values come from
+the config defaults, then a ``--config`` file (its ``[name]`` table, or the whole file), then
+the options; all of them are validated together by the config before any output folder
+exists.
 """
 
 from __future__ import annotations
@@ -24,29 +25,89 @@ from pydantic.fields import FieldInfo
 from cortexmap.analyses import REGISTRY, Analysis
 from cortexmap.cli.common import console, print_findings, split_list
 from cortexmap.config import build_config, read_config_file
-from cortexmap.errors import CortexmapError
 
-#: Worked examples shown under a command's help.
-EXAMPLES: dict[str, str] = {
-    "center-periphery": """
-  cortexmap run center-periphery --out runs/cp
+#: What a command does and worked examples, shown under its title in ``--help``.
+HELP: dict[str, str] = {
+    "center-periphery": """Mohsenzadeh et al. 2020: central-bias and background-selective \
+units against foveal and peripheral brain regions. Per convolutional layer: receptive fields of \
+every feature-map position, a background selectivity index from object-only / background-only \
+renderings, two unit groups, their RDMs, and the unit-group x region RSA table with \
+permutation p-values, noise ceilings and a bootstrap CI of the crossover interaction.
 
-  cortexmap run center-periphery --model resnet18 --layers layer1,layer2,layer3 \\
-      --stimuli my_images/ --masks-dir my_images/masks --out runs/cp_resnet
+Examples:
 
-  cortexmap run center-periphery --config examples/center_periphery_own_data.toml --out runs/x
+  cortexmap run center-periphery --out runs/center_periphery
+
+  cortexmap run center-periphery --phantom null --out runs/cp_null
+
+  cortexmap run center-periphery --model alexnet --layers features.2,features.5,features.12 \\
+      --selection threshold --threshold 0.3 --out runs/cp_alexnet
+
+  cortexmap run center-periphery --stimuli my_images/ --masks-dir my_masks/ \\
+      --brain my_fmri/ --foveal-region LOC --peripheral-region PPA --out runs/cp_real
 """,
-    "universal": """
+    "synthesis": """Images whose layer RDMs are mutually uncorrelated, then natural / \
+synthesized / residual mapping on the phantom brain.
+
+Examples:
+
+  cortexmap run synthesis --out runs/synthesis
+
+  cortexmap run synthesis --model mobilenet_v2 --size 96 --out runs/synthesis_mobilenet
+
+  cortexmap run synthesis --config examples/synthesis_googlenet.toml --out runs/s --overwrite
+""",
+    "orientation": """Orientation tuning of units to gratings, its growth over training \
+epochs, its relation to generalization across networks, and the causal test by ablating the \
+most selective units (against random and least-selective controls). Re-running into the same \
+folder with the same settings resumes the per-model sweeps.
+
+Examples:
+
+  cortexmap run orientation --out runs/orientation
+
+  cortexmap run orientation --layers conv1,conv2,conv3 --ablation-layer conv1 --ks 2,4,8 \\
+      --out runs/orientation_conv1
+
+  cortexmap run orientation --model mobilenet_v2 --images photos/ --labels labels.csv \\
+      --class-names imagenet --no-dynamics --networks none --out runs/o_mobilenet
+""",
+    "lesion": """Remove each kernel of each layer in turn and measure accuracy at contrasts \
+100..1 %; find the kernels whose removal hurts low contrast most and test that removing them \
+together hurts more than removing as many random kernels. Re-running into the same folder \
+resumes the per-layer sweep.
+
+Examples:
+
+  cortexmap run lesion --out runs/lesion
+
+  cortexmap run lesion --layers conv1,conv2 --mode mean --per-class --n-images 500 \\
+      --sets "conv1:3+7+9;conv2:1+2" --workers 2 --out runs/lesion_mean
+""",
+    "contrast": """Accuracy versus contrast with a Naka-Rushton fit, where contrast is \
+encoded (decoding and RSA per layer), and divisive normalisation as a baseline mechanism.
+
+Examples:
+
+  cortexmap run contrast --out runs/contrast
+
+  cortexmap run contrast --model zoo:vgg_sup_s0 --layers block1,block2,block3,fc6 \\
+      --norm-layer block1 --out runs/contrast_vgg
+""",
+    "universal": """Chen & Bonner: dimensions many networks share are the brain-aligned ones.
+
+Examples:
+
   cortexmap run universal --out runs/universal
 
   cortexmap run universal --networks zoo:alexnet_sup_s0,zoo:vgg_sup_s0,zoo:resnet_sup_s0 \\
       --n-dims 20 --scheduler local --out runs/universal_small
-
-  cortexmap run universal --config examples/universal.toml --out runs/u --overwrite
 """,
-    "benchmark": """
-Needs the real data (the 92-image and Algonauts-78 sets): ../shared/data, the user cache,
-$CORTEXMAP_DATA or --data-dir; downloaded with checksums when online. See docs/real_data.md.
+    "benchmark": """Networks x layers against real brain and behaviour RDMs. Needs the \
+92-image and Algonauts-78 sets: ../shared/data, the user cache, $CORTEXMAP_DATA or \
+--data-dir; downloaded with checksums when online. See docs/real_data.md.
+
+Examples:
 
   cortexmap run benchmark --out runs/benchmark
 
@@ -118,10 +179,8 @@ def _parse(name: str, text: Any, mode: str) -> Any:
     if mode == "json":
         try:
             return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CortexmapError(f"--{name.replace('_', '-')} takes JSON, e.g. "
-                                 f"'{{\"conv1\": [[0, 1]]}}' or '[[0, 1], [2]]'; got {text!r} "
-                                 f"({exc.msg}).") from None
+        except json.JSONDecodeError:
+            return text  # the config reads its own spellings (e.g. lesion sets) or names the error
     return text
 
 
@@ -180,10 +239,8 @@ def _command(analysis: Analysis):
 
 
 def _command_help(analysis: Analysis) -> str:
-    doc = inspect.cleandoc(analysis.config.__doc__ or "")
-    text = f"{analysis.title}. {doc}" if doc else analysis.title
-    examples = EXAMPLES.get(analysis.name)
-    return text + (f"\n\nExamples:\n{examples}" if examples else "")
+    text = HELP.get(analysis.name) or inspect.cleandoc(analysis.config.__doc__ or "")
+    return f"{analysis.title}.\n\n{text}"
 
 
 def register(app: typer.Typer, run_app: typer.Typer) -> None:

@@ -1,4 +1,5 @@
-"""CLI for analysis 2: ``cortexmap synthesize`` and ``cortexmap run synthesis``."""
+"""``cortexmap synthesize MODEL``: the synthesis analysis with the model as an argument and
+the phantom mapping off (``cortexmap run synthesis`` is generated from its config)."""
 
 from __future__ import annotations
 
@@ -34,32 +35,16 @@ Examples:
       --param pixel --tv 0.05 --out runs/synth_mine --mapping
 """
 
-RUN_HELP = """Analysis 2: layer-orthogonalizing synthesis + natural / synthesized / residual \
-mapping on the phantom brain (defaults: zoo:alexnet_sup_s0, 16 images, 500 steps).
-
-Options may come from a TOML, YAML or JSON file (--config) with SynthesisConfig fields; flags \
-given on the command line override it.
-
-Examples:
-
-  cortexmap run synthesis --out runs/analysis2
-
-  cortexmap run synthesis --model mobilenet_v2 --size 96 --out runs/analysis2_mobilenet
-
-  cortexmap run synthesis --config examples/synthesis_googlenet.toml --out runs/a2 --overwrite
-"""
-
-
 def _config(path: Path | None, **flags):
+    from cortexmap.analyses.synthesis import SynthesisConfig
     from cortexmap.config import load_config
-    from cortexmap.synthesis import SynthesisConfig
 
     flags["layers"] = split_list(flags.get("layers"))
     return load_config(SynthesisConfig, path, section="synthesis", **flags)
 
 
 def _run(config, out: Path, overwrite: bool, progress: bool) -> None:
-    from cortexmap.synthesis import run_synthesis
+    from cortexmap.analyses.synthesis import run_synthesis
 
     res = run_synthesis(config, out, overwrite=overwrite, progress=progress)
     console.print(res.tables["orthogonality"].to_string(index=False))
@@ -123,42 +108,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         cfg = _config(
             None, model=model, weights=str(weights) if weights else None, arch=arch,
             mapping=mapping,
-            **common(layers, n_images, size, input_size, steps, lr, param, jitter, tv,
-                     seed, device, natural, resume, calibrate_bn),
-        )
-        _run(cfg, out, overwrite, progress)
-
-    @run_app.command("synthesis", help=RUN_HELP)
-    def run_cmd(
-        out: Path = typer.Option(..., "--out", "-o", help="output folder"),
-        config: Path = typer.Option(None, help="TOML/YAML/JSON file of SynthesisConfig fields"),
-        model: str = typer.Option(None, help="model spec (default zoo:alexnet_sup_s0)"),
-        layers: str = typer.Option(None, help="comma-separated layer names (>= 2)"),
-        n_images: int = typer.Option(None, "--n-images", "-n", help="images (default 16)"),
-        size: int = typer.Option(None, help="image size in px (default: the model's)"),
-        input_size: int = typer.Option(None, help="resize images to this before the model"),
-        steps: int = typer.Option(None, help="optimization steps (default 500)"),
-        lr: float = typer.Option(None, help="Adam learning rate (default 0.05)"),
-        param: str = typer.Option(None, help="fourier (default) or pixel"),
-        jitter: int = typer.Option(None, help="max random shift per step in px (default 4)"),
-        tv: float = typer.Option(None, help="total-variation weight (default 0)"),
-        seed: int = typer.Option(None, help="random seed (default 0)"),
-        device: str = typer.Option(None, help="cpu (default), cuda or auto"),
-        natural: str = typer.Option(None, help="'bundled' or a folder of natural images"),
-        mapping: bool = typer.Option(None, "--mapping/--no-mapping",
-                                     help="phantom-brain mapping (default yes)"),
-        snr: float = typer.Option(None, help="phantom signal-to-noise ratio (default 0.4)"),
-        scheduler: str = typer.Option(None, help="dask scheduler address for the searchlight"),
-        resume: bool = typer.Option(None, "--resume/--no-resume",
-                                    help="continue from OUT/checkpoint.pt (default yes)"),
-        calibrate_bn: bool = typer.Option(
-            None, "--calibrate-bn/--no-calibrate-bn",
-            help="recompute BatchNorm statistics on the natural images (random-init nets)"),
-        overwrite: bool = typer.Option(False, help="replace results in a non-empty OUT"),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
-    ) -> None:
-        cfg = _config(
-            config, model=model, mapping=mapping, phantom_snr=snr, scheduler=scheduler,
             **common(layers, n_images, size, input_size, steps, lr, param, jitter, tv,
                      seed, device, natural, resume, calibrate_bn),
         )

@@ -26,7 +26,7 @@ SOURCE = Source(
              "sciences of biological and artificial intelligence. arXiv:1905.05675.",
     licence="BSD-3-Clause (Net2Brain repository)",
 )
-_NOMINAL_SIZE = 400
+_NOMINAL_SIZE = 399  # the smallest side among the files
 
 
 def _region(path, region: str, ids: list[str]) -> RDMs:
@@ -55,8 +55,9 @@ def fetch_algonauts78(data_dir: str | os.PathLike | None = None, download: bool 
     data_dir : folder holding ``algonauts78/`` (or that folder itself); default: search
         ``CORTEXMAP_DATA``, the user cache and ``../shared/data``, then download.
     download : allow downloading from the public Net2Brain repository when no copy is found.
-    size : image size; None gives 400 x 400, the nominal size (17 of the files are 399 or 402
-        pixels wide: every image is centre-cropped to a square and resized).
+    size : image size; None gives 399 x 399: the files are nominally 400 px, but 15 are 399 and
+        2 are 402 px wide; every image is centre-cropped to a square and resized, and 399 (the
+        smallest side) means none is upsampled.
 
     Returns
     -------

@@ -29,7 +29,7 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 from torch import nn
 
 from cortexmap.errors import CortexmapError
@@ -55,8 +55,20 @@ def check_contrasts(contrasts: Sequence[float]) -> list[float]:
     return levels
 
 
-#: A config field of contrast levels (validated by :func:`check_contrasts`).
-ContrastLevels = Annotated[list[float], AfterValidator(check_contrasts)]
+def _percent(levels):
+    """Levels written as percentages ("5%") become fractions (0.05)."""
+    if isinstance(levels, str):
+        levels = [s for s in levels.split(",") if s.strip()]
+    if isinstance(levels, (list, tuple)):
+        return [float(v.strip().rstrip("%")) / 100 if isinstance(v, str) and "%" in v else v
+                for v in levels]
+    return levels
+
+
+#: A config field of contrast levels: fractions, or percentages written "5%" (validated by
+#: :func:`check_contrasts`).
+ContrastLevels = Annotated[list[float], BeforeValidator(_percent),
+                           AfterValidator(check_contrasts)]
 
 
 def check_test_set(images: np.ndarray, labels: np.ndarray | None = None) -> None:

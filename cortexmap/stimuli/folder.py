@@ -88,8 +88,9 @@ def warn_geometry(root: Path, names: Sequence[str], shapes: Sequence[tuple[int, 
             if max(h, w) > MAX_ASPECT * max(min(h, w), 1)]
     if small:
         warnings.warn(
-            f"{len(small)} image(s) in {root} are smaller than the network input ({size} px) "
-            f"and will be upsampled (e.g. {small[:3]}); results on them reflect blur.",
+            f"{len(small)} image(s) in {root} are smaller than the {size} px they are resized "
+            f"to (e.g. {small[:3]}), so they are upsampled and blurred; a network sees less "
+            "detail in them than in the others.",
             UserWarning, stacklevel=3)
     if wide:
         warnings.warn(

@@ -10,10 +10,11 @@ Rendering is one compiled pass over the pixels of each image (``procedural_kerne
 functions for the shapes, closed-form textures, hashed pixel noise), which keeps generation several
 times faster than training a small network on the same images (``benchmarks/bench_train.py``).
 
-Each image: a background crop cut from a scikit-image photograph (bundled offline), 0-3 clutter
-shapes (some in front of the object, occluding it), one object of one of :data:`CLASSES` with a
-random texture (stripes, checkerboard, dots or gradient), two fill colours, an outline in a third
-colour, shading, and random position / scale / rotation; a little pixel noise. The foreground mask
+Each image: a background crop cut from an offline photograph tile (never one of the bundled
+evaluation photographs, see :data:`_TILES`), 0-3 clutter shapes (some in front of the object,
+occluding it), one object of one of :data:`CLASSES` with a random texture (stripes,
+checkerboard, dots or gradient), two fill colours, an outline in a third colour, shading, and
+random position / scale / rotation; a little pixel noise. The foreground mask
 is True where the object is visible (occluders excluded).
 """
 
@@ -33,34 +34,80 @@ CLASSES: tuple[str, ...] = (
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 CHUNK = 256
 TEXTURES: tuple[str, ...] = ("stripes", "checker", "dots", "gradient")
-# skimage photographs that ship with the wheel (no download); grey ones are used as grey RGB.
-_PHOTOS = (
-    "astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina",
-    "hubble_deep_field", "colorwheel", "brick", "grass", "gravel", "camera", "coins", "clock",
-    "moon", "page",
+# Background photographs: offline images shipped inside installed wheels, none of them one of the
+# bundled evaluation photographs (``cortexmap.stimuli.bundled``), so evaluation images are held
+# out from training. Each entry is (tile name, source, (top, left, side)): a square crop whose side
+# is a fraction of the photo's shorter side, placed at fractions of the free rows / columns; large
+# photos give several tiles.
+_TILES: tuple[tuple[str, str, tuple[float, float, float]], ...] = (
+    ("china-left", "sklearn:china.jpg", (0.0, 0.0, 1.0)),
+    ("china-right", "sklearn:china.jpg", (0.0, 1.0, 1.0)),
+    ("flower-left", "sklearn:flower.jpg", (0.0, 0.0, 1.0)),
+    ("flower-right", "sklearn:flower.jpg", (0.0, 1.0, 1.0)),
+    ("grace_hopper", "matplotlib:grace_hopper.jpg", (0.5, 0.0, 1.0)),
+    ("hubble-1", "skimage:hubble_deep_field", (0.0, 0.0, 0.5)),
+    ("hubble-2", "skimage:hubble_deep_field", (0.0, 1.0, 0.5)),
+    ("hubble-3", "skimage:hubble_deep_field", (1.0, 0.0, 0.5)),
+    ("hubble-4", "skimage:hubble_deep_field", (1.0, 1.0, 0.5)),
+    ("brick", "skimage:brick", (0.0, 0.0, 1.0)),
+    ("grass", "skimage:grass", (0.0, 0.0, 1.0)),
+    ("gravel", "skimage:gravel", (0.0, 0.0, 1.0)),
+    ("moon", "skimage:moon", (0.0, 0.0, 1.0)),
+    ("terrain", "matplotlib:jacksboro_fault_dem.npz", (0.0, 0.0, 1.0)),
 )
-_BANK_SIZE = 160  # side of each background photo after resizing; crops are taken from it
+_PHOTOS: tuple[str, ...] = tuple(name for name, _, _ in _TILES)
+_BANK_SIZE = 160  # side of each background tile after resizing; crops are taken from it
 
 
 # --------------------------------------------------------------------------------------------
 # backgrounds
 # --------------------------------------------------------------------------------------------
+def background_source(source: str) -> np.ndarray:
+    """The raw photograph behind a tile: (H, W) or (H, W, C) array as its package ships it."""
+    kind, _, name = source.partition(":")
+    if kind == "skimage":
+        import skimage.data
+
+        return np.asarray(getattr(skimage.data, name)())
+    if kind == "sklearn":
+        from sklearn.datasets import load_sample_image
+
+        return np.asarray(load_sample_image(name))
+    if kind == "matplotlib":
+        import matplotlib.cbook
+
+        path = matplotlib.cbook.get_sample_data(name, asfileobj=False)
+        if name.endswith(".npz"):  # elevation map: shaded relief -> grey image
+            with np.load(path, allow_pickle=False) as data:
+                elev = np.asarray(data["elevation"], np.float64)
+            return ((elev - elev.min()) / (np.ptp(elev) or 1.0) * 255).astype(np.uint8)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    raise CortexmapError(f"Unknown background source {source!r}.")
+
+
+def background_sources() -> list[str]:
+    """The distinct photographs the backgrounds are cut from (``package:name``)."""
+    return list(dict.fromkeys(source for _, source, _ in _TILES))
+
+
 @functools.lru_cache(maxsize=1)
 def background_bank() -> np.ndarray:
-    """(n_photos, 160, 160, 3) float32 in [0, 1]: square centre crops of scikit-image photos."""
-    import skimage.data
+    """(n_tiles, 160, 160, 3) float32 in [0, 1]: square tiles of the background photographs."""
     from skimage.transform import resize
 
     bank = []
-    for name in _PHOTOS:
-        img = np.asarray(getattr(skimage.data, name)())
+    for _, source, (top, left, side) in _TILES:
+        img = background_source(source)
         if img.ndim == 2:
             img = np.repeat(img[..., None], 3, axis=2)
         img = img[..., :3].astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0)
         h, w = img.shape[:2]
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        square = img[top : top + side, left : left + side]
+        px = int(round(side * min(h, w)))
+        r0, c0 = int(round(top * (h - px))), int(round(left * (w - px)))
+        square = img[r0 : r0 + px, c0 : c0 + px]
         bank.append(resize(square, (_BANK_SIZE, _BANK_SIZE), anti_aliasing=True).astype(np.float32))
     return np.stack(bank)
 

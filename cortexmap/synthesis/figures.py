@@ -1,11 +1,9 @@
-"""Figures and the report section of the synthesis analysis."""
+"""Figures of the synthesis analysis (images, RDM correlations, optimisation, mapping)."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-
-from cortexmap.report import Report
 
 SET_LABELS = {"natural": "natural images", "synthesized": "synthesized images",
               "residual": "natural, residual RDMs", "partial": "natural, partial corr.",
@@ -122,41 +120,3 @@ def mapping_bars(summary):
         ax.tick_params(axis="x", labelsize=7, rotation=15)
     fig.tight_layout()
     return fig
-
-
-def add_to_report(res, report: Report) -> None:
-    """Add the synthesis section of ``res`` (a ``SynthesisResult``; the mapping subsection
-    when it ran)."""
-    cfg = res.config
-    nat, syn = res.orthogonality("natural"), res.orthogonality("synthesized")
-    sec = report.section(
-        "Layer-orthogonalizing image synthesis",
-        f"{cfg.n_images} images of {res.extras.get('image_size')} px were optimized through "
-        f"`{cfg.model}` for {len(res.history)} steps ({cfg.parameterization} "
-        f"parameterization, jitter {cfg.jitter} px, TV weight {cfg.tv_weight:g}, seed "
-        f"{cfg.seed}) to minimize the mean squared Pearson correlation between the "
-        f"{cfg.metric}-distance RDMs of every pair of the layers {', '.join(res.layers)}. "
-        "Natural images make layer RDMs correlate across the hierarchy, so one brain region "
-        "matches many layers; decorrelated RDMs let each layer be mapped on its own.",
-    )
-    sec.figure(image_grid(res.images), "Synthesized images (PNG files in images/).")
-    sec.figure(
-        correlation_matrices(res.correlations, res.layers),
-        "Layer-by-layer Pearson correlation of RDMs for natural images, the synthesized "
-        "images, and the natural images' residual RDMs (each layer with the other layers "
-        "regressed out).",
-    )
-    sec.figure(
-        orthogonality_bars(res.tables["orthogonality"]),
-        f"Achieved orthogonality: mean |off-diagonal| correlation, synthesized {syn:.3f} vs "
-        f"natural {nat:.3f} (ratio {syn / nat:.2f}).",
-    )
-    sec.table(res.tables["orthogonality"], "Orthogonality per image set.")
-    sec.figure(optimization_curve(res.history, nat),
-               "Optimization curve: loss per step and the running mean |r| between layer RDMs.")
-    sec.figure(rdm_panels(res.rdms["synthesized"], "synthesized images"),
-               "Layer RDMs of the synthesized images (rank-transformed for display).")
-    sec.figure(rdm_panels(res.rdms["natural"], "natural images"),
-               "Layer RDMs of the natural images (rank-transformed for display).")
-    if res.mapping is not None:
-        res.mapping.add_to_report(sec)

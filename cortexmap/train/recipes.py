@@ -91,7 +91,8 @@ def _fmt(v: float) -> str:
 
 
 def _card_markdown(card: dict[str, Any]) -> str:
-    acc = card["test_accuracy"]
+    # highest contrast first (a card read back from JSON has its keys sorted as text)
+    acc = dict(sorted(card["test_accuracy"].items(), key=lambda kv: -float(kv[0].rstrip("%"))))
     lines = [
         f"# {card['name']}",
         "",

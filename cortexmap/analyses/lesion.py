@@ -1,5 +1,5 @@
-"""Analysis 5 (Akbarinia & Gil-Rodríguez / Gegenfurtner, Vision Research 2020): kernel lesions
-and image contrast, as two runnable analyses.
+"""Kernel lesions and image contrast (Akbarinia & Gegenfurtner, Vision Research 2020): two
+analyses that share the test set and the network.
 
 * :func:`run_lesion` — lesion every kernel of each chosen layer, measure test accuracy at each
   contrast level, find the kernels whose removal hurts low-contrast images most, show what they
@@ -9,10 +9,9 @@ and image contrast, as two runnable analyses.
   contrast is encoded (linear decoding and RSA per layer), and divisive normalisation of the
   input or of a layer as a baseline mechanism.
 
-Both follow the analysis contract of ``docs/architecture.md``: a pydantic config, ``run_X(config,
-outdir, overwrite=False, progress=True) -> XResult`` with ``tables``, ``findings`` and
-``add_to_report``. Defaults use the zoo network ``zoo:alexnet_sup_s0`` and the procedural
-object test split.
+Both follow the analysis contract (:mod:`cortexmap.analyses.base`); the science (the lesion
+engine, contrast curves, decoding, normalisation) lives in :mod:`cortexmap.probes.lesion` and
+:mod:`cortexmap.probes.contrast`.
 """
 
 from __future__ import annotations
@@ -24,11 +23,12 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, field_validator
 from torch import nn
 
-from cortexmap.config import Count, ModelSpec, Scheduler, Seed
+from cortexmap.analyses.base import Count, ModelSpec, PatternMetric, Scheduler, Seed
 from cortexmap.errors import CortexmapError
+from cortexmap.models import load, resolve_layers
 from cortexmap.models.preprocessing import input_size_of
 from cortexmap.models.weights import weights_record
 from cortexmap.probes import contrast as ct
@@ -40,11 +40,11 @@ from cortexmap.probes.testset import (
     name_proxy,
     resolve_test_set,
 )
-from cortexmap.report import Finding
+from cortexmap.report import Finding, Report
 from cortexmap.report.figures import save_figure
-from cortexmap.rsa import PatternMetric
-from cortexmap.utils.dask import close_client
+from cortexmap.utils.dask import close_client, get_client
 from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
+from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
 
 ZOO_CONV_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
@@ -54,7 +54,6 @@ ZOO_CONV_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
 def _load_model(spec: str, model: nn.Module | None) -> nn.Module:
     if model is not None:
         return model.eval()
-    from cortexmap.models import load
 
     return load(spec).eval()
 
@@ -64,6 +63,24 @@ def _some_images(n_images: int) -> int:
         raise ValueError(f"the test set is empty (n_images={n_images}); use at least one image "
                          "per class, e.g. n_images=200")
     return n_images
+
+
+def _lesion_sets(text):
+    """'conv1:3+7+9;conv2:1+2' -> {'conv1': [[3, 7, 9]], 'conv2': [[1, 2]]}; a mapping passes."""
+    if not isinstance(text, str):
+        return text
+    out: dict[str, list[list[int]]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        layer, sep, kernels = part.partition(":")
+        try:
+            ks = [int(k) for k in kernels.split("+") if k.strip()]
+        except ValueError:
+            ks = []
+        if not sep or not ks:
+            raise ValueError(f"cannot read the lesion set {part!r}; write LAYER:K1+K2+..., sets "
+                             "separated by ';', e.g. 'conv1:3+7+9;conv2:1+2'")
+        out.setdefault(layer.strip(), []).append(ks)
+    return out
 
 
 #: Images of the procedural test split.
@@ -145,7 +162,9 @@ class LesionConfig(TestSetFields):
     image_size: Count = 64
     mode: Literal["zero", "mean"] = "zero"
     per_class: bool = False
-    lesion_sets: dict[str, list[list[int]]] = Field(default_factory=dict)
+    lesion_sets: Annotated[dict[str, list[list[int]]], BeforeValidator(_lesion_sets)] = Field(
+        default_factory=dict, description="extra multi-kernel lesions, {layer: [[k1, k2], ...]} "
+        "or 'conv1:3+7+9;conv2:1+2'")
     n_top: Count = 5
     low_contrast_max: float | None = Field(None, gt=0, le=1)
     n_random_sets: int = Field(199, ge=0)  # p-values down to 1 / (1 + 199) = 0.005
@@ -248,8 +267,6 @@ def run_lesion(
     out = _prepare_out(outdir, overwrite, config.resume)
     client = None
     if config.n_workers > 0 or config.scheduler:
-        from cortexmap.utils.dask import get_client
-
         client = get_client(config.scheduler, n_workers=config.n_workers or None)
     try:
         common = dict(mode=config.mode, per_class=config.per_class, class_names=class_names,
@@ -327,8 +344,6 @@ def run_lesion(
 
 
 def _write_report(result, title: str, out: Path) -> None:
-    from cortexmap.report import Report
-
     report = Report(title)
     result.add_to_report(report)
     report.findings(result.findings)
@@ -666,16 +681,12 @@ def run_contrast(
     ``provenance.json``.
     Keyword overrides as in :func:`run_lesion`.
     """
-    from cortexmap.utils.progress import track
-
     levels = list(config.contrasts)
     net = _load_model(config.model, model)
     tested = _test_set(config, net, images, labels, class_names)
     images, labels, class_names = tested.images, tested.targets, tested.class_names
     control = None
     if config.control_model:
-        from cortexmap.models import resolve_layers
-
         control = _load_model(config.control_model, None)
         resolve_layers(control, config.layers)
     out = prepare_output_dir(outdir, overwrite)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cortexmap.analyses.synthesis import SynthesisConfig, default_layers, run_synthesis
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs
-from cortexmap.synthesis import SynthesisConfig, default_layers, run_synthesis
 from tests.tiny_models import TinyConvNet as Tiny
 
 

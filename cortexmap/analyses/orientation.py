@@ -38,10 +38,16 @@ from pydantic import ConfigDict, Field
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models import input_size_of, load, preprocess, probe, resolve_layers
+from cortexmap.models.layers import later_layers, spatial_layers
+from cortexmap.models.load import load_entry
 from cortexmap.models.predict import predict
-from cortexmap.models.weights import weights_record
+from cortexmap.models.untrained import untrained_copy
+from cortexmap.models.weights import UNTRAINED, stage_layers, weights_record
+from cortexmap.models.zoo import checkpoints, list_zoo
 from cortexmap.probes.ablation import (
     AblationResult,
+    check_k,
     plot_accuracy_drops,
     plot_shift_invariance,
     run_ablation,
@@ -61,8 +67,8 @@ from cortexmap.probes.testset import (
     output_size,
     resolve_test_set,
 )
-from cortexmap.report import Finding, findings_table
-from cortexmap.utils.dask import close_client
+from cortexmap.report import Finding, Report, findings_table
+from cortexmap.utils.dask import close_client, get_client
 from cortexmap.utils.io import prepare_output_dir, write_json, write_table
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
@@ -172,31 +178,15 @@ class OrientationResult:
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-def spatial_layers(model: nn.Module, input_size: int | None = None) -> list[str]:
-    """Top-level layers of ``model`` whose output has a spatial grid (conv maps or patch tokens);
-    for the real ImageNet networks, the stem and the end of each resolution stage
-    (:data:`cortexmap.models.weights.STAGE_LAYERS`)."""
-    from cortexmap.models import input_size_of, probe
-    from cortexmap.models.extract import spatial_view
-    from cortexmap.models.weights import stage_layers
-
+def tuned_layers(model: nn.Module, input_size: int | None = None) -> list[str]:
+    """The layers tuned by default: for the real ImageNet networks the stem and the end of each
+    resolution stage (:data:`cortexmap.models.weights.STAGE_LAYERS`), else every top-level layer
+    whose output has a spatial grid (conv maps or patch tokens)."""
     staged = stage_layers(model)
     if staged is not None:
         return staged
-
-    names = [n for n, _ in model.named_children()]
-    infos = probe(model, names, input_size=input_size or input_size_of(model, default=64))
-    return [n for n in names if n in infos
-            and spatial_view(torch.zeros(1, *infos[n].shape)) is not None]
-
-
-def later_layers(model: nn.Module, layer: str) -> list[str]:
-    """Top-level layers after ``layer`` (its top-level ancestor), without the final classifier."""
-    names = [n for n, _ in model.named_children()]
-    top = layer.split(".")[0]
-    if top not in names:
-        return []
-    return names[names.index(top) + 1:-1]
+    return spatial_layers(model, input_size or input_size_of(model, default=64), top_level=True,
+                          tokens=True)
 
 
 def _zoo_base(spec: str) -> str | None:
@@ -215,7 +205,6 @@ def checkpoint_epochs(spec: str) -> list[int]:
             "with dynamics=False (--no-dynamics).")
     if base is None:
         raise CortexmapError(f"Model {spec!r} has no epoch checkpoints. {hint}")
-    from cortexmap.models.zoo import checkpoints
 
     epochs = checkpoints(base)
     if not epochs:
@@ -275,8 +264,6 @@ def _test_set(config: OrientationConfig, model: nn.Module,
     targets are None and its accuracy is not measured. Under the agreement proxy a sweep item
     has no accuracy either (agreement of a network with itself is 1).
     """
-    from cortexmap.models import input_size_of, preprocess
-
     size = input_size_of(model, default=64)
     key = json.dumps({k: getattr(config, k) for k in TestSetFields.model_fields})
     ts = _cached_test_set(key, size, config.n_test, config.test_seed)
@@ -315,8 +302,6 @@ def spatial_freqs_cpi(config: OrientationConfig, size: int) -> list[float]:
 
 
 def _tuning_kwargs(config: OrientationConfig, model: nn.Module) -> dict[str, Any]:
-    from cortexmap.models import input_size_of
-
     size = input_size_of(model, default=64)
     return dict(
         orientations=config.orientations(), spatial_freqs=spatial_freqs_cpi(config, size),
@@ -335,10 +320,8 @@ def _model_row(spec: str, layers: Sequence[str] | None, n_lower: int,
     ``spec`` is a model spec or ``SPEC=WEIGHTS``; a network whose outputs do not fit the test
     set gets accuracy NaN and says why in ``accuracy_note`` (never a silent 0).
     """
-    from cortexmap.models.load import load_entry
-
     model = load_entry(spec, arch=config.dynamics_arch if Path(spec).is_file() else None)
-    names = list(layers) if layers else spatial_layers(model)[:n_lower]
+    names = list(layers) if layers else tuned_layers(model)[:n_lower]
     tuning = measure_tuning(model, names, progress=False, **_tuning_kwargs(config, model))
     note = ""
     if x is None:
@@ -381,8 +364,6 @@ def _sweep(specs: Sequence[str], config: OrientationConfig, partial: _Partial,
     """Run :func:`_model_row` for every spec (resuming, serially or on a Dask cluster)."""
     todo = [s for s in specs if partial.get(s) is None]
     if todo and config.scheduler:
-        from cortexmap.utils.dask import get_client
-
         client = get_client(config.scheduler)
         try:
             futures = client.map(_model_row, todo, layers=layers, n_lower=config.n_lower,
@@ -432,12 +413,10 @@ def run_orientation(
     only labels it; the dynamics still need ``config.dynamics_model`` / ``config.model`` to be a
     zoo network with checkpoints).
     """
-    from cortexmap.models import load, resolve_layers
-
     config = config or OrientationConfig()
     torch.manual_seed(config.seed)
     net = load(model if model is not None else config.model)
-    layers = resolve_layers(net, config.layers) if config.layers else spatial_layers(net)
+    layers = resolve_layers(net, config.layers) if config.layers else tuned_layers(net)
     if not layers:
         raise CortexmapError(
             f"Model {config.model!r} has no top-level layer with a spatial output; give conv "
@@ -448,7 +427,6 @@ def run_orientation(
     spatial_freqs_cpi(config, 64)
     dyn_specs = _dynamics_specs(config) if config.dynamics else []
     if dyn_specs and Path(dyn_specs[0][1]).is_file():  # user checkpoints: loadable?
-        from cortexmap.models import load
 
         load(dyn_specs[0][1], arch=config.dynamics_arch)
     abl_layer = config.ablation_layer or (layers[1] if len(layers) > 1 else layers[0])
@@ -487,7 +465,6 @@ def run_orientation(
         tables["dynamics"] = dyn
 
     if _epoch0(config, tables) is None:  # no epoch-0 checkpoint of this network: a re-init copy
-        from cortexmap.models.untrained import untrained_copy
 
         twin = untrained_copy(net, seed=config.seed + 1)
         tables["untrained_copy"] = measure_tuning(
@@ -496,8 +473,6 @@ def run_orientation(
 
     names = config.networks
     if names is None:
-        from cortexmap.models.zoo import list_zoo
-
         names = [f"zoo:{e.name}" for e in list_zoo()]
     if names:
         rows = _sweep(list(names), config, partial, None, None, None, "networks", progress)
@@ -527,8 +502,6 @@ def run_orientation(
     write_table(findings_table(result.findings), out / "findings")
 
     if config.report:
-        from cortexmap.report import Report
-
         report = Report(f"Orientation selectivity: {config.model}")
         result.add_to_report(report)
         report.findings(result.findings)
@@ -541,9 +514,6 @@ def run_orientation(
 
 def _check_ablation(net: nn.Module, layer: str, ks: Sequence[int]) -> None:
     """The ablation layer exists and has at least max(ks) units."""
-    from cortexmap.models import input_size_of, probe, resolve_layers
-    from cortexmap.probes.ablation import check_k
-
     resolve_layers(net, [layer])
     shape = probe(net, [layer], input_size=input_size_of(net, default=64))[layer].shape
     n_units = shape[-1] if len(shape) == 2 else shape[0]  # tokens (T, D): D; (C, ...): C
@@ -575,8 +545,6 @@ def _lower(df: pd.DataFrame, n_lower: int) -> pd.DataFrame:
 def twin_table(nets: pd.DataFrame) -> pd.DataFrame:
     """Each trained network of a sweep beside its untrained twin (``X`` and ``X:untrained``
     both swept): per layer, the fraction of selective units and the mean / median OSI."""
-    from cortexmap.models.weights import UNTRAINED
-
     models = list(dict.fromkeys(nets["model"]))
     parts = []
     for m in models:
@@ -626,13 +594,9 @@ def _twin_findings(res: OrientationResult) -> list[Finding]:
 def training_objective(spec: str) -> str:
     """Training objective of a network spec: the zoo card's (supervised, simclr, untrained),
     "untrained" for ``X:untrained``, otherwise "supervised" (pretrained classifiers)."""
-    from cortexmap.models.weights import UNTRAINED
-
     if spec.endswith(UNTRAINED):
         return "untrained"
     if spec.startswith("zoo:"):
-        from cortexmap.models.zoo import list_zoo
-
         for e in list_zoo():
             if f"zoo:{e.name}" == spec.split("@")[0]:
                 return e.objective

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from cortexmap.errors import CortexmapError
-from cortexmap.probes.orientation_analysis import (
+from cortexmap.analyses.orientation import (
     OrientationConfig,
     checkpoint_epochs,
     run_orientation,
-    spatial_layers,
+    tuned_layers,
 )
+from cortexmap.errors import CortexmapError
 from cortexmap.stimuli.gratings import grating
 
 
@@ -130,7 +130,7 @@ def test_run_orientation_end_to_end(zoo_env, tmp_path):
     # the intact accuracy recorded in the ablation equals a plain evaluation of the model
     model = load("zoo:toy")
     assert t["ablation_sets"].accuracy.iloc[0] == pytest.approx(res.extras["test_accuracy"])
-    assert spatial_layers(model) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    assert tuned_layers(model) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
 
 
 def test_resume_reuses_partial_results(zoo_env, tmp_path):
@@ -230,7 +230,7 @@ def test_shipped_zoo_alexnet_grows_orientation_selectivity_with_training(tmp_pat
 def test_partial_spearman_controls_for_the_objective():
     from scipy.stats import spearmanr
 
-    from cortexmap.probes.orientation_analysis import partial_spearman
+    from cortexmap.analyses.orientation import partial_spearman
 
     # accuracy and OSI both set by the objective, unrelated within each objective
     rng = np.random.default_rng(0)

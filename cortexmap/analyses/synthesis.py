@@ -31,20 +31,30 @@ import pandas as pd
 import torch
 from pydantic import Field, field_validator
 
-from cortexmap.config import DaskFields, ModelFields, Seed, StimuliSource
+from cortexmap.analyses.base import DaskFields, ModelFields, Seed, StimuliSource
 from cortexmap.errors import CortexmapError
+from cortexmap.models import load
 from cortexmap.models.load import weights_fingerprint
 from cortexmap.models.preprocessing import input_size_of
 from cortexmap.models.weights import STAGE_LAYERS
 from cortexmap.report import Finding, Report
 from cortexmap.rsa import PatternMetric, RDMs, compare
 from cortexmap.rsa.residual import residual_rdms
+from cortexmap.stimuli import load_stimuli
+from cortexmap.synthesis.figures import (
+    correlation_matrices,
+    image_grid,
+    optimization_curve,
+    orthogonality_bars,
+    rdm_panels,
+)
+from cortexmap.synthesis.mapping import compare_mappings
 from cortexmap.synthesis.objective import LayerRDMObjective
 from cortexmap.synthesis.optimize import checkpoint_fingerprint, synthesize
 from cortexmap.synthesis.parameterization import make_parameterization
 from cortexmap.synthesis.priors import PriorConfig
 from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
-from cortexmap.utils.provenance import write_provenance
+from cortexmap.utils.provenance import checksum, write_provenance
 
 #: Layers used when none are given, by model family (matched on the model spec).
 DEFAULT_LAYERS: dict[str, list[str]] = {
@@ -133,8 +143,6 @@ class SynthesisConfig(ModelFields, DaskFields):
 
     def natural_checksum(self) -> str:
         """'bundled', or the SHA-256 of the natural-image folder's files."""
-        from cortexmap.utils.provenance import checksum
-
         if self.natural == "bundled" or not Path(self.natural).exists():
             return self.natural
         return checksum(self.natural)
@@ -206,9 +214,41 @@ class SynthesisResult:
         return float(t.loc[t["set"] == which, "mean_abs_r"].iloc[0])
 
     def add_to_report(self, report: Report) -> None:
-        from cortexmap.synthesis import figures
-
-        figures.add_to_report(self, report)
+        """The synthesis section (and the mapping subsection when it ran)."""
+        res = self
+        cfg = res.config
+        nat, syn = res.orthogonality("natural"), res.orthogonality("synthesized")
+        sec = report.section(
+            "Layer-orthogonalizing image synthesis",
+            f"{cfg.n_images} images of {res.extras.get('image_size')} px were optimized through "
+            f"`{cfg.model}` for {len(res.history)} steps ({cfg.parameterization} "
+            f"parameterization, jitter {cfg.jitter} px, TV weight {cfg.tv_weight:g}, seed "
+            f"{cfg.seed}) to minimize the mean squared Pearson correlation between the "
+            f"{cfg.metric}-distance RDMs of every pair of the layers {', '.join(res.layers)}. "
+            "Natural images make layer RDMs correlate across the hierarchy, so one brain region "
+            "matches many layers; decorrelated RDMs let each layer be mapped on its own.",
+        )
+        sec.figure(image_grid(res.images), "Synthesized images (PNG files in images/).")
+        sec.figure(
+            correlation_matrices(res.correlations, res.layers),
+            "Layer-by-layer Pearson correlation of RDMs for natural images, the synthesized "
+            "images, and the natural images' residual RDMs (each layer with the other layers "
+            "regressed out).",
+        )
+        sec.figure(
+            orthogonality_bars(res.tables["orthogonality"]),
+            f"Achieved orthogonality: mean |off-diagonal| correlation, synthesized {syn:.3f} vs "
+            f"natural {nat:.3f} (ratio {syn / nat:.2f}).",
+        )
+        sec.table(res.tables["orthogonality"], "Orthogonality per image set.")
+        sec.figure(optimization_curve(res.history, nat),
+                   "Optimization curve: loss per step and the running mean |r| between layer RDMs.")
+        sec.figure(rdm_panels(res.rdms["synthesized"], "synthesized images"),
+                   "Layer RDMs of the synthesized images (rank-transformed for display).")
+        sec.figure(rdm_panels(res.rdms["natural"], "natural images"),
+                   "Layer RDMs of the natural images (rank-transformed for display).")
+        if res.mapping is not None:
+            res.mapping.add_to_report(sec)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,21 +261,12 @@ def _device(spec: str) -> torch.device:
 
 
 def _load_model(config: SynthesisConfig) -> torch.nn.Module:
-    from cortexmap.models import load
-
     return load(config.model, weights=config.weights, arch=config.arch)
 
 
 def _natural_images(config: SynthesisConfig, size: int) -> tuple[torch.Tensor, list[str]]:
     """Natural comparison set as (n, 3, size, size) in [0, 1] and its ids."""
-    if config.natural == "bundled":
-        from cortexmap.stimuli.bundled import load_bundled
-
-        st = load_bundled(size=size)
-    else:
-        from cortexmap.stimuli import load_folder
-
-        st = load_folder(config.natural, size=size)
+    st = load_stimuli(config.natural, size=size)
     if len(st.ids) < 3:
         raise CortexmapError(
             f"The natural image set has {len(st.ids)} image(s); at least 3 are needed for RDMs."
@@ -372,8 +403,6 @@ def run_synthesis(
     }
     mapping = None
     if config.mapping:
-        from cortexmap.synthesis.mapping import compare_mappings
-
         mapping = compare_mappings(
             rdms, out / "mapping", snr=config.phantom_snr, n_subjects=config.phantom_subjects,
             resolution_mm=config.phantom_resolution_mm, radius_mm=config.searchlight_radius_mm,
