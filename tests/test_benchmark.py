@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import rsatoolbox
 
-from cortexmap.analyses.benchmark import HOW_TO_GET_DATA, BenchmarkConfig, run_benchmark
+from cortexmap.analyses.benchmark import BenchmarkConfig, run_benchmark
+from cortexmap.analyses.benchmark_report import HOW_TO_GET_DATA
 from cortexmap.analyses.networks import stage_layers
 from cortexmap.datasets import DataNotFoundError, fetch
 from cortexmap.rsa import RDMs

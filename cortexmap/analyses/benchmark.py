@@ -24,37 +24,34 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from cortexmap.analyses.base import AnalysisConfig, Seed
+from cortexmap.analyses.benchmark_report import (
+    TARGETS,
+    add_benchmark_sections,
+    benchmark_findings,
+    save_figures,
+)
 from cortexmap.analyses.networks import (
     NetworkRDMs,
     default_networks,
     load_networks,
     network_rdms,
 )
+from cortexmap.analyses.real_variants import residual_variant, universal_variant
+from cortexmap.datasets import FETCHERS, DataNotFoundError
 from cortexmap.errors import CortexmapError
+from cortexmap.models import imagenet_networks
 from cortexmap.report import Finding, Report
 from cortexmap.rsa import RDMs
 from cortexmap.rsa.compare import canonical_method
 from cortexmap.rsa.evaluation import ModelEvaluation, evaluate_models
 from cortexmap.rsa.stats import fdr
+from cortexmap.utils.io import prepare_output_dir, write_table
+from cortexmap.utils.progress import track
+from cortexmap.utils.provenance import write_provenance
 
 #: target -> (data set, region, what it is)
-TARGETS: dict[str, tuple[str, str, str]] = {
-    "hIT": ("kriegeskorte92", "hIT", "human IT, fMRI, 4 subjects (2 sessions averaged)"),
-    "mIT": ("kriegeskorte92", "mIT", "monkey IT, 674 neurons, one group RDM (no ceiling)"),
-    "judgement": ("kriegeskorte92", "judgement", "human similarity judgements, 16 subjects"),
-    "EVC": ("algonauts78", "EVC", "early visual cortex, fMRI, 15 subjects"),
-    "IT": ("algonauts78", "IT", "inferior temporal cortex, fMRI, 15 subjects"),
-}
 LOW_LEVEL_MODELS = ("EVA", "HMAX", "V1", "Silhouette", "RADON")
 CATEGORY_MODELS = ("animacy", "FaceBodyManmadeNatobj")
-HOW_TO_GET_DATA = (
-    "Put the two folders `kriegeskorte92/` and `algonauts78/` in `../shared/data` (next to the "
-    "checkout), in the user cache (`~/.cache/cortexmap/data`), or in a folder named by the "
-    "`CORTEXMAP_DATA` environment variable; on a machine with internet access they are "
-    "downloaded from the public rsatoolbox and Net2Brain repositories and checked against the "
-    "SHA-256 sums shipped with cortexmap (`cortexmap data fetch`; `cortexmap data where` lists "
-    "the folders searched). See docs/real_data.md."
-)
 
 
 class BenchmarkConfig(AnalysisConfig):
@@ -111,22 +108,11 @@ class BenchmarkResult:
     skipped: str = ""
 
     def add_to_report(self, report: Report) -> None:
-        from cortexmap.analyses.benchmark_report import add_benchmark_sections
-
         add_benchmark_sections(self, report)
-
-
-def real_finding(claim: str, passed: bool, numbers: str, criterion: str,
-                 control: str = "") -> Finding:
-    """A finding on real brain or behaviour data."""
-    return Finding(claim, bool(passed), numbers, "benchmark", evidence="real-data",
-                   criterion=criterion, control=control)
 
 
 def load_real_data(cfg: BenchmarkConfig) -> dict:
     """The data sets the targets need, by name (raises DataNotFoundError when absent)."""
-    from cortexmap.datasets import FETCHERS
-
     names = dict.fromkeys(TARGETS[t][0] for t in cfg.targets)
     return {n: FETCHERS[n](cfg.data_dir, download=cfg.download) for n in names}
 
@@ -175,8 +161,6 @@ def _best_layers(ev: ModelEvaluation, frame: pd.DataFrame) -> tuple[pd.DataFrame
 
 def _score_targets(cfg: BenchmarkConfig, data: dict, nets: dict[str, NetworkRDMs],
                    progress: bool) -> dict[str, pd.DataFrame]:
-    from cortexmap.utils.progress import track
-
     scores, best, ceilings, pairwise = [], [], [], []
     jobs = [(t, m) for t in cfg.targets for m in cfg.methods]
     for target, method in track(jobs, "benchmark: scoring", enabled=progress):
@@ -241,8 +225,6 @@ def _reference(cfg: BenchmarkConfig, data: dict) -> pd.DataFrame:
 
 
 def _write_skipped(cfg: BenchmarkConfig, out: Path, reason: str) -> BenchmarkResult:
-    from cortexmap.utils.provenance import write_provenance
-
     result = BenchmarkResult(cfg, outdir=out, skipped=reason)
     report = Report("Real data: model-vs-brain benchmark", "skipped: the data are absent")
     result.add_to_report(report)
@@ -268,14 +250,6 @@ def run_benchmark(
     Without the data, ``if_missing="error"`` raises before anything is written; ``"skip"``
     writes a report that says so and how to get the data.
     """
-    from cortexmap.analyses.benchmark_report import benchmark_findings, save_figures
-    from cortexmap.analyses.real_variants import residual_variant, universal_variant
-    from cortexmap.datasets import DataNotFoundError
-    from cortexmap.models import imagenet_networks
-    from cortexmap.utils.io import prepare_output_dir, write_table
-    from cortexmap.utils.progress import track
-    from cortexmap.utils.provenance import write_provenance
-
     cfg = config or BenchmarkConfig()
     try:
         data = load_real_data(cfg)

@@ -8,6 +8,33 @@ import numpy as np
 import pandas as pd
 
 from cortexmap.report import Finding, Report
+from cortexmap.universal.figures import reduction_figure
+from cortexmap.utils.io import atomic_path
+
+TARGETS: dict[str, tuple[str, str, str]] = {
+    "hIT": ("kriegeskorte92", "hIT", "human IT, fMRI, 4 subjects (2 sessions averaged)"),
+    "mIT": ("kriegeskorte92", "mIT", "monkey IT, 674 neurons, one group RDM (no ceiling)"),
+    "judgement": ("kriegeskorte92", "judgement", "human similarity judgements, 16 subjects"),
+    "EVC": ("algonauts78", "EVC", "early visual cortex, fMRI, 15 subjects"),
+    "IT": ("algonauts78", "IT", "inferior temporal cortex, fMRI, 15 subjects"),
+}
+HOW_TO_GET_DATA = (
+    "Put the two folders `kriegeskorte92/` and `algonauts78/` in `../shared/data` (next to the "
+    "checkout), in the user cache (`~/.cache/cortexmap/data`), or in a folder named by the "
+    "`CORTEXMAP_DATA` environment variable; on a machine with internet access they are "
+    "downloaded from the public rsatoolbox and Net2Brain repositories and checked against the "
+    "SHA-256 sums shipped with cortexmap (`cortexmap data fetch`; `cortexmap data where` lists "
+    "the folders searched). See docs/real_data.md."
+)
+
+
+def real_finding(claim: str, passed: bool, numbers: str, criterion: str,
+                 control: str = "") -> Finding:
+    """A finding on real brain or behaviour data."""
+    return Finding(claim, bool(passed), numbers, "benchmark", evidence="real-data",
+                   criterion=criterion, control=control)
+
+
 
 #: Published analyses without a real-data test on these data sets, and why.
 NO_REAL_DATA_TEST = [
@@ -29,8 +56,6 @@ def _fmt(row, key: str = "score") -> str:
 
 def _finding(claim: str, passed: bool, numbers: str, criterion: str,
              control: str = "") -> Finding:
-    from cortexmap.analyses.benchmark import real_finding
-
     return real_finding(claim, passed, numbers, criterion, control)
 
 
@@ -274,8 +299,6 @@ def profile_figure(result, method: str):
 def save_figures(result, folder: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from cortexmap.utils.io import atomic_path
-
     folder.mkdir(parents=True, exist_ok=True)
     for method in result.config.methods:
         for name, make in (("bars", bars_figure), ("profiles", profile_figure)):
@@ -289,8 +312,6 @@ def save_figures(result, folder: Path) -> None:
 # Report
 # ----------------------------------------------------------------------------------------------
 def add_benchmark_sections(result, report: Report) -> None:
-    from cortexmap.analyses.benchmark import HOW_TO_GET_DATA, TARGETS
-
     if result.skipped:
         report.section(
             "Real data: skipped",
@@ -335,8 +356,6 @@ def add_benchmark_sections(result, report: Report) -> None:
             "public for these data). CIs: stimulus bootstrap, universality held fixed.")
         sub.table(t["universal_relation"], "Spearman(universality, brain similarity).")
         if "universal_reduction" in t:
-            from cortexmap.universal.figures import reduction_figure
-
             for (dataset, region), red in t["universal_reduction"].groupby(
                     ["dataset", "region"], sort=False):
                 sub.figure(reduction_figure(red), f"{region} ({dataset}): RSA of the k most "

@@ -809,7 +809,8 @@ def _contrast_findings(tables, curves: dict[str, ct.ContrastCurve], chance: floa
         criterion="First-layer decoding exceeds twice chance and either is at least the best "
                   "deeper layer's or beats the same read-out of pixel statistics.",
         control=(f"pixel-statistics baseline (mean, RMS, Michelson, range, gradient): {pix:.3f}; "
-                 f"first layer {'>=' if first_best else '<'} every deeper layer, "
+                 "first layer " + ("matches or beats every deeper layer" if first_best
+                                   else "is below the best deeper layer") + ", "
                  f"{'beats' if beats_pixels else 'does not beat'} the baseline."),
     ))
     norm = [k for k in curves if k.startswith("input")]

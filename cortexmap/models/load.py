@@ -38,15 +38,8 @@ from cortexmap.models.weights import (
     resolve_torchvision,
     sha256_file,
     split_untrained,
+    torchvision_names,
 )
-
-
-@functools.lru_cache(maxsize=1)
-def torchvision_names() -> tuple[str, ...]:
-    """Names of torchvision's classification models (``torchvision.models.list_models``)."""
-    import torchvision
-
-    return tuple(torchvision.models.list_models(module=torchvision.models))
 
 
 @functools.lru_cache(maxsize=1)

@@ -199,12 +199,18 @@ def imagenet_networks() -> list[str]:
     names = [n for n, w in OFFLINE_WEIGHTS.items() if w.locate() is not None]
     hub = hub_dir()
     if hub.is_dir():
-        from cortexmap.models.load import torchvision_names
-
         for tv in torchvision_names():
             if tv not in names and any((hub / f).is_file() for f, _ in _tv_files(tv)):
                 names.append(tv)
     return names
+
+
+@functools.lru_cache(maxsize=1)
+def torchvision_names() -> tuple[str, ...]:
+    """Names of torchvision's classification models (``torchvision.models.list_models``)."""
+    import torchvision
+
+    return tuple(torchvision.models.list_models(module=torchvision.models))
 
 
 def hub_dir() -> Path:
