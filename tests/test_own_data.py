@@ -69,6 +69,10 @@ def test_output_size_mismatch_is_an_error():
         check_model_fits(net, ts)
     assert check_model_fits(net, resolve_test_set(TestSetFields(accuracy="agreement"),
                                                   64, 20, 0)) == 1000
+    if W.OFFLINE_WEIGHTS["mobilenet_v2_deepsort"].locate() is not None:
+        with pytest.raises(CortexmapError, match="feature trunk"):
+            check_model_fits(load("mobilenet_v2_deepsort"),
+                             resolve_test_set(TestSetFields(accuracy="agreement"), 64, 20, 0))
 
 
 def test_cli_orientation_real_network_on_own_folder(photos, tmp_path):

@@ -27,14 +27,13 @@ from cortexmap.analyses.center_periphery import CenterPeripheryConfig, run_cente
 from cortexmap.analyses.lesion import ContrastConfig, run_contrast
 from cortexmap.analyses.orientation import OrientationConfig, run_orientation
 from cortexmap.analyses.synthesis import SynthesisConfig, run_synthesis
-from cortexmap.models.weights import UNTRAINED
+from cortexmap.models.weights import STAGE_LAYERS, UNTRAINED
 from cortexmap.probes.testset import AccuracyTarget
 
 #: The real ImageNet classifiers the entries use (offline weight packages).
 IMAGENET_CLASSIFIERS = ("mobilenet_v2", "efficientnet_lite0", "efficientnet_lite1",
                         "efficientnet_lite2")
-_MOBILENET_STAGES = ["features.0", "features.3", "features.6", "features.10", "features.13",
-                     "features.16", "features.18"]
+_MOBILENET_STAGES = STAGE_LAYERS["mobilenet_v2"]
 
 
 def with_twins(names) -> list[str]:
