@@ -37,7 +37,13 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
     "orientation": {},
     "lesion": {},
     "contrast": {},
-    "universal": {},
+    "universal": {"imagenet": 2},  # the zoo and two real ImageNet networks
+    # the published analyses on real ImageNet networks (offline weight packages) and their
+    # untrained twins; their own configs hold the CPU-sized defaults
+    "orientation-imagenet": {},
+    "center-periphery-imagenet": {},
+    "contrast-imagenet": {},
+    "synthesis-imagenet": {},
     # a few minutes: one ImageNet network and its twin, three zoo networks, 4 layers; without the
     # data the part is skipped and the report says how to get it
     "benchmark": {"max_imagenet": 1, "n_layers": 4, "n_boot": 100, "n_boot_variants": 100,

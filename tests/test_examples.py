@@ -12,6 +12,7 @@ SINGLE = {
     "center_periphery_own_data.toml": "center-periphery",
     "synthesis_googlenet.toml": "synthesis",
     "orientation.toml": "orientation",
+    "orientation_own_data.toml": "orientation",
     "lesion.toml": "lesion",
     "universal.toml": "universal",
     "benchmark.toml": "benchmark",

@@ -69,6 +69,10 @@ def test_output_size_mismatch_is_an_error():
         check_model_fits(net, ts)
     assert check_model_fits(net, resolve_test_set(TestSetFields(accuracy="agreement"),
                                                   64, 20, 0)) == 1000
+    if W.OFFLINE_WEIGHTS["mobilenet_v2_deepsort"].locate() is not None:
+        with pytest.raises(CortexmapError, match="feature trunk"):
+            check_model_fits(load("mobilenet_v2_deepsort"),
+                             resolve_test_set(TestSetFields(accuracy="agreement"), 64, 20, 0))
 
 
 def test_cli_orientation_real_network_on_own_folder(photos, tmp_path):
@@ -102,7 +106,8 @@ def test_contrast_with_the_agreement_proxy_is_named(photos, tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'model = "mobilenet_v2"\ntest_images = "{folder}"\naccuracy = "agreement"\n'
                    'layers = ["features.0", "features.3"]\ncontrasts = [1.0, 0.3, 0.1, 0.03]\n'
-                   'n_splits = 2\nrsa_images = 6\nnorm_layer = "features.0"\n')
+                   'n_splits = 2\nrsa_images = 6\nnorm_layer = "features.0"\n'
+                   'control_model = "mobilenet_v2:untrained"\n')
     res = CliRunner().invoke(app, ["run", "contrast", "--config", str(cfg), "--out",
                                    str(tmp_path / "c"), "--no-progress"])
     assert res.exit_code == 0, res.output
@@ -110,6 +115,10 @@ def test_contrast_with_the_agreement_proxy_is_named(photos, tmp_path):
     full = acc[(acc["condition"] == "intact") & (acc["contrast"] == 1.0)]["accuracy"]
     assert float(full.iloc[0]) == 1.0  # agreement with itself at full contrast
     assert AGREEMENT in (tmp_path / "c" / "report.html").read_text()
+    control = pd.read_csv(tmp_path / "c" / "contrast_decoding_control.csv")
+    assert list(control["layer"]) == ["features.0", "features.3"]
+    html = (tmp_path / "c" / "report.html").read_text()
+    assert "mobilenet_v2:untrained: features.0" in html  # the twin, control of the decoding
 
 
 def test_dynamics_from_a_checkpoint_folder_and_per_network_weights(tmp_path):

@@ -9,6 +9,16 @@ from cortexmap.analyses.base import Analysis
 from cortexmap.analyses.benchmark import BenchmarkConfig, run_benchmark
 from cortexmap.analyses.brain import RoiRsaConfig, SearchlightConfig, run_roi_rsa, run_searchlight
 from cortexmap.analyses.center_periphery import CenterPeripheryConfig, run_center_periphery
+from cortexmap.analyses.imagenet import (
+    ImageNetCenterPeripheryConfig,
+    ImageNetContrastConfig,
+    ImageNetOrientationConfig,
+    ImageNetSynthesisConfig,
+    run_center_periphery_imagenet,
+    run_contrast_imagenet,
+    run_orientation_imagenet,
+    run_synthesis_imagenet,
+)
 from cortexmap.analyses.lesion import ContrastConfig, LesionConfig, run_contrast, run_lesion
 from cortexmap.analyses.orientation import OrientationConfig, run_orientation
 from cortexmap.analyses.synthesis import SynthesisConfig, run_synthesis
@@ -35,6 +45,16 @@ REGISTRY: dict[str, Analysis] = {a.name: a for a in [
              aliases={"lesion_sets": ["--sets"], "n_workers": ["--workers"], **_TEST_SET}),
     Analysis("contrast", "Image contrast", ContrastConfig, run_contrast, aliases=_TEST_SET),
     Analysis("universal", "Universal dimensions", UniversalConfig, run_universal),
+    Analysis("orientation-imagenet", "Orientation selectivity in ImageNet networks vs untrained "
+             "twins", ImageNetOrientationConfig, run_orientation_imagenet,
+             aliases={"orientation_step": ["--step"], "spatial_freqs": ["--sfs"],
+                      "n_shuffles": ["--shuffles"], **_TEST_SET}),
+    Analysis("center-periphery-imagenet", "Center–periphery unit groups in MobileNetV2",
+             ImageNetCenterPeripheryConfig, run_center_periphery_imagenet),
+    Analysis("contrast-imagenet", "Image contrast in MobileNetV2 vs its untrained twin",
+             ImageNetContrastConfig, run_contrast_imagenet, aliases=_TEST_SET),
+    Analysis("synthesis-imagenet", "Layer-orthogonalizing synthesis on MobileNetV2",
+             ImageNetSynthesisConfig, run_synthesis_imagenet),
     Analysis("benchmark", "Real data: model-vs-brain benchmark", BenchmarkConfig, run_benchmark),
     Analysis("roi-rsa", "ROI RSA of a dataset", RoiRsaConfig, run_roi_rsa, in_job=False),
     Analysis("searchlight", "Group searchlight of a dataset", SearchlightConfig,

@@ -728,8 +728,8 @@ def run_contrast(
                             out, tested.measure)
     if control is not None:
         _add_decoding_control(result.findings, tables["decoding_control"], config.control_model)
-    if tested.proxy:
-        name_proxy(result.findings)
+    if tested.proxy:  # the decoding finding does not use accuracy
+        name_proxy([f for f in result.findings if "decodable" not in f.claim])
     stems = {"accuracy": "contrast_accuracy", "curves": "contrast_curves",
              "decoding": "contrast_decoding", "decoding_baseline": "contrast_decoding_baseline",
              "rsa": "contrast_rsa", "decoding_control": "contrast_decoding_control"}

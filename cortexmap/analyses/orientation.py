@@ -251,11 +251,8 @@ def _dynamics_specs(config: OrientationConfig) -> list[tuple[int, str]]:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_test_set(key: str, size: int) -> TestSet:
-    values = json.loads(key)
-    fields = TestSetFields(**{k: values[k] for k in TestSetFields.model_fields})
-    n, seed = values["n_test"], values["test_seed"]
-    return resolve_test_set(fields, size, n, seed)
+def _cached_test_set(key: str, size: int, n: int, seed: int) -> TestSet:
+    return resolve_test_set(TestSetFields.model_validate_json(key), size, n, seed)
 
 
 def _test_set(config: OrientationConfig, model: nn.Module,
@@ -268,9 +265,8 @@ def _test_set(config: OrientationConfig, model: nn.Module,
     has no accuracy either (agreement of a network with itself is 1).
     """
     size = input_size_of(model, default=64)
-    key = json.dumps({**{k: getattr(config, k) for k in TestSetFields.model_fields},
-                      "n_test": config.n_test, "test_seed": config.test_seed})
-    ts = _cached_test_set(key, size)
+    key = json.dumps({k: getattr(config, k) for k in TestSetFields.model_fields})
+    ts = _cached_test_set(key, size, config.n_test, config.test_seed)
     x = preprocess(ts.images, model.cortexmap_preprocessing)
     if strict:
         check_model_fits(model, ts)

@@ -59,6 +59,10 @@ class UniversalConfig(BrainFields, DaskFields):
         None, description="Model specs (or SPEC=WEIGHTS, a network with its own weights "
                           "file); default: every zoo network except brain_network."
     )
+    imagenet: int = Field(
+        0, ge=0, description="Add up to this many of the real ImageNet networks installed here "
+                             "(offline weight packages) to the default networks."
+    )
     layers: dict[str, str] = Field(
         default_factory=dict,
         description="network -> layer; default: the last top-level conv or token layer.",
@@ -156,6 +160,10 @@ def network_activations(
 
 def _default_networks(cfg: UniversalConfig) -> list[str]:
     names = [f"zoo:{e.name}" for e in list_zoo()]
+    if cfg.imagenet:
+        from cortexmap.models import imagenet_networks
+
+        names = imagenet_networks()[:cfg.imagenet] + names
     return [n for n in names if n != cfg.brain_network]
 
 
@@ -342,6 +350,8 @@ def run_universal(
     for name, df in tables.items():
         write_table(df, out / name)
     result = UniversalResult(cfg, tables, _findings(cfg, rel, red, rel_noise, red_noise), out)
+    for f in result.findings:  # which networks the verdicts come from
+        f.numbers = f"{f.numbers}; networks: {', '.join(dims)}"
     report = Report("Universal dimensions", f"{len(dims)} networks, {len(table)} dimensions")
     result.add_to_report(report)
     report.findings(result.findings)

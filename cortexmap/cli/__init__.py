@@ -40,8 +40,12 @@ _AREAS = [
     "run",
 ]
 
-for _area in _AREAS:
-    importlib.import_module(f"cortexmap.cli.{_area}").register(app, run_app)
+try:
+    for _area in _AREAS:
+        importlib.import_module(f"cortexmap.cli.{_area}").register(app, run_app)
+except KeyboardInterrupt:  # Ctrl-C while the command starts: nothing ran yet, no traceback
+    print("interrupted while starting; nothing was run.", file=sys.stderr)
+    sys.exit(130)
 
 err_console = Console(stderr=True)
 

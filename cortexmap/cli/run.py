@@ -53,7 +53,7 @@ Examples:
 
   cortexmap run synthesis --out runs/synthesis
 
-  cortexmap run synthesis --model googlenet --size 128 --out runs/synthesis_googlenet
+  cortexmap run synthesis --model mobilenet_v2 --size 96 --out runs/synthesis_mobilenet
 
   cortexmap run synthesis --config examples/synthesis_googlenet.toml --out runs/s --overwrite
 """,

@@ -26,7 +26,9 @@ Examples:
 
   cortexmap synthesize zoo:alexnet_sup_s0 --out runs/synth
 
-  cortexmap synthesize googlenet --layers inception3a,inception4a,inception4e,inception5b \\
+  cortexmap synthesize mobilenet_v2 --size 96 --steps 300 --out runs/synth_mobilenet
+
+  cortexmap synthesize googlenet:untrained --layers inception3a,inception4a,inception5b \\
       --n-images 16 --size 128 --steps 500 --calibrate-bn --out runs/synth_googlenet
 
   cortexmap synthesize my_net.pt --arch resnet18 --layers layer1,layer2,layer3,layer4 \\
@@ -76,7 +78,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
 
     @app.command("synthesize", help=SYNTHESIZE_HELP)
     def synthesize_cmd(
-        model: str = typer.Argument(..., help="model spec: googlenet, zoo:NAME, timm:NAME, file"),
+        model: str = typer.Argument(..., help="model spec: mobilenet_v2, googlenet (ImageNet "
+                                   "weights), NAME:untrained, zoo:NAME, timm:NAME, file"),
         out: Path = typer.Option(..., "--out", "-o", help="output folder"),
         layers: str = typer.Option(None, help="comma-separated layer names (>= 2)"),
         n_images: int = typer.Option(None, "--n-images", "-n", help="images (default 16)"),

@@ -219,6 +219,14 @@ def check_model_fits(model: nn.Module, test: TestSet, name: str | None = None) -
             f"top-1 accuracy is undefined. {fix}"
         )
     if test.proxy:
+        from cortexmap.models.weights import OFFLINE_WEIGHTS, split_untrained
+
+        base = split_untrained(str(getattr(model, "cortexmap_name", "")))[0]
+        if base in OFFLINE_WEIGHTS and OFFLINE_WEIGHTS[base].num_classes is None:
+            raise CortexmapError(
+                f"{label} is a feature trunk without classifier: its outputs are features, not "
+                "class scores, so neither accuracy nor the agreement proxy is defined."
+            )
         return k
     if test.n_classes is not None and k != test.n_classes:
         raise CortexmapError(
