@@ -13,23 +13,11 @@ import numpy as np
 import pandas as pd
 
 from cortexmap.errors import CortexmapError
-from cortexmap.rsa.compare import canonical_method, compare
+from cortexmap.rsa.compare import _as_rdms, canonical_method, compare
 from cortexmap.rsa.rdm import RDMs, triu_indices
 from cortexmap.utils.progress import track
 
 _CHUNK = 256  # resamples compared per call
-
-
-def _as_rdms(x, name: str) -> RDMs:
-    if isinstance(x, RDMs):
-        return x
-    if hasattr(x, "get_vectors") and hasattr(x, "dissimilarity_measure"):
-        return RDMs.from_rsatoolbox(x)
-    from cortexmap.rsa.compare import as_vectors
-    from cortexmap.rsa.rdm import n_conditions_from_pairs
-
-    v = as_vectors(x, name)
-    return RDMs(v, n_conditions_from_pairs(v.shape[1], name))
 
 
 def _check_pair(a: RDMs, b: RDMs) -> None:
