@@ -481,7 +481,8 @@ def test_bad_options_are_refused_before_any_work(monkeypatch, tmp_path, capsys):
 
 
 def test_analysis_settings_are_validated_up_front():
-    from cortexmap.analyses.lesion import ContrastConfig, LesionConfig
+    from cortexmap.analyses.contrast import ContrastConfig
+    from cortexmap.analyses.lesion import LesionConfig
 
     with pytest.raises(CortexmapError, match="rsa_metric"):
         ContrastConfig(rsa_metric="euclidian")
