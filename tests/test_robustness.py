@@ -554,7 +554,7 @@ def test_output_path_that_is_a_file_or_broken_link(tmp_path):
 
 
 def test_header_only_csv_says_it_has_no_rows(tmp_path):
-    from cortexmap.cli.rsa import load_patterns
+    from cortexmap.analyses.rdms import load_patterns
 
     (tmp_path / "p.csv").write_text("id,u1,u2\n")
     with pytest.raises(CortexmapError, match="no rows"):
