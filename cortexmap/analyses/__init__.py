@@ -9,6 +9,7 @@ from cortexmap.analyses.base import Analysis
 from cortexmap.analyses.benchmark import BenchmarkConfig, run_benchmark
 from cortexmap.analyses.brain import RoiRsaConfig, SearchlightConfig, run_roi_rsa, run_searchlight
 from cortexmap.analyses.center_periphery import CenterPeripheryConfig, run_center_periphery
+from cortexmap.analyses.contrast import ContrastConfig, run_contrast
 from cortexmap.analyses.imagenet import (
     ImageNetCenterPeripheryConfig,
     ImageNetContrastConfig,
@@ -19,7 +20,7 @@ from cortexmap.analyses.imagenet import (
     run_orientation_imagenet,
     run_synthesis_imagenet,
 )
-from cortexmap.analyses.lesion import ContrastConfig, LesionConfig, run_contrast, run_lesion
+from cortexmap.analyses.lesion import LesionConfig, run_lesion
 from cortexmap.analyses.orientation import OrientationConfig, run_orientation
 from cortexmap.analyses.synthesis import SynthesisConfig, run_synthesis
 from cortexmap.analyses.universal import UniversalConfig, run_universal

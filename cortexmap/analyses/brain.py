@@ -20,6 +20,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from cortexmap.analyses.base import write_outputs
+from cortexmap.analyses.rdms import layer_rdms
 from cortexmap.brain.group import GroupSearchlight, group_searchlight
 from cortexmap.brain.io import BrainData, load_atlas, load_dataset, write_nifti
 from cortexmap.brain.phantom import PhantomDataset, make_phantom, slab_mask
@@ -38,11 +39,8 @@ from cortexmap.config import (
     StimuliSource,
 )
 from cortexmap.errors import CortexmapError
-from cortexmap.models import Extractor, load
-from cortexmap.models.preprocessing import input_size_of
 from cortexmap.report import Finding
-from cortexmap.rsa import CompareMethod, RdmMetric, RDMs, compute_rdms
-from cortexmap.stimuli import load_stimuli
+from cortexmap.rsa import CompareMethod, RdmMetric, RDMs
 from cortexmap.utils.io import prepare_output_dir, safe_filenames
 
 
@@ -104,16 +102,6 @@ class PhantomConfig(AnalysisConfig):
                 f"{len(self.layers)} layers {self.layers} for {len(self.regions)} regions "
                 f"{self.regions}; give one region per layer")
         return self
-
-
-def layer_rdms(model: str, layers: list[str], stimuli: str = "bundled") -> RDMs:
-    """Correlation-distance RDMs of ``layers`` of ``model`` on a stimulus set ("bundled" or a
-    folder of images)."""
-    net = load(model)
-    stim = load_stimuli(stimuli, size=input_size_of(net, default=64))
-    acts = Extractor(net, layers).extract(stim)
-    return compute_rdms([acts[k].reshape(len(stim), -1) for k in layers], names=layers,
-                        conditions=list(stim.ids))
 
 
 def run_phantom(config: PhantomConfig, outdir: str | os.PathLike, overwrite: bool = False,

@@ -92,7 +92,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
             if layers != "conv1,conv3,conv5,fc7":
                 models = models.subset(layer_list)
         else:
-            from cortexmap.analyses.brain import layer_rdms
+            from cortexmap.analyses.rdms import layer_rdms
 
             models = layer_rdms(model, layer_list)
         sched = {None: "serial", "local": None}.get(scheduler, scheduler)
