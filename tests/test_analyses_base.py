@@ -8,14 +8,17 @@ needs its tiny settings below; nothing else here changes.
 
 import typing
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from cortexmap.analyses import REGISTRY
 from cortexmap.analyses.base import AnalysisConfig, AnalysisResult
 from cortexmap.analyses.brain import PhantomConfig, run_phantom
+from cortexmap.brain.phantom import embed_geometry
 from cortexmap.errors import CortexmapError
 from cortexmap.report import EVIDENCE, Report
+from tests.small_phantom import small_mask
 
 ZOO2 = ["zoo:alexnet_sup_s0", "zoo:vgg_sup_s0"]
 
@@ -45,6 +48,12 @@ TINY: dict[str, dict] = {
     "synthesis-imagenet": dict(layers=["features.0", "features.3"], n_images=4, steps=2),
     "roi-rsa": dict(dataset="{dataset}"),
     "searchlight": dict(dataset="{dataset}", n_perm=10, radius_mm=4.0, min_voxels=5),
+    # features: the geometry planted in V1, as patterns (written beside the dataset)
+    "encode": dict(dataset="{dataset}", features="{dataset}/../features.npy", n_perm=20,
+                   n_folds=2, alphas=[1.0, 100.0]),
+    "power": dict(rdms="{dataset}/model_rdms.npz", regions=["V1", "LOC"], snr=[2.0],
+                  n_subjects=[2], n_runs=[1], radius_mm=[6.0], repetitions=1,
+                  null_repetitions=0, n_perm=10, mask="{dataset}/../mask.nii.gz"),
 }
 
 
@@ -84,7 +93,9 @@ def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("phantom") / "ds"
     cfg = PhantomConfig(layers=["conv1", "fc7"], regions=["V1", "LOC"], n_subjects=2, n_runs=1,
                         slab=True, snr=1.0)
-    run_phantom(cfg, root, progress=False)
+    ph = run_phantom(cfg, root, progress=False)
+    np.save(root.parent / "features.npy", embed_geometry(ph.model_rdms().subset(["conv1"]))[0])
+    small_mask(("V1", "LOC")).to_filename(root.parent / "mask.nii.gz")
     return root
 
 
