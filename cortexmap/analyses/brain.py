@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from cortexmap.analyses.base import write_outputs
+from cortexmap.analyses.rdms import layer_rdms
 from cortexmap.brain.group import GroupSearchlight, group_searchlight
 from cortexmap.brain.io import BrainData, load_atlas, load_dataset, write_nifti
 from cortexmap.brain.phantom import PhantomDataset, make_phantom, slab_mask
@@ -36,13 +39,9 @@ from cortexmap.config import (
     StimuliSource,
 )
 from cortexmap.errors import CortexmapError
-from cortexmap.models import Extractor, load
-from cortexmap.models.preprocessing import input_size_of
-from cortexmap.report import Finding, Report
-from cortexmap.rsa import CompareMethod, RdmMetric, RDMs, compute_rdms
-from cortexmap.stimuli import load_stimuli
-from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
-from cortexmap.utils.provenance import write_provenance
+from cortexmap.report import Finding
+from cortexmap.rsa import CompareMethod, RdmMetric, RDMs
+from cortexmap.utils.io import prepare_output_dir, safe_filenames
 
 
 def _models_for(dataset: Path, models: str | None, n_conditions: int) -> RDMs:
@@ -103,16 +102,6 @@ class PhantomConfig(AnalysisConfig):
                 f"{len(self.layers)} layers {self.layers} for {len(self.regions)} regions "
                 f"{self.regions}; give one region per layer")
         return self
-
-
-def layer_rdms(model: str, layers: list[str], stimuli: str = "bundled") -> RDMs:
-    """Correlation-distance RDMs of ``layers`` of ``model`` on a stimulus set ("bundled" or a
-    folder of images)."""
-    net = load(model)
-    stim = load_stimuli(stimuli, size=input_size_of(net, default=64))
-    acts = Extractor(net, layers).extract(stim)
-    return compute_rdms([acts[k].reshape(len(stim), -1) for k in layers], names=layers,
-                        conditions=list(stim.ids))
 
 
 def run_phantom(config: PhantomConfig, outdir: str | os.PathLike, overwrite: bool = False,
@@ -208,15 +197,9 @@ def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool
             analysis="brain", evidence="method-check",
             criterion="In every region of the phantom, the model RDM planted there has the "
                       "highest ROI RSA."))
-    for name, df in tables.items():
-        write_table(df, out / name)
-    grp.save(out / "group_rdms.npz")
-    write_provenance(out, config=config, inputs={"dataset": root})
     result = RoiRsaResult(tables, findings, grp, config)
-    report = Report("ROI RSA", str(root))
-    result.add_to_report(report)
-    report.findings(result.findings)
-    report.write(out / "report.html")
+    write_outputs(result, out, "ROI RSA", str(root), findings=False,
+                  files={"group_rdms.npz": grp.save}, inputs={"dataset": root})
     return result
 
 
@@ -269,24 +252,17 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
         n_workers=config.n_workers, dtype=config.dtype, seed=config.seed, progress=progress,
         noise=config.noise)
     res.config = config
-    for r in res.subjects:
-        r.save(out / "subjects" / r.subject, overwrite=True)
-    maps_dir = out / "group"
-    maps_dir.mkdir(parents=True, exist_ok=True)
-    files = safe_filenames(list(res.group), "model")
+    files: dict = {f"subjects/{r.subject}": partial(r.save, overwrite=True)
+                   for r in res.subjects}
+    names = safe_filenames(list(res.group), "model")
     for name, g in res.group.items():
         for kind in ("mean", "t", "p_fwe"):
-            write_nifti(maps_dir / f"{kind}_{files[name]}.nii.gz", g.img(kind))
+            files[f"group/{kind}_{names[name]}.nii.gz"] = partial(write_nifti, img=g.img(kind))
     masker = next(iter(res.group.values())).masker
     lab = np.zeros(masker.n_voxels, dtype=np.int16)
     for i, name in enumerate(res.group):
         lab[res.maps[name]] = i + 1
-    write_nifti(maps_dir / "winner.nii.gz", masker.inverse_transform(lab))
-    for name, df in res.tables.items():
-        write_table(df, out / name)
-    write_provenance(out, config=config, seed=config.seed, inputs={"dataset": root})
-    report = Report("Searchlight RSA", str(root))
-    res.add_to_report(report)
-    report.findings(res.findings)
-    report.write(out / "report.html")
+    files["group/winner.nii.gz"] = partial(write_nifti, img=masker.inverse_transform(lab))
+    write_outputs(res, out, "Searchlight RSA", str(root), findings=False, files=files,
+                  inputs={"dataset": root})
     return res

@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from cortexmap.analyses.base import AnalysisConfig, CompareMethod, PatternMetric, Seed
+from cortexmap.analyses.base import (
+    AnalysisConfig,
+    CompareMethod,
+    PatternMetric,
+    Seed,
+    write_outputs,
+)
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, load
 from cortexmap.models.layers import default_conv_layers, spatial_layers
@@ -41,7 +47,7 @@ from cortexmap.probes.center_periphery import (
 )
 from cortexmap.probes.center_periphery_control import bsi_relation, ci, relation_table
 from cortexmap.probes.receptive_field import ReceptiveFields, receptive_fields
-from cortexmap.report import Finding, Report, findings_table
+from cortexmap.report import Finding
 from cortexmap.report.figures import figure_png
 from cortexmap.rsa import (
     RDMs,
@@ -51,9 +57,8 @@ from cortexmap.rsa import (
     fdr,
 )
 from cortexmap.stimuli import load_stimuli
-from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames
 from cortexmap.utils.progress import track
-from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.validation import check_conditions
 
 
@@ -508,22 +513,13 @@ def run_center_periphery(
     result = CenterPeripheryResult(tables, [], groups, stats, cfg, out)
     result.findings = _findings(result)
 
-    for name, df in tables.items():
-        write_table(df, out / name)
-    write_table(findings_table(result.findings), out / "findings")
-    RDMs.concat(all_group_rdms).save(out / "group_rdms.npz")
-    files = safe_filenames(list(region), "region")
-    for r, rd in region.items():
-        rd.save(out / f"region_rdms_{files[r]}.npz")
-    for name, png in result.figure_pngs().items():
-        write_bytes(out / f"{name}.png", png)
-    report = Report("cortexmap: center-periphery organization")
-    result.add_to_report(report)
-    report.findings(result.findings)
-    report.write(out / "report.html")
-    write_provenance(out, config=cfg, seed=cfg.seed,
-                     inputs={"stimuli": stim.images, **({"masks": masks} if masks is not None
-                                                        else {})})
+    names = safe_filenames(list(region), "region")
+    files = {"group_rdms.npz": RDMs.concat(all_group_rdms).save,
+             **{f"region_rdms_{names[r]}.npz": rd.save for r, rd in region.items()},
+             **{f"{name}.png": png for name, png in result.figure_pngs().items()}}
+    write_outputs(result, out, "cortexmap: center-periphery organization", files=files,
+                  inputs={"stimuli": stim.images,
+                          **({"masks": masks} if masks is not None else {})})
     return result
 
 

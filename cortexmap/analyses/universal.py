@@ -21,7 +21,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 from scipy import stats
 
-from cortexmap.analyses.base import BrainFields, Count, DaskFields, ModelSpec, Seed
+from cortexmap.analyses.base import BrainFields, Count, DaskFields, ModelSpec, Seed, write_outputs
 from cortexmap.brain import load_atlas, load_dataset, make_phantom, slab_mask
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, load
@@ -44,9 +44,8 @@ from cortexmap.universal.dimensions import (
 from cortexmap.universal.figures import reduction_figure, relation_figure
 from cortexmap.universal.reduction import reduction_curve
 from cortexmap.utils.dask import close_client, get_client
-from cortexmap.utils.io import prepare_output_dir, write_table
+from cortexmap.utils.io import prepare_output_dir
 from cortexmap.utils.progress import track
-from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.ridge import DEFAULT_ALPHAS
 
 DEFAULT_BRAIN_NETWORK = "zoo:alexnet_sup_s1"
@@ -347,14 +346,10 @@ def run_universal(
         ], ignore_index=True)
         rel_noise = _relation_table(table.assign(brain_similarity=table.brain_similarity_noise))
         tables |= {"relation_noise": rel_noise, "reduction_noise": red_noise}
-    for name, df in tables.items():
-        write_table(df, out / name)
     result = UniversalResult(cfg, tables, _findings(cfg, rel, red, rel_noise, red_noise), out)
     for f in result.findings:  # which networks the verdicts come from
         f.numbers = f"{f.numbers}; networks: {', '.join(dims)}"
-    report = Report("Universal dimensions", f"{len(dims)} networks, {len(table)} dimensions")
-    result.add_to_report(report)
-    report.findings(result.findings)
-    report.write(out / "report.html")
-    write_provenance(out, config=cfg, seed=cfg.seed, inputs=activations, models=records)
+    write_outputs(result, out, "Universal dimensions",
+                  f"{len(dims)} networks, {len(table)} dimensions", findings=False,
+                  inputs=activations, models=records)
     return result
