@@ -267,26 +267,33 @@ def _batch_rdms(inp: CrossnobisInputs, neighbors: np.ndarray) -> np.ndarray:
     return acc[:, iu[0], iu[1]] / (neighbors >= 0).sum(1)[:, None]
 
 
-def chunk_crossnobis(inp: CrossnobisInputs, neighbors: np.ndarray) -> np.ndarray:
-    """Crossnobis RDM vectors (chunk, n_pairs) of a chunk of spheres, ``BATCH`` at a time.
+def _per_batch(fn: Any, neighbors: np.ndarray, width: int) -> np.ndarray:
+    """(chunk, width) rows of ``fn(neighbors[batch])`` over batches of ``BATCH`` spheres.
 
     BLAS runs single-threaded here: its threads only add overhead (and spin on busy machines)
     for (V, V) matrices; parallelism comes from chunks on several dask workers.
     """
     from threadpoolctl import threadpool_limits
 
-    k = inp.patterns.shape[2]
-    out = np.empty((len(neighbors), k * (k - 1) // 2))
+    out = np.empty((len(neighbors), width))
     with threadpool_limits(1, user_api="blas"):
         for s in range(0, len(neighbors), BATCH):
-            out[s:s + BATCH] = _batch_rdms(inp, neighbors[s:s + BATCH])
+            out[s:s + BATCH] = fn(neighbors[s:s + BATCH])
     return out
+
+
+def chunk_crossnobis(inp: CrossnobisInputs, neighbors: np.ndarray) -> np.ndarray:
+    """Crossnobis RDM vectors (chunk, n_pairs) of a chunk of spheres."""
+    k = inp.patterns.shape[2]
+    return _per_batch(lambda nb: _batch_rdms(inp, nb), neighbors, k * (k - 1) // 2)
 
 
 def chunk_crossnobis_scores(inp: CrossnobisInputs, neighbors: np.ndarray,
                             models_z: np.ndarray, method: str) -> np.ndarray:
-    """(chunk, n_models) correlations of each sphere's crossnobis RDM with the models."""
-    return score_vectors(chunk_crossnobis(inp, neighbors), models_z, method)
+    """(chunk, n_models) correlations of each sphere's crossnobis RDM with the models (each
+    batch's RDMs are ranked and compared while they are in cache)."""
+    return _per_batch(lambda nb: score_vectors(_batch_rdms(inp, nb), models_z, method),
+                      neighbors, len(models_z))
 
 
 # ----------------------------------------------------------------------------------------------
