@@ -245,7 +245,7 @@ class SearchlightConfig(AnalysisConfig):
     n_perm: int = Field(5000, ge=1)  # 0 would make every p-value 1
     alpha: Alpha = 0.05
     correction: Literal["fwe", "fdr", "none"] = "fwe"
-    statistic: Literal["mean", "t"] = "mean"
+    statistic: Literal["mean", "t"] = "t"
     scheduler: Scheduler = None
     n_workers: int | None = Field(None, ge=1)
     dtype: Literal["float32", "float64"] = "float64"
