@@ -21,7 +21,7 @@ REGIONS = ["V1", "LOC", "fusiform", "parahippocampal"]
 
 
 def run() -> str:
-    from cortexmap.analyses.brain import layer_rdms
+    from cortexmap.analyses.rdms import layer_rdms
     from cortexmap.brain.group import group_searchlight
     from cortexmap.brain.io import load_dataset
     from cortexmap.brain.phantom import make_phantom, slab_mask

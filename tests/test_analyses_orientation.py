@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cortexmap.analyses.orientation import (
+    UNTRAINED_SEEDS,
     OrientationConfig,
     checkpoint_epochs,
     run_orientation,
@@ -126,6 +127,9 @@ def test_run_orientation_end_to_end(zoo_env, tmp_path):
     assert res.findings[1].reproduced  # planted rise of selectivity over epochs
     # no epoch-0 checkpoint here: selectivity is judged against an untrained copy
     assert "untrained copy" in res.findings[0].control and "untrained_copy" in t
+    # ... several of them: one random draw does not decide the margin by itself
+    assert t["untrained_copy"]["seed"].nunique() == UNTRAINED_SEEDS
+    assert all(f"seed {s}:" in res.findings[0].control for s in t["untrained_copy"]["seed"])
     assert all(f.evidence == "in-silico" and f.control for f in res.findings)
     # the intact accuracy recorded in the ablation equals a plain evaluation of the model
     model = load("zoo:toy")

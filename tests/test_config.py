@@ -48,7 +48,8 @@ def test_section_and_errors(tmp_path):
 # -- the shared config contract ------------------------------------------------------------------
 from cortexmap.analyses.brain import PhantomConfig, SearchlightConfig  # noqa: E402
 from cortexmap.analyses.center_periphery import CenterPeripheryConfig  # noqa: E402
-from cortexmap.analyses.lesion import ContrastConfig, LesionConfig  # noqa: E402
+from cortexmap.analyses.contrast import ContrastConfig  # noqa: E402
+from cortexmap.analyses.lesion import LesionConfig  # noqa: E402
 from cortexmap.analyses.synthesis import SynthesisConfig  # noqa: E402
 from cortexmap.analyses.universal import UniversalConfig  # noqa: E402
 

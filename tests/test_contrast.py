@@ -174,7 +174,7 @@ def test_input_normalisation_rescues_low_contrast_accuracy():
 
 
 def test_run_contrast_end_to_end(tmp_path):
-    from cortexmap.analyses.lesion import ContrastConfig, run_contrast
+    from cortexmap.analyses.contrast import ContrastConfig, run_contrast
     from cortexmap.report import Report
 
     imgs, labels = graded_images()
@@ -218,7 +218,7 @@ def test_run_contrast_end_to_end(tmp_path):
 
 
 def test_pixel_statistics_track_contrast_and_informative_levels():
-    from cortexmap.analyses.lesion import informative_levels
+    from cortexmap.analyses.classification import informative_levels
 
     rng = np.random.default_rng(0)
     imgs = rng.uniform(0, 1, (4, 16, 16, 3)).astype(np.float32)

@@ -53,7 +53,7 @@ def test_encode_two_spaces_partitions_by_region(phantom):
 def test_encode_bad_features_fail_before_output(phantom):
     np.save(phantom / "bad.npy", np.ones((10, 3)))
     out = phantom / "never"
-    from cortexmap.encoding.pipeline import EncodeConfig, run_encode
+    from cortexmap.analyses.encode import EncodeConfig, run_encode
 
     with pytest.raises(CortexmapError, match="48 conditions"):
         run_encode(EncodeConfig(dataset=str(phantom / "ph"), features=str(phantom / "bad.npy")),

@@ -38,7 +38,7 @@ def test_zoo_lesion_sweep(tmp_path, zoo_alexnet):
 
 
 def test_zoo_contrast(tmp_path, zoo_alexnet):
-    from cortexmap.analyses.lesion import ContrastConfig, run_contrast
+    from cortexmap.analyses.contrast import ContrastConfig, run_contrast
 
     res = run_contrast(ContrastConfig(n_images=60, layers=["conv1", "conv3", "fc7"]),
                        tmp_path / "contrast", progress=False)

@@ -481,7 +481,8 @@ def test_bad_options_are_refused_before_any_work(monkeypatch, tmp_path, capsys):
 
 
 def test_analysis_settings_are_validated_up_front():
-    from cortexmap.analyses.lesion import ContrastConfig, LesionConfig
+    from cortexmap.analyses.contrast import ContrastConfig
+    from cortexmap.analyses.lesion import LesionConfig
 
     with pytest.raises(CortexmapError, match="rsa_metric"):
         ContrastConfig(rsa_metric="euclidian")
@@ -553,7 +554,7 @@ def test_output_path_that_is_a_file_or_broken_link(tmp_path):
 
 
 def test_header_only_csv_says_it_has_no_rows(tmp_path):
-    from cortexmap.cli.rsa import load_patterns
+    from cortexmap.analyses.rdms import load_patterns
 
     (tmp_path / "p.csv").write_text("id,u1,u2\n")
     with pytest.raises(CortexmapError, match="no rows"):

@@ -9,6 +9,8 @@ from cortexmap.analyses.base import Analysis
 from cortexmap.analyses.benchmark import BenchmarkConfig, run_benchmark
 from cortexmap.analyses.brain import RoiRsaConfig, SearchlightConfig, run_roi_rsa, run_searchlight
 from cortexmap.analyses.center_periphery import CenterPeripheryConfig, run_center_periphery
+from cortexmap.analyses.contrast import ContrastConfig, run_contrast
+from cortexmap.analyses.encode import EncodeConfig, run_encode
 from cortexmap.analyses.imagenet import (
     ImageNetCenterPeripheryConfig,
     ImageNetContrastConfig,
@@ -19,8 +21,9 @@ from cortexmap.analyses.imagenet import (
     run_orientation_imagenet,
     run_synthesis_imagenet,
 )
-from cortexmap.analyses.lesion import ContrastConfig, LesionConfig, run_contrast, run_lesion
+from cortexmap.analyses.lesion import LesionConfig, run_lesion
 from cortexmap.analyses.orientation import OrientationConfig, run_orientation
+from cortexmap.analyses.power import PowerConfig, run_power
 from cortexmap.analyses.synthesis import SynthesisConfig, run_synthesis
 from cortexmap.analyses.universal import UniversalConfig, run_universal
 
@@ -59,6 +62,11 @@ REGISTRY: dict[str, Analysis] = {a.name: a for a in [
     Analysis("roi-rsa", "ROI RSA of a dataset", RoiRsaConfig, run_roi_rsa, in_job=False),
     Analysis("searchlight", "Group searchlight of a dataset", SearchlightConfig,
              run_searchlight, in_job=False),
+    Analysis("encode", "Encoding models of a dataset", EncodeConfig, run_encode, in_job=False),
+    # minutes even on the small default grid: run on its own, not in the main job
+    Analysis("power", "Power analysis on the phantom", PowerConfig, run_power, in_job=False,
+             aliases={"n_subjects": ["--subjects"], "n_runs": ["--runs"],
+                      "radius_mm": ["--radius"]}),
 ]}
 
 __all__ = ["REGISTRY", "Analysis"]

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from cortexmap.report import Finding, Report
 from cortexmap.universal.figures import reduction_figure
-from cortexmap.utils.io import atomic_path
 
 TARGETS: dict[str, tuple[str, str, str]] = {
     "hIT": ("kriegeskorte92", "hIT", "human IT, fMRI, 4 subjects (2 sessions averaged)"),
@@ -296,16 +293,11 @@ def profile_figure(result, method: str):
     return fig
 
 
-def save_figures(result, folder: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for method in result.config.methods:
-        for name, make in (("bars", bars_figure), ("profiles", profile_figure)):
-            fig = make(result, method)
-            with atomic_path(folder / f"{name}_{method}.png") as tmp:
-                fig.savefig(tmp, dpi=110, format="png")
-            plt.close(fig)
+def benchmark_figures(result) -> dict:
+    """{relative path: figure}: the bar and profile figures of every method, under figures/."""
+    return {f"figures/{name}_{method}.png": make(result, method)
+            for method in result.config.methods
+            for name, make in (("bars", bars_figure), ("profiles", profile_figure))}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from cortexmap.analyses.center_periphery import CenterPeripheryConfig, run_center_periphery
-from cortexmap.analyses.lesion import ContrastConfig, run_contrast
+from cortexmap.analyses.contrast import ContrastConfig, run_contrast
 from cortexmap.analyses.orientation import OrientationConfig, run_orientation
 from cortexmap.analyses.synthesis import SynthesisConfig, run_synthesis
 from cortexmap.models.weights import STAGE_LAYERS, UNTRAINED

@@ -35,7 +35,6 @@ _AREAS = [
     "brain",
     "train",
     "encoding",
-    "power",
     "data",
     "run",
 ]

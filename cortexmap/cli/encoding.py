@@ -1,4 +1,5 @@
-"""CLI for encoding models: `cortexmap encode`."""
+"""CLI for encoding models: `cortexmap encode DATASET FEATURES`, the positional spelling of
+the generated `cortexmap run encode` (same config, same run)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import os
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console()
+from cortexmap.analyses import REGISTRY
+from cortexmap.cli.common import console, print_findings, split_list
+from cortexmap.config import build_config
 
 ENCODE_HELP = """Voxel-wise encoding models of every subject of a dataset folder: cross-validated
 ridge from a feature table to each voxel (penalty chosen per voxel), R² and Pearson r on
@@ -52,21 +54,15 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     ) -> None:
-        from cortexmap.encoding.pipeline import EncodeConfig, run_encode
-        from cortexmap.errors import CortexmapError
-
-        kw = {}
+        values = {"dataset": str(dataset), "features": str(features), "n_folds": n_folds,
+                  "chunk_voxels": chunk_voxels, "n_perm": n_perm, "banded_iter": banded_iter,
+                  "scheduler": scheduler, "n_workers": n_workers, "seed": seed}
         if alphas:
-            try:
-                kw["alphas"] = [float(a) for a in alphas.split(",") if a.strip()]
-            except ValueError as exc:
-                raise CortexmapError(f"--alphas must be comma-separated numbers; got "
-                                     f"{alphas!r}.") from exc
-        cfg = EncodeConfig(dataset=str(dataset), features=str(features), n_folds=n_folds,
-                           chunk_voxels=chunk_voxels, n_perm=n_perm, banded_iter=banded_iter,
-                           scheduler=scheduler,
-                           n_workers=n_workers, seed=seed, **kw)
+            values["alphas"] = split_list(alphas, float)
+        analysis = REGISTRY["encode"]
+        cfg = build_config(analysis.config, values, source="options")
         progress = os.environ.get("CORTEXMAP_NO_PROGRESS", "") not in ("1", "true", "yes")
-        res = run_encode(cfg, out, overwrite=overwrite, progress=progress)
+        res = analysis.run(cfg, out, overwrite=overwrite, progress=progress)
         console.print(res.tables["summary"].to_string(index=False))
+        print_findings(res.findings)
         console.print(f"-> {out}")

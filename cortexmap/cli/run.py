@@ -114,7 +114,43 @@ Examples:
   cortexmap run benchmark --networks mobilenet_v2,mobilenet_v2:untrained --targets hIT,IT \\
       --n-boot 200 --out runs/bench_small
 """,
+    "encode": """Voxel-wise encoding models of every subject of a dataset folder: \
+cross-validated ridge from a feature table to each voxel (penalty chosen per voxel), R² and \
+Pearson r on held-out stimuli, normalised by each voxel's noise ceiling when there are repeated \
+runs; group sign-flip test (max-statistic FWE). With 2-3 feature spaces (an .npz with one array \
+per space): variance partitioning (unique / shared R²) and banded ridge (himalaya) per region. \
+Features: .npy (n_conditions, n_features) or .npz (one array per feature space), rows in the \
+order of the dataset's condition tables. Also `cortexmap encode DATASET FEATURES`.
+
+Examples:
+
+  cortexmap run encode --dataset runs/phantom --features layer.npy --out runs/enc
+
+  cortexmap run encode --dataset data/study --features spaces.npz --scheduler local \\
+      --out runs/enc2
+""",
+    "power": """How many subjects does an RSA study need? Simulates phantoms (a network's \
+layer RDMs planted in brain regions, as `cortexmap phantom`) over a grid of SNR x subjects x \
+runs x searchlight radius with repetitions, runs ROI RSA and the group searchlight (sign-flip, \
+max-statistic FWE) on each, and reports recovery (fraction of planted regions detected, Dice), \
+the family-wise false-positive rate on null phantoms (SNR 0) and the subjects needed for 80 % \
+recovery per SNR. Grid cells run as dask tasks (--scheduler local for a LocalCluster). Its \
+findings are method checks: recovery of a planted truth, not a brain result. Also \
+`cortexmap power`.
+
+Examples:
+
+  cortexmap run power --out runs/power
+
+  cortexmap run power --snr 0.35,1 --subjects 4,8,12,16 --mask mni --scheduler local \\
+      --out runs/pw
+
+  cortexmap power --rdms runs/rdms/rdms.npz --layers conv1,fc7 --regions V1,LOC --out runs/pw2
+""",
 }
+
+#: Generated commands that are also top-level commands (``cortexmap power``).
+TOP_LEVEL = ("power",)
 
 # Options every generated command has; no config field may use these names.
 _COMMON = ("out", "config", "overwrite", "progress")
@@ -249,3 +285,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
     for analysis in REGISTRY.values():
         if analysis.name not in taken:
             run_app.command(analysis.name, help=_command_help(analysis))(_command(analysis))
+    for name in TOP_LEVEL:
+        analysis = REGISTRY[name]
+        app.command(name, help=_command_help(analysis))(_command(analysis))

@@ -1,4 +1,5 @@
-"""`cortexmap encode`: encoding models of every subject of a dataset folder, group maps, report.
+"""Encoding models of every subject of a dataset folder and their group maps (the science of the
+``encode`` analysis, :mod:`cortexmap.analyses.encode`, which writes them out).
 
 Features come from a .npy file (one feature space, rows = the dataset's conditions in order of
 first appearance) or an .npz with one array per feature space. With one space every subject
@@ -23,17 +24,12 @@ from cortexmap.brain.io import (
     Atlas,
     BrainData,
     BrainMasker,
-    load_atlas,
-    load_dataset,
-    write_nifti,
 )
 from cortexmap.brain.stats import GroupTestResult
 from cortexmap.config import Alpha, AnalysisConfig, Count, Scheduler, Seed
 from cortexmap.encoding.banded import _scaled, fit_banded, variance_partition
 from cortexmap.encoding.model import EncodingResult, fit_encoding, group_encoding
 from cortexmap.errors import CortexmapError
-from cortexmap.utils.io import prepare_output_dir, write_table
-from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.ridge import DEFAULT_ALPHAS
 
 
@@ -130,6 +126,8 @@ class EncodeRun:
     tables: dict[str, pd.DataFrame]
     masker: BrainMasker
     findings: list = field(default_factory=list)
+    config: EncodeConfig | None = None
+    skipped: str = ""
 
     def add_to_report(self, report) -> None:
         sec = report.section(
@@ -179,8 +177,7 @@ def encode_dataset(
     conditions = subjects[0].condition_names
     masker, columns = _common(subjects)
     names = list(spaces)
-    x = spaces[names[0]] if len(names) == 1 else np.concatenate(
-        [_scaled(spaces[k]) for k in names], axis=1)
+    x = _design(spaces)
     label = "+".join(names)
     fit_kw = {"n_folds": config.n_folds, "alphas": tuple(config.alphas), "seed": config.seed}
     results, regions, partition, banded = [], [], [], []
@@ -207,7 +204,36 @@ def encode_dataset(
               "partition": pd.concat(partition, ignore_index=True) if partition else
               pd.DataFrame(),
               "banded": pd.concat(banded, ignore_index=True) if banded else pd.DataFrame()}
-    return EncodeRun(results, group, tables, masker)
+    return EncodeRun(results, group, tables, masker, config=config)
+
+
+def _design(spaces: dict[str, np.ndarray]) -> np.ndarray:
+    """The features of one space, or of 2-3 spaces each scaled to unit total variance."""
+    names = list(spaces)
+    return spaces[names[0]] if len(names) == 1 else np.concatenate(
+        [_scaled(spaces[k]) for k in names], axis=1)
+
+
+def shuffled_scores(subjects: list[BrainData], spaces: dict[str, np.ndarray],
+                    config: EncodeConfig, voxels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The chance level of the scores: held-out R² of the same model fit to features whose
+    condition rows are shuffled (one seeded permutation), on ``voxels``.
+
+    voxels : bool (n_voxels,) over the subjects' common mask (e.g. the FWE-significant ones).
+    Returns (n_subjects,) the median R² over those voxels per subject.
+    """
+    conditions = subjects[0].condition_names
+    _, columns = _common(subjects)
+    x = _design(spaces)
+    x = x[np.random.default_rng(seed).permutation(len(x))]
+    out = []
+    for s, cols in zip(subjects, columns, strict=True):
+        y = subject_runs(s, conditions, cols)[..., voxels]
+        res = fit_encoding(x, y, n_folds=config.n_folds, alphas=tuple(config.alphas),
+                           seed=config.seed, subject=s.subject, chunk_voxels=config.chunk_voxels,
+                           progress=False)
+        out.append(float(np.median(res.r2)))
+    return np.asarray(out)
 
 
 def _banded_regions(spaces, y, masker, atlas, subject, config) -> pd.DataFrame:
@@ -224,33 +250,3 @@ def _banded_regions(spaces, y, masker, atlas, subject, config) -> pd.DataFrame:
     out = df.groupby("region", sort=False).median().reset_index()
     out.insert(0, "subject", subject)
     return out
-
-
-def run_encode(config: EncodeConfig, outdir: str | os.PathLike, overwrite: bool = False,
-               progress: bool = True) -> EncodeRun:
-    """Encoding models of a dataset folder; writes maps, tables, report and provenance."""
-    from cortexmap.report import Report
-
-    root = Path(config.dataset)
-    subjects = load_dataset(root)  # inputs are checked before the output folder exists
-    spaces = read_features(config.features, len(subjects[0].condition_names))
-    atlas_img, atlas_tsv = root / "atlas.nii.gz", root / "atlas.tsv"
-    atlas = load_atlas(atlas_img, atlas_tsv) if atlas_img.exists() and atlas_tsv.exists() \
-        else None
-    out = prepare_output_dir(outdir, overwrite)
-    run = encode_dataset(subjects, spaces, config, atlas, progress)
-    for res in run.subjects:
-        res.save(out / "subjects" / res.subject, overwrite=True)
-    (out / "group").mkdir(exist_ok=True)
-    for kind, g in run.group.items():
-        for stat in ("mean", "p_fwe"):
-            write_nifti(out / "group" / f"{stat}_{kind}.nii.gz", g.img(stat))
-    for name, df in run.tables.items():
-        if not df.empty:
-            write_table(df, out / name)
-    write_provenance(out, config=config, seed=config.seed,
-                     inputs={"dataset": root, "features": Path(config.features)})
-    report = Report("Encoding models", str(root))
-    run.add_to_report(report)
-    report.write(out / "report.html")
-    return run

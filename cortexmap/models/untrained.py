@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from cortexmap.models.load import load
+from cortexmap.models.weights import UNTRAINED, split_untrained
 
 
 def untrained_copy(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -34,3 +38,28 @@ def untrained_copy(model: nn.Module, seed: int = 0) -> nn.Module:
     name = getattr(model, "cortexmap_name", type(model).__name__)
     twin.cortexmap_name = f"{name} (untrained copy, seed {seed})"
     return twin.eval()
+
+
+def untrained_twin(model: nn.Module, seed: int = 0, spec: object = None) -> nn.Module:
+    """An untrained version of ``model`` as its authors would start training it.
+
+    When ``spec`` names a network of the model registry (a torchvision, timm or offline-weights
+    name, not a zoo entry or a file), this is ``load(spec + ":untrained", seed=seed)``: the
+    architecture's own initialisation scheme, which for many architectures differs from
+    PyTorch's per-layer defaults (e.g. torchvision's MobileNetV2 draws convolutions from a
+    fan-out normal). Otherwise, or when that network's parameters do not match ``model``'s,
+    it is :func:`untrained_copy`.
+    """
+    name = spec if isinstance(spec, str) else None
+    if name and not name.startswith("zoo:") and not split_untrained(name)[1] \
+            and not Path(name).exists():
+        twin = load(name + UNTRAINED, seed=seed)
+        if _same_parameters(twin, model):
+            twin.cortexmap_name = f"{name} (untrained, builder's initialisation, seed {seed})"
+            return twin.eval()
+    return untrained_copy(model, seed=seed)
+
+
+def _same_parameters(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
