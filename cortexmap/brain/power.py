@@ -41,7 +41,14 @@ from cortexmap.brain.phantom import (
     slab_mask,
     smooth_noise,
 )
-from cortexmap.brain.searchlight import searchlight
+from cortexmap.brain.searchlight import (
+    _chunk_size,
+    _voxel_major,
+    chunk_scores,
+    make_spheres,
+    prepare_models,
+    run_chunks,
+)
 from cortexmap.brain.stats import group_test
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs, compare, compute_rdms, sign_flip_test
@@ -156,6 +163,34 @@ def _roi_scores(subjects: list[BrainData], layout: Layout, models: RDMs) -> np.n
     return out
 
 
+def _searchlight_maps(subjects: list[BrainData], layout: Layout, models: RDMs,
+                      radius_mm: float) -> np.ndarray:
+    """(n_subjects, n_models, n_voxels) searchlight maps (Spearman, correlation distance; NaN
+    off centres): the numbers of :func:`cortexmap.brain.searchlight.searchlight` with its
+    defaults, with the sphere index and prepared models built once for all subjects. Values
+    are rounded to float32, as a map goes through a NIfTI image in the group searchlight."""
+    spheres = make_spheres(layout.masker, radius_mm)
+    models_z = prepare_models(models.vectors, "spearman")
+    size = _chunk_size(spheres.neighbors.shape[1], models.n_conditions, len(models), 256.0)
+    out = np.full((len(subjects), len(models), layout.masker.n_voxels), np.nan)
+    for k, sub in enumerate(subjects):
+        pats = _voxel_major(sub.condition_patterns(layout.conditions), "correlation")
+        scores = run_chunks(chunk_scores, pats, spheres.neighbors, models_z,
+                            ("correlation", "spearman", "cpu"), size, "serial", None, None,
+                            "searchlight chunks", False)
+        out[k][:, spheres.centres] = scores.T.astype(np.float32)
+    return out
+
+
+def _sub_masker(masker: BrainMasker, keep: np.ndarray) -> BrainMasker:
+    """The masker of ``masker``'s voxels ``keep`` (column indices)."""
+    import nibabel as nib
+
+    vol = np.zeros(masker.mask.shape, dtype=np.uint8)
+    vol.flat[masker.indices[keep]] = 1
+    return BrainMasker(nib.Nifti1Image(vol, masker.affine))
+
+
 def evaluate_cell(
     layout: Layout, models: RDMs, snr: float, n_runs: int, radius_mm: float, rep: int,
     n_subjects: tuple[int, ...], alpha: float = 0.05, n_perm: int = 2000, seed: int = 0,
@@ -166,16 +201,15 @@ def evaluate_cell(
                    .generate_state(1)[0])
     subjects = simulate(layout, max(n_subjects), n_runs, snr, sim_seed)
     roi = _roi_scores(subjects, layout, models)
-    maps = [searchlight(s, models, radius_mm=radius_mm, scheduler="serial", progress=False)
-            for s in subjects]
+    maps = _searchlight_maps(subjects, layout, models, radius_mm)
     truth = [layout.labels == i for i in range(1, len(layout.regions) + 1)]
     rows = []
     for n in sorted(n_subjects):
-        group = {name: group_test(maps[:n], model=i, n_perm=n_perm, seed=seed, name=name,
-                             statistic=statistic)
+        keep = np.flatnonzero(np.isfinite(maps[:n]).all(axis=(0, 1)))  # as stack_maps aligns
+        masker = _sub_masker(layout.masker, keep)
+        group = {name: group_test(maps[:n, i][:, keep], masker, n_perm=n_perm, seed=seed,
+                                  name=name, statistic=statistic)
                  for i, name in enumerate(models.names)}
-        masker = next(iter(group.values())).masker
-        keep = np.searchsorted(layout.masker.indices, masker.indices)
         wta = model_maps(group, alpha, "fwe")
         sig_any = [bool(g.significant(alpha, "fwe").any()) for g in group.values()]
         row = {"snr": snr, "n_subjects": n, "n_runs": n_runs, "radius_mm": radius_mm,
