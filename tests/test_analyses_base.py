@@ -182,3 +182,30 @@ def test_write_outputs_writes_tables_findings_files_figures_report_and_provenanc
     write_outputs(TinyResult(TinyConfig(), {"scores": table}), out, None, findings=False)
     assert sorted(p.name for p in out.iterdir()) == [
         "provenance.json", "scores.csv", "scores.parquet"]
+
+
+# the analyses that read a brain setting, and the config values that name it
+BRAIN_RUNS = {"center-periphery": ("brain", {"layers": ["conv1"]}),
+              "universal": ("brain", {"networks": ZOO2}),
+              "roi-rsa": ("dataset", {}), "searchlight": ("dataset", {})}
+
+
+@pytest.mark.parametrize("name", list(BRAIN_RUNS))
+def test_a_bad_brain_is_refused_before_any_output(name, tmp_path, dataset):
+    """One resolver (cortexmap.brain.resolve_brain): an unknown name and a dataset without its
+    atlas are CortexmapErrors before the output folder exists."""
+    import shutil
+
+    field_name, extra = BRAIN_RUNS[name]
+    analysis = REGISTRY[name]
+    no_atlas = tmp_path / "no_atlas"
+    shutil.copytree(dataset, no_atlas)
+    (no_atlas / "atlas.tsv").unlink()
+    cases = [("no-such-brain", "Unknown brain 'no-such-brain'")]
+    if name != "searchlight":  # a searchlight runs without an atlas
+        cases.append((str(no_atlas), "No ROI atlas for brain dataset"))
+    for value, match in cases:
+        cfg = analysis.config(**{field_name: value, **extra})
+        with pytest.raises(CortexmapError, match=match):
+            analysis(cfg, tmp_path / "out", progress=False)
+        assert not (tmp_path / "out").exists()

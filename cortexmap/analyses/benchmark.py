@@ -180,10 +180,18 @@ def _score_targets(cfg: BenchmarkConfig, data: dict, nets: dict[str, NetworkRDMs
         pairs.insert(1, "method", method)
         pairwise.append(pairs)
         nc = ev.ceiling
-        ceilings.append({"target": target, "method": method, "n_subjects": ev.n_subjects,
-                         "n_stimuli": ev.n_conditions,
-                         "lower": np.nan if nc is None else nc.lower,
-                         "upper": np.nan if nc is None else nc.upper})
+        row = {"target": target, "method": method, "n_subjects": ev.n_subjects,
+               "n_stimuli": ev.n_conditions,
+               "lower": np.nan if nc is None else nc.lower,
+               "upper": np.nan if nc is None else nc.upper,
+               "best_cv": np.nan, "best_cv_layers": ""}
+        if nc is not None and ev.n_subjects >= 2:
+            # the best layer chosen on the other subjects: no bonus for picking among many
+            row["best_cv"], chosen = ev.crossvalidated_best()
+            picked = pd.Series([ev.names[i] for i in chosen]).value_counts()
+            row["best_cv_layers"] = "; ".join(f"{n.replace('|', ' ')} x{c}"
+                                              for n, c in picked.items())
+        ceilings.append(row)
     best_df = pd.concat(best, ignore_index=True)
     primary = best_df[best_df.method == cfg.methods[0]]
     families = (primary.sort_values("score", ascending=False)

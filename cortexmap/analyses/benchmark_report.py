@@ -99,13 +99,20 @@ def _ceiling_reached(result) -> list[Finding]:
         b = best[(best.target == target) & (best.method == primary)]
         top = b.sort_values("score").iloc[-1]
         nc = ceil[(ceil.target == target) & (ceil.method == primary)].iloc[0]
+        scores = result.tables["scores"]
+        n_layers = int(((scores.target == target) & (scores.method == primary)).sum())
         found.append(_finding(
             f"The best network layer reaches the lower bound of the {target} noise ceiling",
-            bool(top.score >= nc.lower),
-            f"{top.network} {top.layer}: {primary} {_fmt(top)} vs ceiling [{nc.lower:.3f}, "
-            f"{nc.upper:.3f}] (p vs lower bound {top.p_ceiling:.2g})",
-            "the best layer's score (mean over subjects) is at or above the lower bound of the "
-            "noise ceiling"))
+            bool(nc.best_cv >= nc.lower),
+            f"best layer chosen on the other subjects (leave one subject out), scored on the "
+            f"held-out one: {primary} {nc.best_cv:.3f} vs ceiling [{nc.lower:.3f}, "
+            f"{nc.upper:.3f}]; chosen: {nc.best_cv_layers}",
+            "the cross-validated best layer's score (mean over held-out subjects) is at or "
+            "above the lower bound of the noise ceiling (which is built the same way: each "
+            "subject against the mean of the others)",
+            control=f"the layer chosen and scored on the same subjects (best of {n_layers} "
+                    f"layers of {len(b)} networks), {top.network} {top.layer}: {_fmt(top)} "
+                    f"(p vs lower bound {top.p_ceiling:.2g})"))
     return found
 
 

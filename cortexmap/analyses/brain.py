@@ -22,13 +22,14 @@ from pydantic import Field, model_validator
 from cortexmap.analyses.base import write_outputs
 from cortexmap.analyses.rdms import layer_rdms
 from cortexmap.brain.group import GroupSearchlight, group_searchlight
-from cortexmap.brain.io import BrainData, load_atlas, load_dataset, write_nifti
+from cortexmap.brain.io import BrainData, write_nifti
 from cortexmap.brain.phantom import PhantomDataset, make_phantom, slab_mask
 from cortexmap.brain.roi import as_model_rdms, group_rdms, roi_rdms, roi_rsa
 from cortexmap.brain.searchlight import (
     SEARCHLIGHT_METHODS,
     SEARCHLIGHT_METRICS,
 )
+from cortexmap.brain.source import BrainDataset, resolve_brain
 from cortexmap.config import (
     Alpha,
     AnalysisConfig,
@@ -54,12 +55,16 @@ def _models_for(dataset: Path, models: str | None, n_conditions: int) -> RDMs:
     return as_model_rdms(path, n_conditions, metric="correlation")
 
 
-def _atlas_for(dataset: Path, atlas: str | None, atlas_table: str | None):
-    img = Path(atlas) if atlas else dataset / "atlas.nii.gz"
-    table = Path(atlas_table) if atlas_table else dataset / "atlas.tsv"
-    if not img.exists() or not table.exists():
-        return None
-    return load_atlas(img, table)
+def _dataset_of(config: RoiRsaConfig | SearchlightConfig, require_atlas: bool) -> BrainDataset:
+    """The run's dataset folder and atlas, checked before any output (one policy:
+    :func:`cortexmap.brain.resolve_brain`)."""
+    dataset = resolve_brain(config.dataset, config.atlas, config.atlas_table,
+                            require_atlas=require_atlas)
+    if dataset is None:
+        raise CortexmapError(
+            "dataset must be a dataset folder; to run on a phantom, write one first "
+            "(`cortexmap phantom OUT`) and pass that folder.")
+    return dataset
 
 
 def _planted(dataset: Path) -> dict[str, str] | None:
@@ -171,17 +176,16 @@ class RoiRsaResult:
 def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool = False,
                 progress: bool = True) -> RoiRsaResult:
     """Load the dataset, compute ROI RDMs and compare them with the model RDMs."""
-    root = Path(config.dataset)
+    dataset = _dataset_of(config, require_atlas=True)
+    root = dataset.root
     out = prepare_output_dir(outdir, overwrite)
-    subjects = load_dataset(root)
+    brain = dataset.load()
+    subjects, atlas = brain.subjects, brain.atlas
     if len(subjects) < 2:
         warnings.warn(
             f"{root} has {len(subjects)} subject: ROI RSA can rank the models but cannot test "
             "them (the t-test over subjects and the noise ceiling need at least 2 subjects); "
             "its p-values and ceilings are NaN.", UserWarning, stacklevel=2)
-    atlas = _atlas_for(root, config.atlas, config.atlas_table)
-    if atlas is None:
-        raise CortexmapError(f"No ROI atlas: pass --atlas and --atlas-table (none in {root}).")
     models = _models_for(root, config.rdms, len(subjects[0].condition_names))
     tables = roi_rsa(subjects, atlas, models, metric=config.metric, method=config.method)
     grp = group_rdms(roi_rdms(subjects, atlas, metric=config.metric))
@@ -228,7 +232,7 @@ class SearchlightConfig(AnalysisConfig):
     n_perm: int = Field(5000, ge=1)  # 0 would make every p-value 1
     alpha: Alpha = 0.05
     correction: Literal["fwe", "fdr", "none"] = "fwe"
-    statistic: Literal["mean", "t"] = "mean"
+    statistic: Literal["mean", "t"] = "t"
     scheduler: Scheduler = None
     n_workers: int | None = Field(None, ge=1)
     dtype: Literal["float32", "float64"] = "float64"
@@ -238,12 +242,13 @@ class SearchlightConfig(AnalysisConfig):
 def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
                     overwrite: bool = False, progress: bool = True) -> GroupSearchlight:
     """Group searchlight of a dataset folder; writes maps, tables, report and provenance."""
-    root = Path(config.dataset)
+    dataset = _dataset_of(config, require_atlas=False)
+    root = dataset.root
     # --overwrite replaces the whole output: no map of an earlier run stays beside the new ones
     out = prepare_output_dir(outdir, overwrite, replace=True)
-    subjects = load_dataset(root)
+    brain = dataset.load()
+    subjects, atlas = brain.subjects, brain.atlas
     models = _models_for(root, config.rdms, len(subjects[0].condition_names))
-    atlas = _atlas_for(root, config.atlas, config.atlas_table)
     res = group_searchlight(
         subjects, models, atlas=atlas, planted=_planted(root), radius_mm=config.radius_mm,
         method=config.method, metric=config.metric, threshold=config.threshold,

@@ -26,6 +26,7 @@ from cortexmap.analyses.base import (
     Seed,
     write_outputs,
 )
+from cortexmap.brain.source import BrainDataset, resolve_brain
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, load
 from cortexmap.models.layers import default_conv_layers, spatial_layers
@@ -82,8 +83,9 @@ class CenterPeripheryConfig(AnalysisConfig):
         ("conditions" | "subjects"), alpha, seed.
     Brain
         brain: "phantom" or a dataset folder (``cortexmap.brain.load_dataset`` layout); atlas /
-        atlas_table: ROI label image and its names (default: ``atlas.nii.gz`` / ``atlas.tsv``
-        in the dataset folder). foveal_region / peripheral_region: ROI names.
+        atlas_table: ROI label image and its names (both or neither; default: ``atlas.nii.gz``
+        / ``atlas.tsv`` in the dataset folder; see :func:`cortexmap.brain.resolve_brain`).
+        foveal_region / peripheral_region: ROI names.
         Phantom only: phantom ("crossover" plants the centre-/background-driven geometries,
         "same" plants the whole-image geometry in both regions, "null" plants nothing),
         phantom_geometry ("images", the default: the pixel geometry of the object-only images
@@ -262,7 +264,7 @@ def _phantom_brain(cfg, stim, acts: dict, groups: dict, outdir: Path, layers: li
     "images": no network at all -- the pixels of the object-only (foveal) and background-only
     (peripheral) renderings.
     """
-    from cortexmap.brain import make_phantom, roi_rdms  # lazy: nilearn is slow to import
+    from cortexmap.brain import make_phantom  # lazy: nilearn is slow to import
 
     layer = cfg.phantom_layer or layers[len(layers) // 2]
     if layer not in acts["full"]:
@@ -298,31 +300,7 @@ def _phantom_brain(cfg, stim, acts: dict, groups: dict, outdir: Path, layers: li
         resolution_mm=cfg.phantom_resolution_mm, conditions=list(stim.ids),
         seed=cfg.seed, overwrite=True, progress=progress,
     )
-    return roi_rdms(ds.load(), ds.atlas(), metric=cfg.rdm_metric, rois=list(regions),
-                    conditions=list(stim.ids))
-
-
-def _dataset_brain(cfg, stim) -> dict[str, RDMs]:
-    from cortexmap.brain import load_atlas, load_dataset, roi_rdms
-
-    root = Path(cfg.brain)
-    atlas_img = Path(cfg.atlas) if cfg.atlas else root / "atlas.nii.gz"
-    table = Path(cfg.atlas_table) if cfg.atlas_table else root / "atlas.tsv"
-    if not atlas_img.exists() or not table.exists():
-        raise CortexmapError(
-            f"No ROI atlas for brain dataset {root}: expected {atlas_img} and {table}; pass "
-            "atlas= (label image) and atlas_table= (index/name table)."
-        )
-    subjects = load_dataset(root)
-    conds = subjects[0].condition_names
-    missing = [i for i in stim.ids if i not in set(conds)]
-    if missing:
-        raise CortexmapError(
-            f"The brain dataset has no condition for stimuli {missing[:10]}; its condition "
-            "names must be the stimulus ids (image file stems)."
-        )
-    return roi_rdms(subjects, load_atlas(atlas_img, table), metric=cfg.rdm_metric,
-                    rois=[cfg.foveal_region, cfg.peripheral_region], conditions=list(stim.ids))
+    return BrainDataset.of_phantom(ds).load().rdms(regions, cfg.rdm_metric, list(stim.ids))
 
 
 def _unit_groups(cfg: CenterPeripheryConfig, rfs: dict[str, ReceptiveFields], acts: dict,
@@ -437,11 +415,8 @@ def run_center_periphery(
             receptive_fields(model, layer, size, method="analytic")
     masks = check_masks(stim.images, stim.masks, stim.ids) if _needs_masks(
         cfg, region_rdms is not None) else None
-    if region_rdms is None and cfg.brain != "phantom" and not Path(cfg.brain).is_dir():
-        raise CortexmapError(
-            f"brain={cfg.brain!r} is neither 'phantom' nor a dataset folder; pass the folder of a "
-            "dataset in the cortexmap.brain.load_dataset layout (sub-*/..._responses.nii.gz)."
-        )
+    regions = [cfg.foveal_region, cfg.peripheral_region]
+    dataset = resolve_brain(cfg, regions=regions) if region_rdms is None else None
     if region_rdms is None and cfg.brain == "phantom" and cfg.phantom_layer is not None and (
             cfg.phantom_layer not in layers):
         raise CortexmapError(
@@ -474,7 +449,7 @@ def run_center_periphery(
     elif cfg.brain == "phantom":
         region = _phantom_brain(cfg, stim, acts, groups, out, layers, progress, renderings)
     else:
-        region = _dataset_brain(cfg, stim)
+        region = dataset.load(conditions=stim.ids).rdms(regions, cfg.rdm_metric, list(stim.ids))
 
     stats: dict[str, CrossoverStats] = {}
     cross_rows, inter_rows, all_group_rdms = [], [], []

@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 from scipy import stats
 
 from cortexmap.analyses.base import BrainFields, Count, DaskFields, ModelSpec, Seed, write_outputs
-from cortexmap.brain import load_atlas, load_dataset, make_phantom, slab_mask
+from cortexmap.brain import BrainDataset, make_phantom, resolve_brain, slab_mask
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, load
 from cortexmap.models.layers import spatial_layers
@@ -166,9 +166,11 @@ def _default_networks(cfg: UniversalConfig) -> list[str]:
     return [n for n in names if n != cfg.brain_network]
 
 
-def _brain_patterns(cfg: UniversalConfig, stimuli, out: Path, progress: bool) -> list[np.ndarray]:
-    """ROI patterns (n_images, n_voxels) per subject, from the phantom or a dataset folder."""
-    if cfg.brain == "phantom":
+def _brain_patterns(cfg: UniversalConfig, dataset: BrainDataset | None, stimuli, out: Path,
+                    progress: bool) -> list[np.ndarray]:
+    """ROI patterns (n_images, n_voxels) per subject, from a dataset folder (``dataset``, see
+    :func:`cortexmap.brain.resolve_brain`) or, when it is None, the phantom written here."""
+    if dataset is None:
         _, planted = network_activations(load(cfg.brain_network),
                                          cfg.layers.get(cfg.brain_network), stimuli)
         ds = make_phantom(
@@ -176,20 +178,9 @@ def _brain_patterns(cfg: UniversalConfig, stimuli, out: Path, progress: bool) ->
             snr=cfg.phantom_snr, mask=slab_mask(3), conditions=list(stimuli.ids),
             seed=cfg.seed, overwrite=True, progress=progress, compress=False,
         )
-        subjects, atlas = ds.load(), ds.atlas()
-    else:
-        if not (cfg.atlas and cfg.atlas_table):
-            raise CortexmapError(
-                "A real dataset needs atlas and atlas_table (the ROI label image and its "
-                "table of names) to find the region "
-                f"{cfg.roi!r}; set both in the config."
-            )
-        subjects = load_dataset(cfg.brain)
-        atlas = load_atlas(cfg.atlas, cfg.atlas_table)
-    return [
-        s.condition_patterns(list(stimuli.ids))[:, atlas.region_mask(cfg.roi, s.masker)]
-        for s in subjects
-    ]
+        dataset = BrainDataset.of_phantom(ds)
+    ids = list(stimuli.ids)
+    return dataset.load(conditions=ids).patterns(cfg.roi, ids)
 
 
 def _noise_phantom(brain: list[np.ndarray], seed: int) -> list[np.ndarray]:
@@ -284,6 +275,7 @@ def run_universal(
     and ``provenance.json``.
     """
     cfg = config or UniversalConfig()
+    dataset = resolve_brain(cfg, regions=[cfg.roi]) if brain is None else None
     out = prepare_output_dir(outdir, overwrite)
     layers_used: dict[str, str] = {}
     stim, records = None, {}
@@ -304,7 +296,7 @@ def run_universal(
                 "With precomputed activations, also pass brain= (per-subject ROI patterns over "
                 "the same images)."
             )
-        brain = _brain_patterns(cfg, stim, out, progress)
+        brain = _brain_patterns(cfg, dataset, stim, out, progress)
     dims: dict[str, Dimensions] = {
         n: principal_dimensions(a, cfg.n_dims, n, cfg.seed) for n, a in activations.items()
     }
