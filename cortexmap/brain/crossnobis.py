@@ -34,7 +34,7 @@ Why it is fast and memory bounded
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -118,6 +118,16 @@ class CrossnobisInputs:
     balanced: bool
     residuals: np.ndarray | None = None
     fourth: np.ndarray | None = None
+
+    def __reduce__(self):
+        # arrays that arrive through dask's pickle frames may be unaligned, which makes every
+        # gather from them several times slower: realign once, where they are unpickled
+        return _aligned_inputs, tuple(getattr(self, f.name) for f in fields(self))
+
+
+def _aligned_inputs(*values: Any) -> CrossnobisInputs:
+    return CrossnobisInputs(*(np.require(v, requirements=("A", "C"))
+                              if isinstance(v, np.ndarray) else v for v in values))
 
 
 def _voxel_rows(a: np.ndarray) -> np.ndarray:
