@@ -20,10 +20,12 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from cortexmap.analyses.base import AnalysisConfig, CompareMethod, PatternMetric, Seed
+from cortexmap.brain import load_atlas, load_dataset, make_phantom, roi_rdms
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, load
 from cortexmap.models.layers import default_conv_layers, spatial_layers
 from cortexmap.models.preprocessing import input_size_of
+from cortexmap.models.untrained import untrained_copy
 from cortexmap.probes.center_periphery import (
     GROUPS,
     SELECTIVE_GROUPS,
@@ -257,7 +259,6 @@ def _phantom_brain(cfg, stim, acts: dict, groups: dict, outdir: Path, layers: li
     "images": no network at all -- the pixels of the object-only (foveal) and background-only
     (peripheral) renderings.
     """
-    from cortexmap.brain import make_phantom, roi_rdms  # lazy: nilearn is slow to import
 
     layer = cfg.phantom_layer or layers[len(layers) // 2]
     if layer not in acts["full"]:
@@ -298,8 +299,6 @@ def _phantom_brain(cfg, stim, acts: dict, groups: dict, outdir: Path, layers: li
 
 
 def _dataset_brain(cfg, stim) -> dict[str, RDMs]:
-    from cortexmap.brain import load_atlas, load_dataset, roi_rdms
-
     root = Path(cfg.brain)
     atlas_img = Path(cfg.atlas) if cfg.atlas else root / "atlas.nii.gz"
     table = Path(cfg.atlas_table) if cfg.atlas_table else root / "atlas.tsv"
@@ -342,7 +341,6 @@ def _untrained_control(cfg, model, layers, renderings, rfs, coverage, acts, trai
     """Every statistic again on an untrained copy; tables "untrained_interaction" (per layer:
     the copy's crossover and the trained - untrained difference with a paired condition
     bootstrap CI) and "bsi_relation" (see :func:`center_periphery_control.relation_table`)."""
-    from cortexmap.models.untrained import untrained_copy
     twin = untrained_copy(model, seed=cfg.seed + 1)
     ex = Extractor(twin, layers, pooling="none", batch_size=cfg.batch_size)
     tacts = {k: ex.extract(v, progress=False) for k, v in renderings.items()

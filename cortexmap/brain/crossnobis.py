@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from cortexmap.brain.io import BrainData
+from cortexmap.brain.roi import align_conditions, as_model_rdms
 from cortexmap.brain.searchlight import (
     SearchlightResult,
     Spheres,
@@ -42,7 +43,7 @@ from cortexmap.brain.searchlight import (
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs
 from cortexmap.rsa.compare import canonical_method
-from cortexmap.utils.dask import close_client
+from cortexmap.utils.dask import close_client, get_client
 from cortexmap.utils.progress import track
 
 NOISE = ("none", "diag", "shrinkage_eye", "shrinkage_diag")
@@ -258,7 +259,6 @@ def crossnobis_searchlight(
     Spheres, threshold, min_voxels, method ("spearman"/"pearson") and scheduler as in
     :func:`cortexmap.brain.searchlight.searchlight`; memory_mb bounds each chunk.
     """
-    from cortexmap.brain.roi import align_conditions, as_model_rdms
 
     t0 = time.perf_counter()
     method = canonical_method(method)
@@ -281,8 +281,6 @@ def crossnobis_searchlight(
     scores = np.empty((len(spheres), len(models)))
     own = None
     if client is None and scheduler != "serial" and len(starts) > 1:
-        from cortexmap.utils.dask import get_client
-
         client = own = get_client(scheduler, n_workers=n_workers)
     try:
         if client is None:
