@@ -5,9 +5,15 @@ radius 6 mm, noise precision "shrinkage_diag" estimated per sphere from the devi
 run's pattern from the condition mean. Peer: for each sphere, rsatoolbox 0.3
 ``prec_from_residuals`` + ``calc_rdm(method="crossnobis", cv_descriptor="runs")`` (what a user
 writes today; rsatoolbox's own searchlight has no noise precision), timed on a subset of
-spheres; cortexmap's chunk kernel on the same spheres, then
-``crossnobis_searchlight`` over a larger block of centres whose time is scaled to the whole
-mask. Patterns are generated voxel by voxel with a fixed seed (no NIfTI files).
+spheres. cortexmap: its sphere RDMs on every centre of a block of the mask, and
+``crossnobis_searchlight`` (RDMs + comparison with 4 model RDMs) over the same block. Both are
+timed twice in the same run, with one BLAS thread (how dask workers run) and with the default
+threads; CPU time is reported next to wall time (shared machines).
+
+``CORTEXMAP_BENCH_CROSSNOBIS_VOXELS``: size of the block of the mask around its centre of mass
+(default 12000), or ``all``: the whole 2 mm mask (about 235k voxels) through
+``crossnobis_searchlight`` on a dask LocalCluster of ``CORTEXMAP_BENCH_WORKERS`` (default 2)
+single-threaded workers, wall and CPU time of all processes measured.
 
 Run alone: ``.venv/bin/python -m benchmarks.run_all bench_crossnobis``.
 """
@@ -15,14 +21,15 @@ Run alone: ``.venv/bin/python -m benchmarks.run_all bench_crossnobis``.
 from __future__ import annotations
 
 import os
+import time
 
 import nibabel as nib
 import numpy as np
 
 from benchmarks.bench_rsa import _best_cpu
 
-N_COND, N_RUNS, RADIUS = 92, 4, 6.0
-N_PEER, N_OURS = 40, 4000
+N_COND, N_RUNS, RADIUS, N_PEER = 92, 4, 6.0, 60
+THREADS = ((1, "1"), (None, "default"))
 
 
 def _subject(n_voxels_max: int | None = None):
@@ -47,75 +54,133 @@ def _subject(n_voxels_max: int | None = None):
     return BrainData(data, conds, masker, runs=runs), masker.n_voxels
 
 
-def run() -> str:
+def _models(order):
+    from cortexmap.rsa import RDMs
+
+    return RDMs(np.random.default_rng(1).random((4, N_COND * (N_COND - 1) // 2)), N_COND,
+                conditions=order)
+
+
+def _peer(sub, neighbors) -> np.ndarray:
+    """rsatoolbox per sphere: noise precision from the residuals, then the crossnobis RDM."""
     import rsatoolbox
     from rsatoolbox.data.noise import prec_from_residuals
 
-    from cortexmap.brain.crossnobis import crossnobis_searchlight, default_residuals
+    from cortexmap.brain.crossnobis import default_residuals
+
+    order = sub.condition_names  # c00..c91: already rsatoolbox's sorted order
+    resid, dof = default_residuals(sub.data, np.array([order.index(c) for c in sub.conditions]))
+    out = []
+    for row in neighbors:
+        cols = row[row >= 0]
+        ds = rsatoolbox.data.Dataset(sub.data[:, cols], obs_descriptors={
+            "conds": sub.conditions, "runs": sub.runs})
+        prec = prec_from_residuals(resid[:, cols], dof=dof, method="shrinkage_diag")
+        out.append(rsatoolbox.rdm.calc_rdm(ds, method="crossnobis", descriptor="conds",
+                                           cv_descriptor="runs", noise=prec).get_vectors()[0])
+    return np.array(out)
+
+
+def _block(n_block: int) -> str:
+    from threadpoolctl import threadpool_limits
+
+    from cortexmap.brain.crossnobis import _prepare, chunk_crossnobis, crossnobis_searchlight
     from cortexmap.brain.phantom import mni_mask
     from cortexmap.brain.searchlight import make_spheres
-    from cortexmap.rsa import RDMs
 
-    n_block = int(os.environ.get("CORTEXMAP_BENCH_CROSSNOBIS_VOXELS", 12000))
     sub, n_vox = _subject(n_block)
-    order = sub.condition_names
     spheres = make_spheres(sub.masker, RADIUS)
-    pick = np.linspace(0, len(spheres) - 1, N_PEER).astype(int)
-    cond_idx = np.array([order.index(c) for c in sub.conditions])
-    resid, dof = default_residuals(sub.data, cond_idx)
-
-    def peer():
-        out = []
-        for k in pick:
-            cols = spheres.neighbors[k][spheres.neighbors[k] >= 0]
-            ds = rsatoolbox.data.Dataset(sub.data[:, cols], obs_descriptors={
-                "conds": sub.conditions, "runs": sub.runs})
-            prec = prec_from_residuals(resid[:, cols], dof=dof, method="shrinkage_diag")
-            out.append(rsatoolbox.rdm.calc_rdm(ds, method="crossnobis", descriptor="conds",
-                                               cv_descriptor="runs", noise=prec).get_vectors()[0])
-        return np.array(out)
-
-    def ours_subset():
-        from cortexmap.brain.crossnobis import _prepare, chunk_crossnobis
-
-        sums_t, counts, res_t, dof_ = _prepare(sub, order, None, None, "shrinkage_diag")
-        return chunk_crossnobis(sums_t, counts, spheres.neighbors[pick], res_t, dof_,
-                                "shrinkage_diag")
-
-    t_peer, c_peer = _best_cpu(peer)
-    ref = _best_cpu.last  # conditions c00..c91 are already sorted: same order as rsatoolbox
-    t_sub, c_sub = _best_cpu(ours_subset, repeat=2)
-    err = np.abs(_best_cpu.last - ref).max() / np.abs(ref).max()
-    models = RDMs(np.random.default_rng(1).random((4, N_COND * (N_COND - 1) // 2)), N_COND,
-                  conditions=order)
-    t_blk, c_blk = _best_cpu(lambda: crossnobis_searchlight(
-        sub, models, RADIUS, noise="shrinkage_diag", scheduler="serial", progress=False))
+    n = len(spheres)
+    pick = np.linspace(0, n - 1, N_PEER).astype(int)
+    models = _models(sub.condition_names)
     n_brain = int(np.asarray(mni_mask(2).dataobj).astype(bool).sum())
-    per_peer, per_peer_c = t_peer / N_PEER, c_peer / N_PEER
-    per_ours, per_ours_c = t_blk / len(spheres), c_blk / len(spheres)
+    rows, err, est = [], 0.0, []
+    for limit, label in THREADS:
+        with threadpool_limits(limit):
+            t_peer, c_peer = _best_cpu(lambda: _peer(sub, spheres.neighbors[pick]))
+            ref = _best_cpu.last
+            t_rdm, c_rdm = _best_cpu(lambda: chunk_crossnobis(
+                _prepare(sub, sub.condition_names, None, None, "shrinkage_diag"),
+                spheres.neighbors), repeat=2)
+            err = max(err, np.abs(_best_cpu.last[pick] - ref).max() / np.abs(ref).max())
+            t_sl, c_sl = _best_cpu(lambda: crossnobis_searchlight(
+                sub, models, RADIUS, noise="shrinkage_diag", scheduler="serial",
+                progress=False))
+        p, pc = t_peer / N_PEER, c_peer / N_PEER
+        r, rc, s, sc = t_rdm / n, c_rdm / n, t_sl / n, c_sl / n
+        rows.append(f"| {label} | {1e3 * p:.1f} ({1e3 * pc:.1f}) | {1e3 * r:.2f} "
+                    f"({1e3 * rc:.2f}) | {1e3 * s:.2f} ({1e3 * sc:.2f}) | **{p / r:.0f}x** "
+                    f"({pc / rc:.0f}x) | {p / s:.0f}x ({pc / sc:.0f}x) |")
+        est.append(f"{sc * n_brain / 60:.1f} min CPU ({label} threads)")
     return "\n".join([
         "## Crossnobis searchlight (92 conditions x 4 runs, radius 6 mm, shrinkage_diag "
         "precision per sphere)",
         "",
-        "Command: `.venv/bin/python -m benchmarks.run_all bench_crossnobis`. Peer: rsatoolbox "
-        "`prec_from_residuals` + `calc_rdm(method=\"crossnobis\")` per sphere, measured in the "
-        "same run on the same spheres.",
+        f"Command: `CORTEXMAP_BENCH_CROSSNOBIS_VOXELS={n_block} .venv/bin/python -m "
+        f"benchmarks.run_all bench_crossnobis` ({n_vox:,}-voxel block of the 2 mm MNI152 mask, "
+        f"{n:,} centres). Peer: rsatoolbox `prec_from_residuals` + `calc_rdm(method="
+        f"\"crossnobis\")` per sphere on {N_PEER} of the centres, in the same run; cortexmap's "
+        "sphere RDMs on every centre, and `crossnobis_searchlight` (RDMs compared with 4 model "
+        "RDMs, serial).",
         "",
-        "| task | wall s (CPU s) | per sphere ms wall (CPU) | speed-up wall (CPU) |",
-        "|---|---|---|---|",
-        f"| rsatoolbox per sphere, {N_PEER} spheres | {t_peer:.1f} ({c_peer:.1f}) | "
-        f"{1e3 * per_peer:.1f} ({1e3 * per_peer_c:.1f}) | 1x |",
-        f"| cortexmap, the same {N_PEER} spheres (RDMs only) | {t_sub:.2f} ({c_sub:.2f}) | "
-        f"{1e3 * t_sub / N_PEER:.2f} ({1e3 * c_sub / N_PEER:.2f}) | "
-        f"**{t_peer / t_sub:.0f}x** ({c_peer / c_sub:.0f}x) |",
-        f"| cortexmap `crossnobis_searchlight`, {len(spheres):,} centres ({n_vox:,}-voxel "
-        f"block), 4 model RDMs | {t_blk:.1f} ({c_blk:.1f}) | {1e3 * per_ours:.2f} "
-        f"({1e3 * per_ours_c:.2f}) | {per_peer / per_ours:.0f}x ({per_peer_c / per_ours_c:.0f}x)"
-        " |",
+        "| BLAS threads | rsatoolbox per sphere ms wall (CPU) | cortexmap RDMs per sphere ms "
+        "wall (CPU) | cortexmap searchlight per centre ms wall (CPU) | speed-up RDMs wall (CPU) "
+        "| speed-up searchlight wall (CPU) |",
+        "|---|---|---|---|---|---|",
+        *rows,
         "",
         f"Max relative difference of the sphere RDMs to rsatoolbox: {err:.1e}. Whole 2 mm mask "
-        f"({n_brain:,} voxels) estimated from the block's per-centre cost: "
-        f"{per_ours * n_brain / 60:.1f} min wall ({per_ours_c * n_brain / 60:.1f} min CPU); "
-        f"rsatoolbox per sphere: {per_peer * n_brain / 3600:.1f} h wall. Target: whole brain "
-        "under 10 min on 2 cores, >= 30x faster than rsatoolbox per sphere.",
+        f"({n_brain:,} voxels) from the block's per-centre searchlight cost: {', '.join(est)}. "
+        "Targets: >= 30x faster than rsatoolbox per sphere; whole brain under 10 min on 2 "
+        "cores (measure it with `CORTEXMAP_BENCH_CROSSNOBIS_VOXELS=all`).",
     ])
+
+
+def _whole_brain() -> str:
+    from threadpoolctl import threadpool_limits
+
+    from cortexmap.brain.crossnobis import crossnobis_searchlight
+    from cortexmap.brain.searchlight import make_spheres
+    from cortexmap.utils.dask import close_client, get_client
+
+    n_workers = int(os.environ.get("CORTEXMAP_BENCH_WORKERS", 2))
+    sub, n_vox = _subject(None)
+    neighbors = make_spheres(sub.masker, RADIUS).neighbors
+    pick = np.linspace(0, len(neighbors) - 1, N_PEER).astype(int)
+    with threadpool_limits(1):
+        _, c_peer = _best_cpu(lambda: _peer(sub, neighbors[pick]))
+    client = get_client("local", n_workers=n_workers)
+    try:
+        def cpu() -> float:
+            return time.process_time() + sum(client.run(time.process_time).values())
+
+        c0, t0 = cpu(), time.perf_counter()
+        res = crossnobis_searchlight(sub, _models(sub.condition_names), RADIUS,
+                                     noise="shrinkage_diag", client=client, progress=False)
+        wall, cpu_s = time.perf_counter() - t0, cpu() - c0
+    finally:
+        close_client(client)
+    n = res.n_centres
+    peer_h = c_peer / N_PEER * n / 3600
+    return "\n".join([
+        "## Crossnobis searchlight, whole 2 mm brain (92 conditions x 4 runs, radius 6 mm, "
+        "shrinkage_diag)",
+        "",
+        "Command: `CORTEXMAP_BENCH_CROSSNOBIS_VOXELS=all .venv/bin/python -m benchmarks.run_all "
+        f"bench_crossnobis` ({n_workers} dask workers, one thread each).",
+        "",
+        "| task | wall s | CPU s (all processes) | CPU ms per centre |",
+        "|---|---|---|---|",
+        f"| cortexmap `crossnobis_searchlight`, {n_vox:,} voxels, {n:,} centres, 4 model RDMs "
+        f"| {wall:.0f} | {cpu_s:.0f} | {1e3 * cpu_s / n:.2f} |",
+        f"| rsatoolbox per sphere ({N_PEER} spheres timed, one thread), scaled to {n:,} "
+        f"centres | - | {peer_h * 3600:.0f} ({peer_h:.1f} h) | {1e3 * c_peer / N_PEER:.1f} |",
+        "",
+        f"Speed-up (CPU): {c_peer / N_PEER / (cpu_s / n):.0f}x. Target: under 10 min (600 s) "
+        f"wall on 2 cores: {'met' if wall < 600 else 'not met'} in this run.",
+    ])
+
+
+def run() -> str:
+    setting = os.environ.get("CORTEXMAP_BENCH_CROSSNOBIS_VOXELS", "12000")
+    return _whole_brain() if setting == "all" else _block(int(setting))

@@ -41,7 +41,31 @@ def _voxels(latent: np.ndarray, sl: slice) -> np.ndarray:
     return latent @ w + noise
 
 
+def whole_brain() -> str:
+    """One measured whole-brain run (every voxel of the 2 mm MNI152 mask), no peers: the
+    absolute target. ``CORTEXMAP_BENCH_ENCODING_WHOLE=1 .venv/bin/python -m benchmarks.run_all
+    bench_encoding`` on an otherwise idle machine."""
+    from cortexmap.brain.phantom import mni_mask
+    from cortexmap.encoding import fit_encoding_chunked
+
+    x, latent = _features()
+    n_brain = int(np.asarray(mni_mask(2).dataobj).astype(bool).sum())
+    lines = ["## Encoding models: whole brain, measured", "",
+             "| run | wall s (CPU s) | voxels | median chosen alpha |", "|---|---|---|---|"]
+    for selection in ("float32", "float64"):
+        t, c = _best_cpu(lambda s=selection: fit_encoding_chunked(
+            x, lambda sl: _voxels(latent, sl), n_brain, alphas=ALPHAS, chunk_voxels=5000,
+            scheduler="serial", selection=s, progress=False))
+        res = _best_cpu.last
+        lines.append(f"| cortexmap `fit_encoding_chunked`, LOO selection in {selection}, one "
+                     f"process (BLAS threads) | {t:.1f} ({c:.1f}) | {n_brain:,} | "
+                     f"{np.median(res.alpha):.0e} |")
+    return "\n".join(lines)
+
+
 def run() -> str:
+    if os.environ.get("CORTEXMAP_BENCH_ENCODING_WHOLE"):
+        return whole_brain()
     from sklearn.linear_model import RidgeCV
     from sklearn.metrics import r2_score
 

@@ -126,3 +126,86 @@ def test_analysis_runs_on_tiny_inputs_and_writes_every_output(name, tmp_path, da
     report = Report("contract")
     result.add_to_report(report)
     assert report.sections
+
+
+def test_write_outputs_writes_tables_findings_files_figures_report_and_provenance(tmp_path):
+    import json
+    from dataclasses import dataclass, field
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cortexmap.analyses.base import Seed, write_outputs
+    from cortexmap.report import Finding
+
+    class TinyConfig(AnalysisConfig):
+        seed: Seed = 7
+
+    @dataclass
+    class TinyResult:
+        config: TinyConfig
+        tables: dict = field(default_factory=dict)
+        findings: list = field(default_factory=list)
+
+        def add_to_report(self, report):
+            report.section("Tiny", "A section.")
+
+    finding = Finding("a claim", True, "r = 0.9", "tiny", evidence="in-silico",
+                      criterion="r > 0.5")
+    table = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    result = TinyResult(TinyConfig(), {"scores": table, "empty": table.iloc[:0],
+                                       "renamed": table}, [finding])
+    fig, _ = plt.subplots()
+    got = write_outputs(result, tmp_path, "Tiny run", table_files={"renamed": "other_name"},
+                        skip_empty=True, files={"sub/blob.bin": b"\x00\x01",
+                                                "called.txt": lambda p: p.write_text("hi")},
+                        figures={"figures/plot.png": fig}, inputs={"x": [1, 2, 3]})
+    assert got == tmp_path
+    names = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert names == sorted([
+        "scores.parquet", "scores.csv", "other_name.parquet", "other_name.csv",
+        "findings.parquet", "findings.csv", "sub/blob.bin", "called.txt", "figures/plot.png",
+        "report.html", "provenance.json"])
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "scores.parquet"), table)
+    assert pd.read_csv(tmp_path / "findings.csv")["claim"].tolist() == ["a claim"]
+    assert (tmp_path / "sub/blob.bin").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "figures/plot.png").read_bytes()[:4] == b"\x89PNG"
+    html = (tmp_path / "report.html").read_text()
+    assert "Tiny run" in html and "a claim" in html
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert prov["seed"] == 7 and prov["config"] == {"seed": 7} and set(prov["inputs"]) == {"x"}
+    # no report, no findings table: only tables and provenance
+    out = tmp_path / "bare"
+    out.mkdir()
+    write_outputs(TinyResult(TinyConfig(), {"scores": table}), out, None, findings=False)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "provenance.json", "scores.csv", "scores.parquet"]
+
+
+# the analyses that read a brain setting, and the config values that name it
+BRAIN_RUNS = {"center-periphery": ("brain", {"layers": ["conv1"]}),
+              "universal": ("brain", {"networks": ZOO2}),
+              "roi-rsa": ("dataset", {}), "searchlight": ("dataset", {})}
+
+
+@pytest.mark.parametrize("name", list(BRAIN_RUNS))
+def test_a_bad_brain_is_refused_before_any_output(name, tmp_path, dataset):
+    """One resolver (cortexmap.brain.resolve_brain): an unknown name and a dataset without its
+    atlas are CortexmapErrors before the output folder exists."""
+    import shutil
+
+    field_name, extra = BRAIN_RUNS[name]
+    analysis = REGISTRY[name]
+    no_atlas = tmp_path / "no_atlas"
+    shutil.copytree(dataset, no_atlas)
+    (no_atlas / "atlas.tsv").unlink()
+    cases = [("no-such-brain", "Unknown brain 'no-such-brain'")]
+    if name != "searchlight":  # a searchlight runs without an atlas
+        cases.append((str(no_atlas), "No ROI atlas for brain dataset"))
+    for value, match in cases:
+        cfg = analysis.config(**{field_name: value, **extra})
+        with pytest.raises(CortexmapError, match=match):
+            analysis(cfg, tmp_path / "out", progress=False)
+        assert not (tmp_path / "out").exists()

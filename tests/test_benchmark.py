@@ -52,6 +52,15 @@ def test_tables_findings_and_outputs(bench):
     assert (t["pairwise"].q_fdr >= t["pairwise"].p - 1e-12).all()
     assert t["pairwise"].model_a.isin(NETS).all()
     assert set(t["families"].family) == {"zoo", "untrained"}
+    # the ceiling verdict uses a layer chosen on the other subjects, never the in-sample best
+    ceil = t["ceilings"].set_index(["target", "method"])
+    for target in ("hIT", "EVC", "IT"):
+        row = ceil.loc[(target, bench.config.methods[0])]
+        top = best[(best.target == target) & (best.method == bench.config.methods[0])]
+        assert row.best_cv <= top.score.max() + 1e-12 and row.best_cv_layers
+        found = next(f for f in bench.findings if f"the {target} noise ceiling" in f.claim)
+        assert found.reproduced == bool(row.best_cv >= row.lower)
+        assert "leave one subject out" in found.numbers and "same subjects" in found.control
     ref = t["reference"]
     mit = ref[ref.comparison.str.startswith("mIT vs hIT") & (ref.method == "spearman")]
     assert mit.score.iloc[0] == pytest.approx(0.4389, abs=1e-3)

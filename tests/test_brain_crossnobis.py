@@ -131,3 +131,35 @@ def test_cli_searchlight_crossnobis_on_a_phantom(tmp_path):
                                    str(tmp_path / "never"), "--metric", "crossnobis",
                                    "--noise", "full"])
     assert bad.exit_code != 0 and not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("noise", ["none", "shrinkage_diag"])
+def test_unbalanced_runs_equal_rsatoolbox(noise):
+    """Unequal repetitions across runs take the per-run weighted path."""
+    sub = _subject(5, reps=2)
+    keep = np.ones(len(sub.data), bool)
+    keep[np.flatnonzero((sub.conditions == "c1") & (sub.runs == "0"))[0]] = False
+    keep[np.flatnonzero((sub.conditions == "c3") & (sub.runs == "2"))[0]] = False
+    sub = BrainData(sub.data[keep], sub.conditions[keep], sub.masker, runs=sub.runs[keep])
+    order = sub.condition_names
+    rdms, spheres = crossnobis_searchlight_rdms(sub, 6.0, noise, min_voxels=5)
+    cond_idx = np.array([order.index(c) for c in sub.conditions])
+    resid, dof = default_residuals(sub.data, cond_idx)
+    for k in range(0, len(spheres), 11):
+        cols = spheres.neighbors[k][spheres.neighbors[k] >= 0]
+        want = _rsatoolbox_rdm(sub, cols, order, noise, resid, dof)
+        np.testing.assert_allclose(rdms.vectors[k], want, atol=1e-6 * np.abs(want).max())
+
+
+def test_constant_voxel_gives_nan_centres_not_an_error():
+    sub = _subject(6)
+    data = sub.data.copy()
+    data[:, 10] = 1.0  # no residual variance: its spheres have no noise precision
+    sub = BrainData(data, sub.conditions, sub.masker, runs=sub.runs)
+    rdms, spheres = crossnobis_searchlight_rdms(sub, 6.0, "shrinkage_diag", min_voxels=5)
+    hit = (spheres.neighbors == 10).any(1)
+    assert hit.any() and (~hit).any()
+    assert np.isnan(rdms.vectors[hit]).all() and np.isfinite(rdms.vectors[~hit]).all()
+    models = RDMs(np.random.default_rng(0).random(15), 6, conditions=sub.condition_names)
+    res = crossnobis_searchlight(sub, models, 6.0, min_voxels=5, progress=False)
+    assert res.dropped["undefined_rdm"] == hit.sum()

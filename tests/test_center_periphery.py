@@ -253,6 +253,29 @@ def test_run_with_given_region_rdms_and_spatial_groups(tmp_path, bundled):
                              region_rdms=regions, progress=False)
 
 
+def test_run_on_a_dataset_folder_reads_its_rois_through_the_resolver(tmp_path, bundled):
+    """Real-data path: brain= a dataset folder; its ROI RDMs are the resolver's, on the stimulus
+    ids in stimulus order, and the crossover is a real-data finding."""
+    from cortexmap.brain import BrainDataset, make_phantom, slab_mask
+
+    stim = StimulusSet(bundled.images, bundled.ids)
+    rng = np.random.default_rng(2)
+    ds = make_phantom({"LOC": rng.standard_normal((len(stim), 20)),
+                       "PPA": rng.standard_normal((len(stim), 20))}, tmp_path / "data",
+                      n_subjects=2, n_runs=1, mask=slab_mask(3),
+                      conditions=list(stim.ids)[::-1], seed=0, progress=False)
+    cfg = CenterPeripheryConfig(
+        layers=["conv1"], groups=("central", "peripheral"), foveal_region="LOC",
+        peripheral_region="PPA", n_perm=5, n_boot=5, brain=str(ds.root))
+    res = run_center_periphery(cfg, tmp_path / "out", model=tiny_alexnet(), stimuli=stim,
+                               progress=False)
+    want = BrainDataset.of_phantom(ds).load().rdms(["LOC"], "correlation", list(stim.ids))
+    got = RDMs.load(tmp_path / "out" / "region_rdms_LOC.npz")
+    np.testing.assert_array_equal(got.vectors, want["LOC"].vectors)
+    assert got.conditions == list(stim.ids)
+    assert [f.evidence for f in res.findings] == ["real-data"]
+
+
 @pytest.mark.slow
 def test_crossover_rsa_false_positive_rate():
     """Calibration: with the same geometry in both regions the interaction is rarely called."""

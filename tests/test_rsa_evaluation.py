@@ -5,6 +5,7 @@ import pytest
 import rsatoolbox
 from rsatoolbox.util.inference_util import extract_variances
 
+from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs, noise_ceiling
 from cortexmap.rsa.evaluation import evaluate_models
 
@@ -68,3 +69,36 @@ def test_matches_rsatoolbox_on_the_92_image_data(kriegeskorte92):
         low, up = rsatoolbox.inference.boot_noise_ceiling(rt_data, method=theirs)
         assert ev.ceiling.lower == pytest.approx(low, abs=1e-6)
         assert ev.ceiling.upper == pytest.approx(up, abs=1e-6)
+
+
+def test_crossvalidated_best_chooses_on_the_other_subjects(rng):
+    models, subjects = _data(rng, n_sub=6, m=4)
+    ev = evaluate_models(models, subjects, "spearman", n_boot=20, seed=0)
+    score, chosen = ev.crossvalidated_best()
+    # written out: choose on the other subjects, score on the held-out one
+    ps = ev.per_subject
+    expected = []
+    for s in range(ev.n_subjects):
+        k = int(np.argmax(np.delete(ps, s, axis=1).mean(1)))
+        assert chosen[s] == k
+        expected.append(ps[k, s])
+    assert score == pytest.approx(np.mean(expected), abs=1e-12)
+    # choosing on the same subjects can only flatter the score
+    assert score <= ev.observed.max() + 1e-12
+
+
+def test_crossvalidated_best_on_pure_noise_is_not_flattered(rng):
+    # 40 unrelated models: the in-sample best beats the mean model, the cross-validated one not
+    n, n_sub = 20, 8
+    subjects = RDMs(rng.random((n_sub, n * (n - 1) // 2)), n)
+    models = RDMs(rng.random((40, n * (n - 1) // 2)), n, [f"m{k}" for k in range(40)])
+    ev = evaluate_models(models, subjects, "spearman", n_boot=10, seed=0)
+    assert ev.observed.max() > 0.05
+    assert ev.crossvalidated_best()[0] < ev.observed.max() - 0.03
+
+
+def test_crossvalidated_best_needs_subjects(rng):
+    models, subjects = _data(rng)
+    ev = evaluate_models(models, subjects[0], "spearman", n_boot=10)
+    with pytest.raises(CortexmapError, match="at least 2 subjects"):
+        ev.crossvalidated_best()

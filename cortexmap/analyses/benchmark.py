@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from cortexmap.analyses.base import AnalysisConfig, Seed
+from cortexmap.analyses.base import AnalysisConfig, Seed, write_outputs
 from cortexmap.analyses.benchmark_report import (
     TARGETS,
     add_benchmark_sections,
+    benchmark_figures,
     benchmark_findings,
-    save_figures,
 )
 from cortexmap.analyses.networks import (
     NetworkRDMs,
@@ -45,9 +45,8 @@ from cortexmap.rsa import RDMs
 from cortexmap.rsa.compare import canonical_method
 from cortexmap.rsa.evaluation import ModelEvaluation, evaluate_models
 from cortexmap.rsa.stats import fdr
-from cortexmap.utils.io import prepare_output_dir, write_table
+from cortexmap.utils.io import prepare_output_dir
 from cortexmap.utils.progress import track
-from cortexmap.utils.provenance import write_provenance
 
 #: target -> (data set, region, what it is)
 LOW_LEVEL_MODELS = ("EVA", "HMAX", "V1", "Silhouette", "RADON")
@@ -181,10 +180,18 @@ def _score_targets(cfg: BenchmarkConfig, data: dict, nets: dict[str, NetworkRDMs
         pairs.insert(1, "method", method)
         pairwise.append(pairs)
         nc = ev.ceiling
-        ceilings.append({"target": target, "method": method, "n_subjects": ev.n_subjects,
-                         "n_stimuli": ev.n_conditions,
-                         "lower": np.nan if nc is None else nc.lower,
-                         "upper": np.nan if nc is None else nc.upper})
+        row = {"target": target, "method": method, "n_subjects": ev.n_subjects,
+               "n_stimuli": ev.n_conditions,
+               "lower": np.nan if nc is None else nc.lower,
+               "upper": np.nan if nc is None else nc.upper,
+               "best_cv": np.nan, "best_cv_layers": ""}
+        if nc is not None and ev.n_subjects >= 2:
+            # the best layer chosen on the other subjects: no bonus for picking among many
+            row["best_cv"], chosen = ev.crossvalidated_best()
+            picked = pd.Series([ev.names[i] for i in chosen]).value_counts()
+            row["best_cv_layers"] = "; ".join(f"{n.replace('|', ' ')} x{c}"
+                                              for n, c in picked.items())
+        ceilings.append(row)
     best_df = pd.concat(best, ignore_index=True)
     primary = best_df[best_df.method == cfg.methods[0]]
     families = (primary.sort_values("score", ascending=False)
@@ -224,12 +231,12 @@ def _reference(cfg: BenchmarkConfig, data: dict) -> pd.DataFrame:
                                         if c not in ("comparison", "model")]]]
 
 
+_TITLE = "Real data: model-vs-brain benchmark"
+
+
 def _write_skipped(cfg: BenchmarkConfig, out: Path, reason: str) -> BenchmarkResult:
     result = BenchmarkResult(cfg, outdir=out, skipped=reason)
-    report = Report("Real data: model-vs-brain benchmark", "skipped: the data are absent")
-    result.add_to_report(report)
-    report.write(out / "report.html")
-    write_provenance(out, config=cfg, seed=cfg.seed)
+    write_outputs(result, out, _TITLE, "skipped: the data are absent", findings=False)
     return result
 
 
@@ -269,28 +276,22 @@ def run_benchmark(
     imagenet = imagenet_networks()
     nets = {spec: network_rdms(spec, *models.pop(spec), stimuli, imagenet, cfg.rdm_metric)
             for spec in track(specs, "benchmark: networks", enabled=progress)}
-    for dataset in data:  # the layer RDMs, for reuse and checks
-        model_rdms(nets, dataset).save(out / "rdms" / f"{dataset}.npz")
     tables = _score_targets(cfg, data, nets, progress)
     tables["reference"] = _reference(cfg, data)
     if cfg.universal:
         tables.update(universal_variant(cfg, data, nets))
     if cfg.residual:
         tables.update(residual_variant(cfg, data, nets))
-    for name, df in tables.items():
-        if len(df):
-            write_table(df, out / name)
     result = BenchmarkResult(cfg, tables, [], out)
     result.findings = benchmark_findings(result)
-    save_figures(result, out / "figures")
-    report = Report("Real data: model-vs-brain benchmark",
-                    f"{len(nets)} networks x {cfg.n_layers} layers, targets "
-                    f"{', '.join(cfg.targets)}")
-    result.add_to_report(report)
-    report.findings(result.findings)
-    report.write(out / "report.html")
+    # the layer RDMs, for reuse and checks
+    rdm_files = {f"rdms/{dataset}.npz": model_rdms(nets, dataset).save for dataset in data}
     # data folders are hashed file by file; a network's weights by their fingerprint
-    write_provenance(out, config=cfg, seed=cfg.seed, inputs={
-        **{f"data:{n}": d.path for n, d in data.items()},
-        **{f"weights:{n}": net.weights for n, net in nets.items()}})
+    write_outputs(result, out, _TITLE,
+                  f"{len(nets)} networks x {cfg.n_layers} layers, targets "
+                  f"{', '.join(cfg.targets)}",
+                  skip_empty=True, findings=False, files=rdm_files,
+                  figures=benchmark_figures(result),
+                  inputs={**{f"data:{n}": d.path for n, d in data.items()},
+                          **{f"weights:{n}": net.weights for n, net in nets.items()}})
     return result

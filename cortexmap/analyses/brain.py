@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -18,15 +19,17 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from cortexmap.analyses.base import write_outputs
 from cortexmap.analyses.rdms import layer_rdms
 from cortexmap.brain.group import GroupSearchlight, group_searchlight
-from cortexmap.brain.io import BrainData, load_atlas, load_dataset, write_nifti
+from cortexmap.brain.io import BrainData, write_nifti
 from cortexmap.brain.phantom import PhantomDataset, make_phantom, slab_mask
 from cortexmap.brain.roi import as_model_rdms, group_rdms, roi_rdms, roi_rsa
 from cortexmap.brain.searchlight import (
     SEARCHLIGHT_METHODS,
     SEARCHLIGHT_METRICS,
 )
+from cortexmap.brain.source import BrainDataset, resolve_brain
 from cortexmap.config import (
     Alpha,
     AnalysisConfig,
@@ -37,10 +40,9 @@ from cortexmap.config import (
     StimuliSource,
 )
 from cortexmap.errors import CortexmapError
-from cortexmap.report import Finding, Report
+from cortexmap.report import Finding
 from cortexmap.rsa import CompareMethod, RdmMetric, RDMs
-from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
-from cortexmap.utils.provenance import write_provenance
+from cortexmap.utils.io import prepare_output_dir, safe_filenames
 
 
 def _models_for(dataset: Path, models: str | None, n_conditions: int) -> RDMs:
@@ -53,12 +55,16 @@ def _models_for(dataset: Path, models: str | None, n_conditions: int) -> RDMs:
     return as_model_rdms(path, n_conditions, metric="correlation")
 
 
-def _atlas_for(dataset: Path, atlas: str | None, atlas_table: str | None):
-    img = Path(atlas) if atlas else dataset / "atlas.nii.gz"
-    table = Path(atlas_table) if atlas_table else dataset / "atlas.tsv"
-    if not img.exists() or not table.exists():
-        return None
-    return load_atlas(img, table)
+def _dataset_of(config: RoiRsaConfig | SearchlightConfig, require_atlas: bool) -> BrainDataset:
+    """The run's dataset folder and atlas, checked before any output (one policy:
+    :func:`cortexmap.brain.resolve_brain`)."""
+    dataset = resolve_brain(config.dataset, config.atlas, config.atlas_table,
+                            require_atlas=require_atlas)
+    if dataset is None:
+        raise CortexmapError(
+            "dataset must be a dataset folder; to run on a phantom, write one first "
+            "(`cortexmap phantom OUT`) and pass that folder.")
+    return dataset
 
 
 def _planted(dataset: Path) -> dict[str, str] | None:
@@ -170,17 +176,16 @@ class RoiRsaResult:
 def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool = False,
                 progress: bool = True) -> RoiRsaResult:
     """Load the dataset, compute ROI RDMs and compare them with the model RDMs."""
-    root = Path(config.dataset)
+    dataset = _dataset_of(config, require_atlas=True)
+    root = dataset.root
     out = prepare_output_dir(outdir, overwrite)
-    subjects = load_dataset(root)
+    brain = dataset.load()
+    subjects, atlas = brain.subjects, brain.atlas
     if len(subjects) < 2:
         warnings.warn(
             f"{root} has {len(subjects)} subject: ROI RSA can rank the models but cannot test "
             "them (the t-test over subjects and the noise ceiling need at least 2 subjects); "
             "its p-values and ceilings are NaN.", UserWarning, stacklevel=2)
-    atlas = _atlas_for(root, config.atlas, config.atlas_table)
-    if atlas is None:
-        raise CortexmapError(f"No ROI atlas: pass --atlas and --atlas-table (none in {root}).")
     models = _models_for(root, config.rdms, len(subjects[0].condition_names))
     tables = roi_rsa(subjects, atlas, models, metric=config.metric, method=config.method)
     grp = group_rdms(roi_rdms(subjects, atlas, metric=config.metric))
@@ -196,15 +201,9 @@ def run_roi_rsa(config: RoiRsaConfig, outdir: str | os.PathLike, overwrite: bool
             analysis="brain", evidence="method-check",
             criterion="In every region of the phantom, the model RDM planted there has the "
                       "highest ROI RSA."))
-    for name, df in tables.items():
-        write_table(df, out / name)
-    grp.save(out / "group_rdms.npz")
-    write_provenance(out, config=config, inputs={"dataset": root})
     result = RoiRsaResult(tables, findings, grp, config)
-    report = Report("ROI RSA", str(root))
-    result.add_to_report(report)
-    report.findings(result.findings)
-    report.write(out / "report.html")
+    write_outputs(result, out, "ROI RSA", str(root), findings=False,
+                  files={"group_rdms.npz": grp.save}, inputs={"dataset": root})
     return result
 
 
@@ -233,7 +232,7 @@ class SearchlightConfig(AnalysisConfig):
     n_perm: int = Field(5000, ge=1)  # 0 would make every p-value 1
     alpha: Alpha = 0.05
     correction: Literal["fwe", "fdr", "none"] = "fwe"
-    statistic: Literal["mean", "t"] = "mean"
+    statistic: Literal["mean", "t"] = "t"
     scheduler: Scheduler = None
     n_workers: int | None = Field(None, ge=1)
     dtype: Literal["float32", "float64"] = "float64"
@@ -243,12 +242,13 @@ class SearchlightConfig(AnalysisConfig):
 def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
                     overwrite: bool = False, progress: bool = True) -> GroupSearchlight:
     """Group searchlight of a dataset folder; writes maps, tables, report and provenance."""
-    root = Path(config.dataset)
+    dataset = _dataset_of(config, require_atlas=False)
+    root = dataset.root
     # --overwrite replaces the whole output: no map of an earlier run stays beside the new ones
     out = prepare_output_dir(outdir, overwrite, replace=True)
-    subjects = load_dataset(root)
+    brain = dataset.load()
+    subjects, atlas = brain.subjects, brain.atlas
     models = _models_for(root, config.rdms, len(subjects[0].condition_names))
-    atlas = _atlas_for(root, config.atlas, config.atlas_table)
     res = group_searchlight(
         subjects, models, atlas=atlas, planted=_planted(root), radius_mm=config.radius_mm,
         method=config.method, metric=config.metric, threshold=config.threshold,
@@ -257,24 +257,17 @@ def run_searchlight(config: SearchlightConfig, outdir: str | os.PathLike,
         n_workers=config.n_workers, dtype=config.dtype, seed=config.seed, progress=progress,
         noise=config.noise)
     res.config = config
-    for r in res.subjects:
-        r.save(out / "subjects" / r.subject, overwrite=True)
-    maps_dir = out / "group"
-    maps_dir.mkdir(parents=True, exist_ok=True)
-    files = safe_filenames(list(res.group), "model")
+    files: dict = {f"subjects/{r.subject}": partial(r.save, overwrite=True)
+                   for r in res.subjects}
+    names = safe_filenames(list(res.group), "model")
     for name, g in res.group.items():
         for kind in ("mean", "t", "p_fwe"):
-            write_nifti(maps_dir / f"{kind}_{files[name]}.nii.gz", g.img(kind))
+            files[f"group/{kind}_{names[name]}.nii.gz"] = partial(write_nifti, img=g.img(kind))
     masker = next(iter(res.group.values())).masker
     lab = np.zeros(masker.n_voxels, dtype=np.int16)
     for i, name in enumerate(res.group):
         lab[res.maps[name]] = i + 1
-    write_nifti(maps_dir / "winner.nii.gz", masker.inverse_transform(lab))
-    for name, df in res.tables.items():
-        write_table(df, out / name)
-    write_provenance(out, config=config, seed=config.seed, inputs={"dataset": root})
-    report = Report("Searchlight RSA", str(root))
-    res.add_to_report(report)
-    report.findings(res.findings)
-    report.write(out / "report.html")
+    files["group/winner.nii.gz"] = partial(write_nifti, img=masker.inverse_transform(lab))
+    write_outputs(res, out, "Searchlight RSA", str(root), findings=False, files=files,
+                  inputs={"dataset": root})
     return res

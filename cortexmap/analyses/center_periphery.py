@@ -19,8 +19,15 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from cortexmap.analyses.base import AnalysisConfig, CompareMethod, PatternMetric, Seed
-from cortexmap.brain import load_atlas, load_dataset, make_phantom, roi_rdms
+from cortexmap.analyses.base import (
+    AnalysisConfig,
+    CompareMethod,
+    PatternMetric,
+    Seed,
+    write_outputs,
+)
+from cortexmap.brain import make_phantom
+from cortexmap.brain.source import BrainDataset, resolve_brain
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, load
 from cortexmap.models.layers import default_conv_layers, spatial_layers
@@ -43,7 +50,7 @@ from cortexmap.probes.center_periphery import (
 )
 from cortexmap.probes.center_periphery_control import bsi_relation, ci, relation_table
 from cortexmap.probes.receptive_field import ReceptiveFields, receptive_fields
-from cortexmap.report import Finding, Report, findings_table
+from cortexmap.report import Finding
 from cortexmap.report.figures import figure_png
 from cortexmap.rsa import (
     RDMs,
@@ -53,9 +60,8 @@ from cortexmap.rsa import (
     fdr,
 )
 from cortexmap.stimuli import load_stimuli
-from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_bytes, write_table
+from cortexmap.utils.io import prepare_output_dir, safe_filenames
 from cortexmap.utils.progress import track
-from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.validation import check_conditions
 
 
@@ -79,8 +85,9 @@ class CenterPeripheryConfig(AnalysisConfig):
         ("conditions" | "subjects"), alpha, seed.
     Brain
         brain: "phantom" or a dataset folder (``cortexmap.brain.load_dataset`` layout); atlas /
-        atlas_table: ROI label image and its names (default: ``atlas.nii.gz`` / ``atlas.tsv``
-        in the dataset folder). foveal_region / peripheral_region: ROI names.
+        atlas_table: ROI label image and its names (both or neither; default: ``atlas.nii.gz``
+        / ``atlas.tsv`` in the dataset folder; see :func:`cortexmap.brain.resolve_brain`).
+        foveal_region / peripheral_region: ROI names.
         Phantom only: phantom ("crossover" plants the centre-/background-driven geometries,
         "same" plants the whole-image geometry in both regions, "null" plants nothing),
         phantom_geometry ("images", the default: the pixel geometry of the object-only images
@@ -294,29 +301,7 @@ def _phantom_brain(cfg, stim, acts: dict, groups: dict, outdir: Path, layers: li
         resolution_mm=cfg.phantom_resolution_mm, conditions=list(stim.ids),
         seed=cfg.seed, overwrite=True, progress=progress,
     )
-    return roi_rdms(ds.load(), ds.atlas(), metric=cfg.rdm_metric, rois=list(regions),
-                    conditions=list(stim.ids))
-
-
-def _dataset_brain(cfg, stim) -> dict[str, RDMs]:
-    root = Path(cfg.brain)
-    atlas_img = Path(cfg.atlas) if cfg.atlas else root / "atlas.nii.gz"
-    table = Path(cfg.atlas_table) if cfg.atlas_table else root / "atlas.tsv"
-    if not atlas_img.exists() or not table.exists():
-        raise CortexmapError(
-            f"No ROI atlas for brain dataset {root}: expected {atlas_img} and {table}; pass "
-            "atlas= (label image) and atlas_table= (index/name table)."
-        )
-    subjects = load_dataset(root)
-    conds = subjects[0].condition_names
-    missing = [i for i in stim.ids if i not in set(conds)]
-    if missing:
-        raise CortexmapError(
-            f"The brain dataset has no condition for stimuli {missing[:10]}; its condition "
-            "names must be the stimulus ids (image file stems)."
-        )
-    return roi_rdms(subjects, load_atlas(atlas_img, table), metric=cfg.rdm_metric,
-                    rois=[cfg.foveal_region, cfg.peripheral_region], conditions=list(stim.ids))
+    return BrainDataset.of_phantom(ds).load().rdms(regions, cfg.rdm_metric, list(stim.ids))
 
 
 def _unit_groups(cfg: CenterPeripheryConfig, rfs: dict[str, ReceptiveFields], acts: dict,
@@ -430,11 +415,8 @@ def run_center_periphery(
             receptive_fields(model, layer, size, method="analytic")
     masks = check_masks(stim.images, stim.masks, stim.ids) if _needs_masks(
         cfg, region_rdms is not None) else None
-    if region_rdms is None and cfg.brain != "phantom" and not Path(cfg.brain).is_dir():
-        raise CortexmapError(
-            f"brain={cfg.brain!r} is neither 'phantom' nor a dataset folder; pass the folder of a "
-            "dataset in the cortexmap.brain.load_dataset layout (sub-*/..._responses.nii.gz)."
-        )
+    regions = [cfg.foveal_region, cfg.peripheral_region]
+    dataset = resolve_brain(cfg, regions=regions) if region_rdms is None else None
     if region_rdms is None and cfg.brain == "phantom" and cfg.phantom_layer is not None and (
             cfg.phantom_layer not in layers):
         raise CortexmapError(
@@ -467,7 +449,7 @@ def run_center_periphery(
     elif cfg.brain == "phantom":
         region = _phantom_brain(cfg, stim, acts, groups, out, layers, progress, renderings)
     else:
-        region = _dataset_brain(cfg, stim)
+        region = dataset.load(conditions=stim.ids).rdms(regions, cfg.rdm_metric, list(stim.ids))
 
     stats: dict[str, CrossoverStats] = {}
     cross_rows, inter_rows, all_group_rdms = [], [], []
@@ -506,22 +488,13 @@ def run_center_periphery(
     result = CenterPeripheryResult(tables, [], groups, stats, cfg, out)
     result.findings = _findings(result)
 
-    for name, df in tables.items():
-        write_table(df, out / name)
-    write_table(findings_table(result.findings), out / "findings")
-    RDMs.concat(all_group_rdms).save(out / "group_rdms.npz")
-    files = safe_filenames(list(region), "region")
-    for r, rd in region.items():
-        rd.save(out / f"region_rdms_{files[r]}.npz")
-    for name, png in result.figure_pngs().items():
-        write_bytes(out / f"{name}.png", png)
-    report = Report("cortexmap: center-periphery organization")
-    result.add_to_report(report)
-    report.findings(result.findings)
-    report.write(out / "report.html")
-    write_provenance(out, config=cfg, seed=cfg.seed,
-                     inputs={"stimuli": stim.images, **({"masks": masks} if masks is not None
-                                                        else {})})
+    names = safe_filenames(list(region), "region")
+    files = {"group_rdms.npz": RDMs.concat(all_group_rdms).save,
+             **{f"region_rdms_{names[r]}.npz": rd.save for r, rd in region.items()},
+             **{f"{name}.png": png for name, png in result.figure_pngs().items()}}
+    write_outputs(result, out, "cortexmap: center-periphery organization", files=files,
+                  inputs={"stimuli": stim.images,
+                          **({"masks": masks} if masks is not None else {})})
     return result
 
 

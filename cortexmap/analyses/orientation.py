@@ -37,6 +37,7 @@ import torch
 from pydantic import ConfigDict, Field
 from torch import nn
 
+from cortexmap.analyses.base import write_outputs
 from cortexmap.errors import CortexmapError
 from cortexmap.models import input_size_of, load, preprocess, probe, resolve_layers
 from cortexmap.models.layers import later_layers, spatial_layers
@@ -67,11 +68,10 @@ from cortexmap.probes.testset import (
     output_size,
     resolve_test_set,
 )
-from cortexmap.report import Finding, Report, findings_table
+from cortexmap.report import Finding
 from cortexmap.utils.dask import close_client, get_client
 from cortexmap.utils.io import prepare_output_dir, write_json, write_table
 from cortexmap.utils.progress import track
-from cortexmap.utils.provenance import write_provenance
 
 ANALYSIS = "orientation"
 #: Fraction of selective lower-layer units above which "lower layers are orientation selective".
@@ -495,18 +495,10 @@ def run_orientation(
     result.findings = _findings(result) + _twin_findings(result)
     if test_set.proxy:
         name_proxy([f for f in result.findings if "accuracy" in f.claim])
-    for name, df in tables.items():
-        write_table(df, out / name)
-    write_table(findings_table(result.findings), out / "findings")
-
-    if config.report:
-        report = Report(f"Orientation selectivity: {config.model}")
-        result.add_to_report(report)
-        report.findings(result.findings)
-        report.write(out / "report.html")
-    write_provenance(out, config=config, seed=config.seed,
-                     inputs={"test_images": x_test.numpy()[:16]},
-                     models={config.model: weights_record(net)})
+    write_outputs(result, out,
+                  f"Orientation selectivity: {config.model}" if config.report else None,
+                  inputs={"test_images": x_test.numpy()[:16]},
+                  models={config.model: weights_record(net)})
     return result
 
 

@@ -1,4 +1,4 @@
-"""The opening section of the main report: a model's layer RDMs on the bundled images.
+"""The opening sections of the main report: layer RDMs and layer CKA on the bundled images.
 
 This is the toolkit's basic data flow in one place (stimuli -> extraction -> RDMs -> comparison
 -> report) and shows the fact the synthesis analysis starts from: RDMs of different layers on
@@ -13,9 +13,44 @@ import pandas as pd
 from cortexmap.models import Extractor, input_size_of, list_layers, load
 from cortexmap.models.untrained import untrained_twin
 from cortexmap.report import Finding, Report
-from cortexmap.rsa import compare, compute_rdms
+from cortexmap.rsa import cka, compare, compute_rdms
 from cortexmap.rsa.figures import plot_rdms, plot_similarity
 from cortexmap.stimuli import load_bundled
+
+
+def _cka_section(report: Report, model_spec: str, twin_name: str, layers: list[str],
+                 acts: dict, acts_twin: dict, cka, plot_similarity) -> None:
+    """Linear CKA (biased and debiased) between every pair of layers, trained and untrained."""
+    n = len(next(iter(acts.values())))
+    sims = {(net, debiased): cka({k: v for k, v in a.items() if k in layers}, debiased=debiased)
+            for net, a in (("trained", acts), ("untrained", acts_twin))
+            for debiased in (False, True)}
+    sec = report.section(
+        "Layer similarity by CKA",
+        f"Linear centered kernel alignment (Kornblith et al. 2019) between the activations of "
+        f"every pair of layers of `{model_spec}` on the same {n} photographs: the standard "
+        "estimate and the debiased one (unbiased HSIC, Song et al. 2012), which removes the "
+        f"upward bias of CKA when units far outnumber stimuli. Control: {twin_name}.",
+    )
+    sec.figure(plot_similarity(sims["trained", False], layers, layers, "linear CKA"),
+               "Linear CKA between every pair of layers (trained network).")
+    sec.figure(plot_similarity(sims["trained", True], layers, layers, "debiased linear CKA"),
+               "Debiased linear CKA between every pair of layers (trained network): with few "
+               "stimuli the standard estimate is inflated for wide layers, this one is not.")
+    sec.table(cka_summary(sims), "Mean CKA between different layers and between adjacent "
+              "layers, trained network and its untrained twin.")
+
+
+def cka_summary(sims: dict[tuple[str, bool], np.ndarray]) -> pd.DataFrame:
+    """One row per (network, debiased) layer x layer CKA matrix: the mean over pairs of
+    different layers and over adjacent layers."""
+    rows = []
+    for (net, debiased), m in sims.items():
+        iu = np.triu_indices(len(m), 1)
+        rows.append({"network": net, "estimate": "debiased" if debiased else "standard",
+                     "mean_offdiagonal_cka": float(np.mean(m[iu])),
+                     "adjacent_layers_cka": float(np.mean(np.diag(m, 1)))})
+    return pd.DataFrame(rows)
 
 
 def layer_overview(
@@ -34,13 +69,14 @@ def layer_overview(
         acts = Extractor(net, layers, pooling="none").extract(stimuli)
         rdms = compute_rdms([acts[layer].reshape(len(stimuli), -1) for layer in layers],
                             metric="correlation", names=layers, conditions=list(stimuli.ids))
-        return rdms, compare(rdms, rdms, method="spearman")
+        return rdms, compare(rdms, rdms, method="spearman"), acts
 
-    rdms, sim = layer_similarity(model)
+    rdms, sim, acts = layer_similarity(model)
     off = sim[np.triu_indices(len(layers), 1)]
     # control: the same architecture untrained -- how much of the correlation is learnt
     twin = untrained_twin(model, seed=1, spec=model_spec)
-    off_twin = layer_similarity(twin)[1][np.triu_indices(len(layers), 1)]
+    _, sim_twin, acts_twin = layer_similarity(twin)
+    off_twin = sim_twin[np.triu_indices(len(layers), 1)]
     sec = report.section(
         "Layer RDMs on the bundled images",
         f"Correlation-distance RDMs of every top-level layer of `{model_spec}` for the "
@@ -54,6 +90,8 @@ def layer_overview(
                "give correlated RDMs across the hierarchy.")
     sec.table(pd.DataFrame(sim, index=layers, columns=layers).reset_index(names="layer"),
               "Layer-by-layer RDM correlations (Spearman).")
+    _cka_section(report, model_spec, twin.cortexmap_name, layers, acts, acts_twin, cka,
+                 plot_similarity)
     return [Finding(
         "Natural images give layer RDMs that correlate strongly across the hierarchy "
         "(the premise of layer-orthogonalizing synthesis)",

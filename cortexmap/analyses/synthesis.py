@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from pydantic import Field, field_validator
 
-from cortexmap.analyses.base import DaskFields, ModelFields, Seed, StimuliSource
+from cortexmap.analyses.base import DaskFields, ModelFields, Seed, StimuliSource, write_outputs
 from cortexmap.errors import CortexmapError
 from cortexmap.models import load
 from cortexmap.models.load import weights_fingerprint
@@ -53,8 +53,8 @@ from cortexmap.synthesis.objective import LayerRDMObjective
 from cortexmap.synthesis.optimize import checkpoint_fingerprint, synthesize
 from cortexmap.synthesis.parameterization import make_parameterization
 from cortexmap.synthesis.priors import PriorConfig
-from cortexmap.utils.io import prepare_output_dir, write_bytes, write_table
-from cortexmap.utils.provenance import checksum, write_provenance
+from cortexmap.utils.io import prepare_output_dir
+from cortexmap.utils.provenance import checksum
 
 #: Layers used when none are given, by model family (matched on the model spec).
 DEFAULT_LAYERS: dict[str, list[str]] = {
@@ -419,20 +419,13 @@ def run_synthesis(
                                      "synthesis_seconds": t_synth})
     result.findings = _findings(result)
 
-    for k in range(config.n_images):
-        write_bytes(out / "images" / f"{synth_ids[k]}.png", _png(images[k]))
-    for k, r in rdms.items():
-        r.save(out / f"rdms_{k}.npz", overwrite=True)
-    for name, df in tables.items():
-        write_table(df, out / name)
-    report = Report(f"Layer-orthogonalizing synthesis: {config.model}")
-    result.add_to_report(report)
-    report.findings(result.findings)
-    report.write(out / "report.html")
+    files = {f"images/{synth_ids[k]}.png": _png(images[k]) for k in range(config.n_images)}
+    files |= {f"rdms_{k}.npz": r.save for k, r in rdms.items()}
     # the natural folder's checksum is what _check_finished_outputs compares on a resume
     natural = {} if config.natural == "bundled" else {"natural": config.natural}
-    write_provenance(out, config=config, seed=config.seed,
-                     inputs={"synthesized_images": images, **natural})
+    write_outputs(result, out, f"Layer-orthogonalizing synthesis: {config.model}",
+                  findings=False, files=files,
+                  inputs={"synthesized_images": images, **natural})
     return result
 
 

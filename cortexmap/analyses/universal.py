@@ -21,8 +21,8 @@ import pandas as pd
 from pydantic import Field, field_validator
 from scipy import stats
 
-from cortexmap.analyses.base import BrainFields, Count, DaskFields, ModelSpec, Seed
-from cortexmap.brain import load_atlas, load_dataset, make_phantom, slab_mask
+from cortexmap.analyses.base import BrainFields, Count, DaskFields, ModelSpec, Seed, write_outputs
+from cortexmap.brain import BrainDataset, make_phantom, resolve_brain, slab_mask
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, imagenet_networks, load
 from cortexmap.models.layers import spatial_layers
@@ -44,9 +44,8 @@ from cortexmap.universal.dimensions import (
 from cortexmap.universal.figures import reduction_figure, relation_figure
 from cortexmap.universal.reduction import reduction_curve
 from cortexmap.utils.dask import close_client, get_client
-from cortexmap.utils.io import prepare_output_dir, write_table
+from cortexmap.utils.io import prepare_output_dir
 from cortexmap.utils.progress import track
-from cortexmap.utils.provenance import write_provenance
 from cortexmap.utils.ridge import DEFAULT_ALPHAS
 
 DEFAULT_BRAIN_NETWORK = "zoo:alexnet_sup_s1"
@@ -165,9 +164,11 @@ def _default_networks(cfg: UniversalConfig) -> list[str]:
     return [n for n in names if n != cfg.brain_network]
 
 
-def _brain_patterns(cfg: UniversalConfig, stimuli, out: Path, progress: bool) -> list[np.ndarray]:
-    """ROI patterns (n_images, n_voxels) per subject, from the phantom or a dataset folder."""
-    if cfg.brain == "phantom":
+def _brain_patterns(cfg: UniversalConfig, dataset: BrainDataset | None, stimuli, out: Path,
+                    progress: bool) -> list[np.ndarray]:
+    """ROI patterns (n_images, n_voxels) per subject, from a dataset folder (``dataset``, see
+    :func:`cortexmap.brain.resolve_brain`) or, when it is None, the phantom written here."""
+    if dataset is None:
         _, planted = network_activations(load(cfg.brain_network),
                                          cfg.layers.get(cfg.brain_network), stimuli)
         ds = make_phantom(
@@ -175,20 +176,9 @@ def _brain_patterns(cfg: UniversalConfig, stimuli, out: Path, progress: bool) ->
             snr=cfg.phantom_snr, mask=slab_mask(3), conditions=list(stimuli.ids),
             seed=cfg.seed, overwrite=True, progress=progress, compress=False,
         )
-        subjects, atlas = ds.load(), ds.atlas()
-    else:
-        if not (cfg.atlas and cfg.atlas_table):
-            raise CortexmapError(
-                "A real dataset needs atlas and atlas_table (the ROI label image and its "
-                "table of names) to find the region "
-                f"{cfg.roi!r}; set both in the config."
-            )
-        subjects = load_dataset(cfg.brain)
-        atlas = load_atlas(cfg.atlas, cfg.atlas_table)
-    return [
-        s.condition_patterns(list(stimuli.ids))[:, atlas.region_mask(cfg.roi, s.masker)]
-        for s in subjects
-    ]
+        dataset = BrainDataset.of_phantom(ds)
+    ids = list(stimuli.ids)
+    return dataset.load(conditions=ids).patterns(cfg.roi, ids)
 
 
 def _noise_phantom(brain: list[np.ndarray], seed: int) -> list[np.ndarray]:
@@ -283,6 +273,7 @@ def run_universal(
     and ``provenance.json``.
     """
     cfg = config or UniversalConfig()
+    dataset = resolve_brain(cfg, regions=[cfg.roi]) if brain is None else None
     out = prepare_output_dir(outdir, overwrite)
     layers_used: dict[str, str] = {}
     stim, records = None, {}
@@ -303,7 +294,7 @@ def run_universal(
                 "With precomputed activations, also pass brain= (per-subject ROI patterns over "
                 "the same images)."
             )
-        brain = _brain_patterns(cfg, stim, out, progress)
+        brain = _brain_patterns(cfg, dataset, stim, out, progress)
     dims: dict[str, Dimensions] = {
         n: principal_dimensions(a, cfg.n_dims, n, cfg.seed) for n, a in activations.items()
     }
@@ -345,14 +336,10 @@ def run_universal(
         ], ignore_index=True)
         rel_noise = _relation_table(table.assign(brain_similarity=table.brain_similarity_noise))
         tables |= {"relation_noise": rel_noise, "reduction_noise": red_noise}
-    for name, df in tables.items():
-        write_table(df, out / name)
     result = UniversalResult(cfg, tables, _findings(cfg, rel, red, rel_noise, red_noise), out)
     for f in result.findings:  # which networks the verdicts come from
         f.numbers = f"{f.numbers}; networks: {', '.join(dims)}"
-    report = Report("Universal dimensions", f"{len(dims)} networks, {len(table)} dimensions")
-    result.add_to_report(report)
-    report.findings(result.findings)
-    report.write(out / "report.html")
-    write_provenance(out, config=cfg, seed=cfg.seed, inputs=activations, models=records)
+    write_outputs(result, out, "Universal dimensions",
+                  f"{len(dims)} networks, {len(table)} dimensions", findings=False,
+                  inputs=activations, models=records)
     return result

@@ -5,6 +5,7 @@ Public API (see docs/brain.md)::
 
     from cortexmap.brain import make_phantom, load_dataset, load_atlas, roi_rsa, searchlight
     ds = make_phantom({"V1": rdm_conv1, "fusiform": rdm_fc6}, "phantom/")
+    brain = resolve_brain("data/my_fmri", regions=["V1"]).load()  # a dataset folder + atlas
     subjects = ds.load()                                   # list[BrainData]
     tables = roi_rsa(subjects, ds.atlas(), models)         # per ROI x model correlations
     maps = [searchlight(s, models, radius_mm=6) for s in subjects]
@@ -39,14 +40,16 @@ from cortexmap.brain.searchlight import (
     searchlight,
     searchlight_rdms,
 )
+from cortexmap.brain.source import BrainDataset, BrainRegions, resolve_brain
 from cortexmap.brain.stats import GroupTestResult, clusters, group_test, stack_maps
 
 __all__ = [
-    "Atlas", "BrainData", "BrainMasker", "GroupTestResult", "PhantomDataset", "SearchlightResult",
-    "Spheres", "as_model_rdms", "assign_layers", "check_same_grid", "clusters", "group_rdms",
-    "group_test", "load_atlas", "load_dataset", "load_img", "load_mask", "load_subject",
-    "make_phantom", "make_spheres", "mni_mask", "model_maps", "overlap", "overlap_table",
-    "recovery_scores", "roi_noise_ceilings", "roi_rdms", "roi_rsa", "searchlight",
-    "searchlight_rdms", "slab_mask", "stack_maps", "winner_map",
+    "Atlas", "BrainData", "BrainDataset", "BrainMasker", "BrainRegions", "GroupTestResult",
+    "PhantomDataset", "SearchlightResult", "Spheres", "as_model_rdms", "assign_layers",
+    "check_same_grid", "clusters", "group_rdms", "group_test", "load_atlas", "load_dataset",
+    "load_img", "load_mask", "load_subject", "make_phantom", "make_spheres", "mni_mask",
+    "model_maps", "overlap", "overlap_table", "recovery_scores", "roi_noise_ceilings", "roi_rdms",
+    "roi_rsa", "searchlight", "resolve_brain", "searchlight_rdms", "slab_mask", "stack_maps",
+    "winner_map",
 ]
 # The runs on a dataset folder (configs + run functions): cortexmap.analyses.brain

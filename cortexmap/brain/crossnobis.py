@@ -16,16 +16,25 @@ n_conditions), or residuals the caller passes (e.g. GLM residual time series, wi
 
 Why it is fast and memory bounded
 ---------------------------------
-A chunk of spheres is handled at once: the residual covariances of all its spheres come from
-one batched product, their Cholesky factors whiten the per-run condition sums, and the
-cross-run kernels are batched products of the whitened sums (one per pair of runs). Nothing of
-size spheres x voxels x voxels outlives a chunk, whose size follows ``memory_mb``; chunks are
-dask tasks like the correlation searchlight's.
+* Everything that depends on one voxel only is computed once per subject, not per sphere:
+  the residuals' centring and variances, the noise normalisation of "diag" (then no
+  per-sphere noise work at all) and of "shrinkage_diag" (whose per-sphere covariance becomes
+  a shrunk correlation matrix with unit diagonal), and, when every
+  condition has as many measurements in every run, the run means recombined into their grand
+  mean and orthonormal contrasts over runs: the sum over runs of the cross-run kernels is then
+  ``M P M' - sum_k C_k P C_k'``, i.e. n_runs symmetric Gram products per sphere.
+* Per sphere (batches of ``BATCH`` spheres, so gathered rows stay in cache): one Gram product
+  of the gathered residuals gives the covariance and, with per-residual sums over the sphere,
+  the shrinkage intensity; then Cholesky factor, triangular inverse and one triangular product
+  whiten the patterns; then the Gram products above. About 10 Mflop per sphere of 93 voxels,
+  all in single-threaded LAPACK/BLAS calls; chunks of centres are dask tasks like the
+  correlation searchlight's, and nothing of size spheres x voxels x voxels outlives a batch.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,16 +44,15 @@ from cortexmap.brain.roi import align_conditions, as_model_rdms
 from cortexmap.brain.searchlight import (
     SearchlightResult,
     Spheres,
-    _zscore_rows,
-    fast_ranks,
     make_spheres,
     prepare_models,
+    run_chunks,
+    score_vectors,
+    searchlight_result,
 )
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs
 from cortexmap.rsa.compare import canonical_method
-from cortexmap.utils.dask import close_client, get_client
-from cortexmap.utils.progress import track
 
 NOISE = ("none", "diag", "shrinkage_eye", "shrinkage_diag")
 
@@ -86,120 +94,214 @@ def default_residuals(data: np.ndarray, cond_idx: np.ndarray) -> tuple[np.ndarra
 
 
 # ----------------------------------------------------------------------------------------------
+# Inputs shared by every chunk (voxel-major, computed once per subject)
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CrossnobisInputs:
+    """Per-voxel quantities every sphere gathers; each array has a zero last row (padding).
+
+    patterns: (n_voxels + 1, n_runs, n_cond). With the same number of measurements of each
+      condition in every run ("balanced"): block 0 is the mean over runs of the run means, the
+      other blocks orthonormal contrasts of the run means over runs (scaled by
+      1 / sqrt(n_runs (n_runs - 1))), so the summed cross-run kernel is
+      ``M P M' - sum_k C_k P C_k'``. Otherwise the per-run condition sums (weighted per run).
+      For "diag" and "shrinkage_diag" the patterns are divided by each voxel's residual SD.
+    residuals: (n_voxels + 1, n_res) residuals centred per voxel ("shrinkage_eye") or also
+      divided by their SD ("shrinkage_diag"); None for "none"/"diag".
+    fourth: (n_voxels + 1,) sum over residuals of the standardised residual**4
+      ("shrinkage_diag").
+    """
+
+    patterns: np.ndarray
+    counts: np.ndarray
+    noise: str
+    dof: float
+    balanced: bool
+    residuals: np.ndarray | None = None
+    fourth: np.ndarray | None = None
+
+
+def _voxel_rows(a: np.ndarray) -> np.ndarray:
+    """(n_voxels, ...) -> C-contiguous (n_voxels + 1, ...) with a zero padding row."""
+    return np.ascontiguousarray(np.concatenate([a, np.zeros((1,) + a.shape[1:])]))
+
+
+def prepare_inputs(sums: np.ndarray, counts: np.ndarray, noise: str,
+                   residuals: np.ndarray | None = None, dof: float = 1.0) -> CrossnobisInputs:
+    """sums: (n_runs, n_cond, n_voxels) per-run condition sums; counts: (n_runs, n_cond);
+    residuals: (n_res, n_voxels) for a noise precision."""
+    n_runs = counts.shape[0]
+    balanced = bool((counts == counts[0]).all())
+    if balanced:
+        from scipy.linalg import helmert
+
+        means = sums / counts[:, :, None]
+        basis = np.vstack([np.full(n_runs, 1.0 / n_runs),
+                           helmert(n_runs) / np.sqrt(n_runs * (n_runs - 1.0))])
+        pats = np.einsum("qr,rkv->vqk", basis, means)
+    else:
+        pats = sums.transpose(2, 0, 1)
+    res = fourth = None
+    if noise != "none":
+        res = residuals - residuals.mean(axis=0)          # centred per voxel (rsatoolbox)
+        ss = np.einsum("nv,nv->v", res, res)
+        if noise in ("diag", "shrinkage_diag"):
+            # P = D^-1/2 C_s^-1 D^-1/2 with D the residual variances: whiten by the SDs once
+            # a voxel without residual variance gets inf/NaN: its spheres come out NaN
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scale = np.sqrt(dof / ss)
+                pats = pats * scale[:, None, None]
+                res = res * scale
+    if noise == "shrinkage_diag":
+        fourth = _voxel_rows(np.einsum("nv,nv->v", res * res, res * res))
+    if noise in ("shrinkage_eye", "shrinkage_diag"):
+        res = _voxel_rows(res.T)
+    else:
+        res = None
+    return CrossnobisInputs(_voxel_rows(pats), counts, noise, float(dof), balanced, res, fourth)
+
+
+# ----------------------------------------------------------------------------------------------
 # Per-chunk numerics (runs inside dask workers)
 # ----------------------------------------------------------------------------------------------
+#: spheres handled together: gathered residuals and patterns of a batch stay in cache
+BATCH = 32
+
+
 def _gather(values_t: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
-    """(chunk, V, m) rows of voxel-major ``values_t`` (n_voxels + 1, m); padding -> last row."""
+    """(chunk, V, ...) rows of voxel-major ``values_t``; padding (-1) -> the zero last row."""
     idx = np.where(neighbors < 0, values_t.shape[0] - 1, neighbors)
     return values_t[idx]
 
 
-def sphere_covariances(res: np.ndarray, valid: np.ndarray, dof: float, method: str
-                       ) -> np.ndarray:
-    """Batched rsatoolbox ``cov_from_residuals`` of (chunk, n_res, V) residuals.
+def sphere_covariances(inp: CrossnobisInputs, neighbors: np.ndarray) -> np.ndarray:
+    """(batch, V, V) noise covariances of a batch of spheres, as rsatoolbox's
+    ``cov_from_residuals`` estimates them; for "shrinkage_diag" in units of each voxel's SD
+    (unit diagonal; the patterns are divided by the SDs). Padding voxels get an identity
+    row/column (their patterns are zero, so they never enter a distance).
 
-    valid: (chunk, V) bool, False for padding voxels (zero residuals), which get an identity
-    row/column (their patterns are zero, so they never enter a distance). Returns (chunk, V, V).
-    Only the two products of the residuals are (chunk, V, V)-sized work; the shrinkage
-    intensities come from sums over them (quadratic forms), not from per-entry temporaries.
+    One batched Gram product of the gathered residuals is the only (V, V)-sized work; the
+    shrinkage intensities come from its entries and from per-residual sums over the sphere.
     """
-    c, n, v = res.shape
-    res = res - res.mean(axis=1, keepdims=True)
-    xtx = np.matmul(res.transpose(0, 2, 1), res)
-    diag_idx = np.arange(v)
-    n_valid = valid.sum(1)
-    if method == "diag":
-        cov = np.zeros_like(xtx)
-        cov[:, diag_idx, diag_idx] = xtx[:, diag_idx, diag_idx] / dof
-    else:
-        # the shrinkage intensities need sums of x2 = sum over rows of (x_v x_w)^2 only as
-        # quadratic forms: w' x2 w = sum over rows of (sq_row . w)^2, O(n V) instead of O(n V^2)
-        sq = res * res
-        d_xtx = xtx[:, diag_idx, diag_idx]
-        d_x2 = (sq * sq).sum(1)
-        if method == "shrinkage_eye":
-            # s = xtx / n; b2 = sum(x2 / n - s^2) / n; d2 = |s - m I|^2 over valid voxels
-            ss = np.einsum("cvw,cvw->c", xtx, xtx) / n**2
-            b2 = ((sq.sum(2) ** 2).sum(1) / n - ss) / n
-            m = d_xtx.sum(1) / n / n_valid
-            d2 = ss - 2 * m * d_xtx.sum(1) / n + m**2 * n_valid
-            b2 = np.minimum(d2, b2)
-            cov = xtx * ((d2 - b2) / d2 / dof)[:, None, None]
-            cov[:, diag_idx, diag_idx] += (b2 / d2 * m * n / dof)[:, None] * valid
-        else:  # shrinkage_diag (Schäfer & Strimmer), sums over valid off-diagonal pairs
-            var = d_xtx / dof
-            w = np.where(valid, 1.0 / np.where(valid, var, 1.0), 0.0)   # 1 / var_j
-            # sum_off s_mean^2 = sum_off xtx^2 w_j w_k / (n - 1)^2
-            q_xtx = np.einsum("cvw,cv,cw->c", xtx * xtx, w, w, optimize=True)
-            sum_smean2 = (q_xtx - (d_xtx**2 * w * w).sum(1)) / (n - 1) ** 2
-            q_x2 = (np.einsum("cnv,cv->cn", sq, w) ** 2).sum(1)
-            sum_s2mean = (q_x2 - (d_x2 * w * w).sum(1)) / (n - 1)
-            lamb = np.clip(n / dof**2 * (sum_s2mean - sum_smean2) / sum_smean2, 0.0, 1.0)
-            cov = xtx * ((1 - lamb) / dof)[:, None, None]
-            cov[:, diag_idx, diag_idx] = var
-    cov[:, diag_idx, diag_idx] += ~valid  # identity for padding keeps every matrix invertible
-    return cov
-
-
-def chunk_crossnobis(
-    sums_t: np.ndarray, counts: np.ndarray, neighbors: np.ndarray,
-    residuals_t: np.ndarray | None = None, dof: float = 1.0, noise: str = "none",
-) -> np.ndarray:
-    """Crossnobis RDM vectors (chunk, n_pairs) of a chunk of spheres.
-
-    sums_t: (n_voxels + 1, n_runs, n_cond) voxel-major per-run condition sums, last row zero
-    (padding); counts: (n_runs, n_cond) measurements per run and condition; residuals_t:
-    (n_voxels + 1, n_res) voxel-major residuals for a noise precision ("diag", "shrinkage_*").
-    """
-    x = _gather(sums_t, neighbors)                       # (c, V, R, K)
-    c, v, n_runs, k = x.shape
     valid = neighbors >= 0
-    n_vox = valid.sum(1)
-    if noise != "none":
-        res = _gather(residuals_t, neighbors).transpose(0, 2, 1)     # (c, n_res, V)
-        cov = sphere_covariances(res, valid, dof, noise)
-        # P = C^-T C^-1 with cov = C C^T: whitened sums C^-1 x (one triangular solve per
-        # sphere; torch's batched one spins its thread pool on busy machines)
-        from scipy.linalg import solve_triangular
+    n_valid = valid.sum(1)
+    res = _gather(inp.residuals, neighbors)                       # (b, V, n)
+    n, dof = res.shape[2], inp.dof
+    xtx = np.matmul(res, res.transpose(0, 2, 1))
+    diag = np.einsum("bvv->bv", xtx)                              # a writable view
+    s2 = np.einsum("bvn,bvn->bn", res, res)                       # sum over voxels of x**2
+    sq_xtx = np.einsum("bvw,bvw->b", xtx, xtx)
+    if inp.noise == "shrinkage_eye":
+        # s = xtx / n; b2 = sum(x2 / n - s^2) / n; d2 = |s - m I|^2 over valid voxels
+        ss = sq_xtx / n**2
+        b2 = ((s2 * s2).sum(1) / n - ss) / n
+        tr = diag.sum(1)
+        m = tr / n / n_valid
+        d2 = ss - 2 * m * tr / n + m**2 * n_valid
+        b2 = np.minimum(d2, b2)
+        xtx *= ((d2 - b2) / d2 / dof)[:, None, None]
+        diag += (b2 / d2 * m * n / dof)[:, None] * valid + ~valid
+        return xtx
+    # shrinkage_diag (Schaefer & Strimmer) on standardised residuals: sums over the valid
+    # off-diagonal pairs of s_mean^2 and of the variance of the products, as quadratic forms
+    sum_smean2 = (sq_xtx - (diag * diag).sum(1)) / (n - 1) ** 2
+    sum_s2mean = ((s2 * s2).sum(1) - _gather(inp.fourth, neighbors).sum(1)) / (n - 1)
+    lamb = np.clip(n / dof**2 * (sum_s2mean - sum_smean2) / sum_smean2, 0.0, 1.0)
+    xtx *= ((1 - lamb) / dof)[:, None, None]
+    diag[:] = 1.0
+    return xtx
 
-        chol = np.linalg.cholesky(cov)                   # (c, V, V)
-        flat = x.reshape(c, v, n_runs * k)
-        x = np.stack([solve_triangular(chol[i], flat[i], lower=True, check_finite=False)
-                      for i in range(c)]).reshape(c, v, n_runs, k)
-    z = x.transpose(0, 2, 3, 1)                          # (c, R, K, V) whitened sums
-    total = counts.sum(0)
-    acc = np.zeros((c, k, k))
-    z_total = z.sum(1)
-    for r in range(n_runs):
-        w_row = 1.0 / (total - counts[r])                # train means: other runs
-        w_col = 1.0 / counts[r]                          # test means: run r
-        others = z_total - z[:, r]                       # (c, K, V) sums of the other runs
-        kern = np.matmul(others, z[:, r].transpose(0, 2, 1)) * w_row[:, None] * w_col
-        d = np.einsum("cii->ci", kern)
-        acc += d[:, :, None] + d[:, None, :] - kern - kern.transpose(0, 2, 1)
+
+def _whiten(cov: np.ndarray, pats: np.ndarray) -> np.ndarray:
+    """pats (b, V, m) -> U^-T pats with cov = U' U (in place); NaN for spheres whose
+    covariance is not finite and positive definite.
+
+    Per sphere: Cholesky, triangular inverse (V^3 / 6) and a triangular product, which runs
+    at matrix-product speed where a triangular solve of the m columns does not.
+    """
+    from scipy.linalg.blas import dtrmm
+    from scipy.linalg.lapack import dpotrf, dtrtri
+
+    bad = ~np.isfinite(cov).all(axis=(1, 2))
+    for i in range(len(cov)):
+        if bad[i]:
+            continue
+        # cov[i].T is Fortran-ordered (and equal to cov[i]): factor, invert in place
+        u, info = dpotrf(cov[i].T, lower=0, clean=0, overwrite_a=1)
+        if info == 0:
+            u, info = dtrtri(u, lower=0, overwrite_c=1)
+        if info != 0:
+            bad[i] = True
+            continue
+        # pats[i].T (m, V) is Fortran-ordered: pats' U^-1 in place
+        dtrmm(1.0, u, pats[i].T, side=1, lower=0, overwrite_b=1)
+    pats[bad] = np.nan
+    return pats
+
+
+def _batch_rdms(inp: CrossnobisInputs, neighbors: np.ndarray) -> np.ndarray:
+    b = len(neighbors)
+    pats = _gather(inp.patterns, neighbors)                       # (b, V, R, K)
+    _, v, n_runs, k = pats.shape
+    if inp.noise in ("shrinkage_eye", "shrinkage_diag"):
+        cov = sphere_covariances(inp, neighbors)
+        pats = _whiten(cov, pats.reshape(b, v, n_runs * k)).reshape(b, v, n_runs, k)
+    z = pats.transpose(0, 2, 3, 1)                                # (b, R, K, V) whitened
+    if inp.balanced:
+        grams = np.matmul(z, z.transpose(0, 1, 3, 2))             # symmetric: syrk per block
+        g = grams[:, 0] - grams[:, 1:].sum(1)
+        d = np.einsum("bii->bi", g)
+        acc = d[:, :, None] + d[:, None, :] - 2 * g
+    else:
+        counts = inp.counts
+        total = counts.sum(0)
+        acc = np.zeros((b, k, k))
+        z_total = z.sum(1)
+        for r in range(n_runs):
+            others = z_total - z[:, r]                            # sums of the other runs
+            kern = np.matmul(others, z[:, r].transpose(0, 2, 1))
+            kern *= (1.0 / (total - counts[r]))[:, None] * (1.0 / counts[r])
+            d = np.einsum("bii->bi", kern)
+            acc += d[:, :, None] + d[:, None, :] - kern - kern.transpose(0, 2, 1)
+        acc /= n_runs
     iu = np.triu_indices(k, 1)
-    return acc[:, iu[0], iu[1]] / n_runs / n_vox[:, None]
+    return acc[:, iu[0], iu[1]] / (neighbors >= 0).sum(1)[:, None]
 
 
-def chunk_crossnobis_scores(
-    sums_t, counts, neighbors, residuals_t, dof, noise, models_z, method,
-) -> np.ndarray:
-    """(chunk, n_models) correlations of each sphere's crossnobis RDM with the models."""
-    vec = chunk_crossnobis(sums_t, counts, neighbors, residuals_t, dof, noise)
-    bad = ~np.isfinite(vec).all(axis=1)
-    vec[bad] = 0.0
-    if method == "spearman":
-        vec = fast_ranks(vec)
-    out = _zscore_rows(vec) @ models_z.T
-    out[bad] = np.nan
+def _per_batch(fn: Any, neighbors: np.ndarray, width: int) -> np.ndarray:
+    """(chunk, width) rows of ``fn(neighbors[batch])`` over batches of ``BATCH`` spheres.
+
+    BLAS runs single-threaded here: its threads only add overhead (and spin on busy machines)
+    for (V, V) matrices; parallelism comes from chunks on several dask workers.
+    """
+    from threadpoolctl import threadpool_limits
+
+    out = np.empty((len(neighbors), width))
+    with threadpool_limits(1, user_api="blas"):
+        for s in range(0, len(neighbors), BATCH):
+            out[s:s + BATCH] = fn(neighbors[s:s + BATCH])
     return out
+
+
+def chunk_crossnobis(inp: CrossnobisInputs, neighbors: np.ndarray) -> np.ndarray:
+    """Crossnobis RDM vectors (chunk, n_pairs) of a chunk of spheres."""
+    k = inp.patterns.shape[2]
+    return _per_batch(lambda nb: _batch_rdms(inp, nb), neighbors, k * (k - 1) // 2)
+
+
+def chunk_crossnobis_scores(inp: CrossnobisInputs, neighbors: np.ndarray,
+                            models_z: np.ndarray, method: str) -> np.ndarray:
+    """(chunk, n_models) correlations of each sphere's crossnobis RDM with the models (each
+    batch's RDMs are ranked and compared while they are in cache)."""
+    return _per_batch(lambda nb: score_vectors(_batch_rdms(inp, nb), models_z, method),
+                      neighbors, len(models_z))
 
 
 # ----------------------------------------------------------------------------------------------
 # Driver
 # ----------------------------------------------------------------------------------------------
 def _prepare(data: BrainData, order: list[str], residuals: np.ndarray | None,
-             dof: float | None, noise: str):
+             dof: float | None, noise: str) -> CrossnobisInputs:
     if data.runs is None:
         raise CortexmapError(f"{data.subject} has no run labels; a crossnobis searchlight "
                              "needs single-run patterns with their runs.")
@@ -207,8 +309,6 @@ def _prepare(data: BrainData, order: list[str], residuals: np.ndarray | None,
     n_runs, k = counts.shape
     sums = np.zeros((n_runs, k, data.n_voxels))
     np.add.at(sums, (run_idx, cond_idx), data.data)
-    sums_t = np.concatenate([sums.transpose(2, 0, 1), np.zeros((1, n_runs, k))])
-    res_t = None
     if noise != "none":
         if residuals is None:
             residuals, dof_default = default_residuals(data.data, cond_idx)
@@ -222,14 +322,14 @@ def _prepare(data: BrainData, order: list[str], residuals: np.ndarray | None,
         if dof <= 0:
             raise CortexmapError(f"The residuals have {dof} degrees of freedom; a noise "
                                  "precision needs more measurements than conditions.")
-        res_t = np.concatenate([residuals.T, np.zeros((1, residuals.shape[0]))])
-    return np.ascontiguousarray(sums_t), counts, res_t, float(dof or 1.0)
+    return prepare_inputs(sums, counts, noise, residuals, float(dof or 1.0))
 
 
-def _chunk_size(n_offsets: int, n_cond: int, n_runs: int, n_res: int, memory_mb: float) -> int:
-    per = 8 * (3 * n_offsets * n_runs * n_cond + 4 * n_cond * n_cond
-               + 3 * n_res * n_offsets + 5 * n_offsets * n_offsets)
-    return int(max(8, min(5000, memory_mb * 2**20 // per)))
+def _chunk_size(n_offsets: int, n_cond: int, memory_mb: float) -> int:
+    """Centres per task: the batch temporaries are fixed (``BATCH``); per centre a task holds
+    its RDM vector, its ranks and its neighbour list."""
+    per = 8 * (3 * n_cond * (n_cond - 1) // 2 + n_offsets)
+    return int(max(BATCH, min(5000, memory_mb * 2**20 // per)))
 
 
 def crossnobis_searchlight(
@@ -268,47 +368,17 @@ def crossnobis_searchlight(
         raise CortexmapError(f"noise must be one of {', '.join(NOISE)}; got {noise!r}.")
     models = as_model_rdms(models, len(data.condition_names))
     order = align_conditions(data.condition_names, models)
-    sums_t, counts, res_t, dof = _prepare(data, order, residuals, dof, noise)
+    inputs = _prepare(data, order, residuals, dof, noise)
     spheres = make_spheres(data.masker, radius_mm, threshold, min_voxels)
     if len(spheres) == 0:
         raise CortexmapError(f"No searchlight centre survives (dropped {spheres.dropped}); lower "
                              "threshold/min_voxels or use a larger mask.")
     models_z = prepare_models(models.vectors, method)
-    n_res = 0 if res_t is None else res_t.shape[1]
-    size = _chunk_size(spheres.neighbors.shape[1], counts.shape[1], counts.shape[0], n_res,
-                       memory_mb)
-    starts = list(range(0, len(spheres), size))
-    scores = np.empty((len(spheres), len(models)))
-    own = None
-    if client is None and scheduler != "serial" and len(starts) > 1:
-        client = own = get_client(scheduler, n_workers=n_workers)
-    try:
-        if client is None:
-            for s in track(starts, "crossnobis searchlight", enabled=progress):
-                scores[s:s + size] = chunk_crossnobis_scores(
-                    sums_t, counts, spheres.neighbors[s:s + size], res_t, dof, noise,
-                    models_z, method)
-        else:
-            from dask.distributed import as_completed
-
-            st, rt, mz = (client.scatter(a, broadcast=True) for a in (sums_t, res_t, models_z))
-            futures = {client.submit(chunk_crossnobis_scores, st, counts,
-                                     spheres.neighbors[s:s + size], rt, dof, noise, mz, method,
-                                     pure=False): s for s in starts}
-            for fut in track(as_completed(futures), "crossnobis searchlight",
-                             total=len(starts), enabled=progress):
-                s = futures[fut]
-                scores[s:s + size] = fut.result()
-                fut.release()
-    finally:
-        close_client(own)
-    maps = np.full((len(models), data.n_voxels), np.nan)
-    maps[:, spheres.centres] = scores.T
-    dropped = dict(spheres.dropped)
-    dropped["undefined_rdm"] = int(np.isnan(scores).any(axis=1).sum())
-    return SearchlightResult(maps, list(models.names), data.masker, float(radius_mm), method,
-                             f"crossnobis ({noise})", len(spheres), dropped, data.subject,
-                             time.perf_counter() - t0)
+    size = _chunk_size(spheres.neighbors.shape[1], len(order), memory_mb)
+    scores = run_chunks(chunk_crossnobis_scores, inputs, spheres.neighbors, models_z, (method,),
+                        size, scheduler, client, n_workers, "crossnobis searchlight", progress)
+    return searchlight_result(scores, spheres, models, data.masker, radius_mm, method,
+                              f"crossnobis ({noise})", data.subject, t0)
 
 
 def crossnobis_searchlight_rdms(
@@ -321,9 +391,9 @@ def crossnobis_searchlight_rdms(
     if noise not in NOISE:
         raise CortexmapError(f"noise must be one of {', '.join(NOISE)}; got {noise!r}.")
     order = list(conditions) if conditions is not None else data.condition_names
-    sums_t, counts, res_t, dof_ = _prepare(data, order, residuals, dof, noise)
+    inputs = _prepare(data, order, residuals, dof, noise)
     spheres = make_spheres(data.masker, radius_mm, threshold, min_voxels)
-    vec = chunk_crossnobis(sums_t, counts, spheres.neighbors, res_t, dof_, noise)
+    vec = chunk_crossnobis(inputs, spheres.neighbors)
     names = [str(i) for i in data.masker.indices[spheres.centres]]
     return RDMs(vec, len(order), names, "crossnobis", order), spheres
 

@@ -103,7 +103,7 @@ def group_searchlight(
     n_perm: int = 5000,
     alpha: float = 0.05,
     correction: str = "fwe",
-    statistic: str = "mean",
+    statistic: str = "t",
     scheduler: str | None = None,
     client: Any = None,
     n_workers: int | None = None,

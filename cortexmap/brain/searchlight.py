@@ -199,10 +199,12 @@ def fast_ranks(v):
     """
     if isinstance(v, np.ndarray):
         order = np.argsort(v, axis=1)
-        s = np.take_along_axis(v, order, axis=1)
-        ranks = np.empty(v.shape, dtype=np.float64)
-        np.put_along_axis(ranks, order, np.broadcast_to(np.arange(1.0, v.shape[1] + 1), v.shape),
-                          axis=1)
+        n, m = v.shape
+        flat = order + (np.arange(n) * m)[:, None]  # flat indices: cheaper than *_along_axis
+        s = np.ascontiguousarray(v).ravel()[flat]
+        ranks = np.empty(n * m)
+        ranks[flat] = np.arange(1.0, m + 1)
+        ranks = ranks.reshape(n, m)
         _fix_ties(ranks, s, order)
         return ranks
     import torch
@@ -261,7 +263,12 @@ def chunk_scores(
     torch.set_num_threads(1)  # one thread per dask worker process: no oversubscription
     if device != "cpu":
         return _chunk_scores_torch(patterns_t, neighbors, models_z, metric, method, device)
-    vec = chunk_rdms(patterns_t, neighbors, metric)
+    return score_vectors(chunk_rdms(patterns_t, neighbors, metric), models_z, method)
+
+
+def score_vectors(vec: np.ndarray, models_z: np.ndarray, method: str) -> np.ndarray:
+    """(chunk, n_models) correlations of RDM vectors (chunk, n_pairs) with prepared models;
+    NaN for a sphere whose RDM is not finite."""
     bad = ~np.isfinite(vec).all(axis=1)
     vec[bad] = 0.0
     if method == "spearman":
@@ -452,38 +459,54 @@ def searchlight(
     models_z = prepare_models(models.vectors, method)
     patterns_t = _voxel_major(pats, metric, dtype)
     size = _chunk_size(spheres.neighbors.shape[1], pats.shape[0], len(models), memory_mb)
-    starts = list(range(0, len(spheres), size))
-    scores = np.empty((len(spheres), len(models)))
-
-    own_client = None
     if device != "cpu" and scheduler is None:
         scheduler = "serial"  # one GPU: no point in several worker processes
     if device != "cpu" and client is None and scheduler == "serial":
         import torch
 
         patterns_t = torch.as_tensor(patterns_t, device=device)  # copied to the device once
+    scores = run_chunks(chunk_scores, patterns_t, spheres.neighbors, models_z,
+                        (metric, method, device), size, scheduler, client, n_workers,
+                        "searchlight chunks", progress)
+    return searchlight_result(scores, spheres, models, masker, radius_mm, method, metric,
+                              subject, t0)
+
+
+def run_chunks(fn: Any, shared: Any, neighbors: np.ndarray, models_z: np.ndarray,
+               args: tuple, size: int, scheduler: str | None, client: Any,
+               n_workers: int | None, label: str, progress: bool) -> np.ndarray:
+    """(n_centres, n_models) scores of ``fn(shared, neighbors[chunk], models_z, *args)`` over
+    chunks of ``size`` centres: in this process (``client`` None and ``scheduler`` "serial",
+    or one chunk) or as dask tasks, with ``shared`` and ``models_z`` scattered once."""
+    starts = list(range(0, len(neighbors), size))
+    scores = np.empty((len(neighbors), len(models_z)))
+    own = None
     if client is None and scheduler != "serial" and len(starts) > 1:
-        client = own_client = get_client(scheduler, n_workers=n_workers)
+        client = own = get_client(scheduler, n_workers=n_workers)
     try:
         if client is None:
-            for s in track(starts, "searchlight chunks", enabled=progress):
-                scores[s:s + size] = chunk_scores(patterns_t, spheres.neighbors[s:s + size],
-                                                  models_z, metric, method, device)
+            for s in track(starts, label, enabled=progress):
+                scores[s:s + size] = fn(shared, neighbors[s:s + size], models_z, *args)
         else:
             from dask.distributed import as_completed
 
-            pt = client.scatter(patterns_t, broadcast=True)
-            mz = client.scatter(models_z, broadcast=True)
-            futures = {client.submit(chunk_scores, pt, spheres.neighbors[s:s + size], mz,
-                                     metric, method, device, pure=False): s for s in starts}
-            for fut in track(as_completed(futures), "searchlight chunks", total=len(starts),
+            sh, mz = (client.scatter(a, broadcast=True) for a in (shared, models_z))
+            futures = {client.submit(fn, sh, neighbors[s:s + size], mz, *args, pure=False): s
+                       for s in starts}
+            for fut in track(as_completed(futures), label, total=len(starts),
                              enabled=progress):
                 s = futures[fut]
                 scores[s:s + size] = fut.result()
                 fut.release()
     finally:
-        close_client(own_client)
+        close_client(own)
+    return scores
 
+
+def searchlight_result(scores: np.ndarray, spheres: Spheres, models: RDMs,
+                       masker: BrainMasker, radius_mm: float, method: str, metric: str,
+                       subject: str, t0: float) -> SearchlightResult:
+    """Scores of the centres -> maps over the mask (NaN elsewhere) and the dropped counts."""
     maps = np.full((len(models), masker.n_voxels), np.nan)
     maps[:, spheres.centres] = scores.T
     dropped = dict(spheres.dropped)

@@ -151,7 +151,9 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         n_perm: int = typer.Option(5000, "--n-perm", help="Sign-flip permutations."),
         alpha: float = typer.Option(0.05, "--alpha"),
         correction: str = typer.Option("fwe", "--correction", help="fwe | fdr | none."),
-        statistic: str = typer.Option("mean", "--statistic", help="mean | t (max-statistic)."),
+        statistic: str = typer.Option("t", "--statistic",
+                                       help="t | mean (max-statistic; mean needs symmetric "
+                                            "null maps)."),
         scheduler: str = typer.Option(None, "--scheduler",
                                       help="Dask scheduler address, slurm/pbs/sge, or serial."),
         n_workers: int = typer.Option(None, "--n-workers", help="Local dask workers."),

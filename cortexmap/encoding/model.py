@@ -375,7 +375,7 @@ def fit_encoding_chunked(
 
 def group_encoding(
     results: list[EncodingResult], kind: str = "r2", n_perm: int = 5000, seed: int = 0,
-    statistic: str = "mean",
+    statistic: str = "t",
 ):
     """Sign-flip group test (max-statistic FWE) of one map kind over subjects' results.
 

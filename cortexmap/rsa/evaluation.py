@@ -111,6 +111,29 @@ class ModelEvaluation:
         half = stats.t.ppf(0.5 + level / 2, self.dof) * self.se()
         return self.observed - half, self.observed + half
 
+    def crossvalidated_best(self) -> tuple[float, np.ndarray]:
+        """Score of the best model when the choice is cross-validated over subjects.
+
+        For each subject the model with the highest mean score over the *other* subjects is
+        chosen and scored on that subject alone, so choosing among many models (layers) does
+        not inflate the score; its mean is comparable with the lower noise ceiling, which is
+        built the same way (each subject against the mean of the others).
+
+        Returns
+        -------
+        score : mean over subjects of the held-out subject's score of the chosen model.
+        chosen : (n_subjects,) index of the model chosen for each subject.
+        """
+        if self.n_subjects < 2:
+            raise CortexmapError(
+                "A cross-validated choice needs the RDMs of at least 2 subjects; this "
+                "evaluation has one data RDM."
+            )
+        ps = self.per_subject
+        others = (ps.sum(1, keepdims=True) - ps) / (self.n_subjects - 1)
+        chosen = np.argmax(others, axis=0)
+        return float(ps[chosen, np.arange(self.n_subjects)].mean()), chosen
+
     def p_zero(self) -> np.ndarray:
         """One-sided p of score > 0 (t-test with the bootstrap variance, rsatoolbox t_test_0)."""
         t = self.observed / np.sqrt(np.maximum(self.variance(), np.finfo(float).eps))
