@@ -61,8 +61,9 @@ def _models(order):
                 conditions=order)
 
 
-def _peer(sub, neighbors) -> np.ndarray:
-    """rsatoolbox per sphere: noise precision from the residuals, then the crossnobis RDM."""
+def _peer(sub, neighbors):
+    """rsatoolbox per sphere: noise precision from the residuals, then the crossnobis RDM.
+    Returns the function to time (the residuals of the whole mask are computed once, before)."""
     import rsatoolbox
     from rsatoolbox.data.noise import prec_from_residuals
 
@@ -70,6 +71,10 @@ def _peer(sub, neighbors) -> np.ndarray:
 
     order = sub.condition_names  # c00..c91: already rsatoolbox's sorted order
     resid, dof = default_residuals(sub.data, np.array([order.index(c) for c in sub.conditions]))
+    return lambda: _peer_rdms(sub, neighbors, resid, dof, rsatoolbox, prec_from_residuals)
+
+
+def _peer_rdms(sub, neighbors, resid, dof, rsatoolbox, prec_from_residuals) -> np.ndarray:
     out = []
     for row in neighbors:
         cols = row[row >= 0]
@@ -95,9 +100,10 @@ def _block(n_block: int) -> str:
     models = _models(sub.condition_names)
     n_brain = int(np.asarray(mni_mask(2).dataobj).astype(bool).sum())
     rows, err, est = [], 0.0, []
+    peer = _peer(sub, spheres.neighbors[pick])
     for limit, label in THREADS:
         with threadpool_limits(limit):
-            t_peer, c_peer = _best_cpu(lambda: _peer(sub, spheres.neighbors[pick]))
+            t_peer, c_peer = _best_cpu(peer)
             ref = _best_cpu.last
             t_rdm, c_rdm = _best_cpu(lambda: chunk_crossnobis(
                 _prepare(sub, sub.condition_names, None, None, "shrinkage_diag"),
@@ -147,8 +153,9 @@ def _whole_brain() -> str:
     sub, n_vox = _subject(None)
     neighbors = make_spheres(sub.masker, RADIUS).neighbors
     pick = np.linspace(0, len(neighbors) - 1, N_PEER).astype(int)
+    peer = _peer(sub, neighbors[pick])
     with threadpool_limits(1):
-        _, c_peer = _best_cpu(lambda: _peer(sub, neighbors[pick]))
+        _, c_peer = _best_cpu(peer)
     client = get_client("local", n_workers=n_workers)
     try:
         def cpu() -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pandas as pd
 from pydantic import Field
@@ -56,6 +56,8 @@ class PowerConfig(AnalysisConfig):
     mask: str = Field("slab", min_length=1, description="slab (3 mm occipito-temporal) | mni "
                       "(3 mm whole brain) | a mask file")
     n_perm: Count = Field(2000, description="Sign-flip permutations")
+    statistic: Literal["t", "mean"] = Field(
+        "t", description="Max-statistic of the searchlight's group test (FWE)")
     alpha: Alpha = 0.05
     target: float = Field(0.8, gt=0, le=1, description="Recovery target (fraction)")
     scheduler: Scheduler = None
@@ -115,12 +117,14 @@ def run_power(config: PowerConfig, outdir: str | os.PathLike, overwrite: bool = 
     sched = {None: "serial", "local": None}.get(config.scheduler, config.scheduler)
     res = power_analysis(models, list(config.regions), grid, mask=mask, alpha=config.alpha,
                          n_perm=config.n_perm, target=config.target, seed=config.seed,
-                         scheduler=sched, n_workers=config.n_workers, progress=progress)
+                         scheduler=sched, n_workers=config.n_workers, progress=progress,
+                         statistic=config.statistic)
     write_power(res, outdir, config={
         "model": None if config.rdms else config.model, "rdms": config.rdms,
         "layers": list(models.names), "regions": list(config.regions),
         "grid": grid.__dict__, "mask": config.mask, "alpha": config.alpha,
-        "n_perm": config.n_perm, "target": config.target, "seed": config.seed},
+        "n_perm": config.n_perm, "statistic": config.statistic, "target": config.target,
+        "seed": config.seed},
         overwrite=overwrite)
     tables = {name: getattr(res, name) for name in ("cells", "curve", "needed", "null")}
     return PowerRun(config, res, tables, list(res.findings))

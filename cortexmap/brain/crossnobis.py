@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from cortexmap.brain.io import BrainData
+from cortexmap.brain.roi import align_conditions, as_model_rdms
 from cortexmap.brain.searchlight import (
     SearchlightResult,
     Spheres,
@@ -167,13 +168,31 @@ def prepare_inputs(sums: np.ndarray, counts: np.ndarray, noise: str,
 BATCH = 32
 
 
-def _gather(values_t: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
+class _Buffers:
+    """Arrays reused from batch to batch. Fresh large temporaries would each be mapped and
+    page-faulted anew (dask workers return freed memory to the system eagerly), which costs
+    as much as the arithmetic."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def __call__(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        size = int(np.prod(shape))
+        a = self._arrays.get(name)
+        if a is None or a.size < size:
+            a = self._arrays[name] = np.empty(size)
+        return a[:size].reshape(shape)
+
+
+def _gather(values_t: np.ndarray, neighbors: np.ndarray, out: np.ndarray | None = None
+            ) -> np.ndarray:
     """(chunk, V, ...) rows of voxel-major ``values_t``; padding (-1) -> the zero last row."""
     idx = np.where(neighbors < 0, values_t.shape[0] - 1, neighbors)
-    return values_t[idx]
+    return np.take(values_t, idx, axis=0, out=out, mode="clip")  # "clip": no buffering
 
 
-def sphere_covariances(inp: CrossnobisInputs, neighbors: np.ndarray) -> np.ndarray:
+def sphere_covariances(inp: CrossnobisInputs, neighbors: np.ndarray,
+                       buf: _Buffers | None = None) -> np.ndarray:
     """(batch, V, V) noise covariances of a batch of spheres, as rsatoolbox's
     ``cov_from_residuals`` estimates them; for "shrinkage_diag" in units of each voxel's SD
     (unit diagonal; the patterns are divided by the SDs). Padding voxels get an identity
@@ -182,11 +201,12 @@ def sphere_covariances(inp: CrossnobisInputs, neighbors: np.ndarray) -> np.ndarr
     One batched Gram product of the gathered residuals is the only (V, V)-sized work; the
     shrinkage intensities come from its entries and from per-residual sums over the sphere.
     """
+    buf = buf or _Buffers()
     valid = neighbors >= 0
     n_valid = valid.sum(1)
-    res = _gather(inp.residuals, neighbors)                       # (b, V, n)
-    n, dof = res.shape[2], inp.dof
-    xtx = np.matmul(res, res.transpose(0, 2, 1))
+    (b, v), n, dof = neighbors.shape, inp.residuals.shape[1], inp.dof
+    res = _gather(inp.residuals, neighbors, buf("res", (b, v, n)))
+    xtx = np.matmul(res, res.transpose(0, 2, 1), out=buf("xtx", (b, v, v)))
     diag = np.einsum("bvv->bv", xtx)                              # a writable view
     s2 = np.einsum("bvn,bvn->bn", res, res)                       # sum over voxels of x**2
     sq_xtx = np.einsum("bvw,bvw->b", xtx, xtx)
@@ -238,19 +258,23 @@ def _whiten(cov: np.ndarray, pats: np.ndarray) -> np.ndarray:
     return pats
 
 
-def _batch_rdms(inp: CrossnobisInputs, neighbors: np.ndarray) -> np.ndarray:
-    b = len(neighbors)
-    pats = _gather(inp.patterns, neighbors)                       # (b, V, R, K)
-    _, v, n_runs, k = pats.shape
+def _batch_rdms(inp: CrossnobisInputs, neighbors: np.ndarray, buf: _Buffers) -> np.ndarray:
+    """(b, n_pairs) crossnobis RDM vectors of a batch of spheres (a view into ``buf``)."""
+    (b, v), (_, n_runs, k) = neighbors.shape, inp.patterns.shape
+    pats = _gather(inp.patterns, neighbors, buf("pats", (b, v, n_runs, k)))
     if inp.noise in ("shrinkage_eye", "shrinkage_diag"):
-        cov = sphere_covariances(inp, neighbors)
+        cov = sphere_covariances(inp, neighbors, buf)
         pats = _whiten(cov, pats.reshape(b, v, n_runs * k)).reshape(b, v, n_runs, k)
     z = pats.transpose(0, 2, 3, 1)                                # (b, R, K, V) whitened
     if inp.balanced:
-        grams = np.matmul(z, z.transpose(0, 1, 3, 2))             # symmetric: syrk per block
-        g = grams[:, 0] - grams[:, 1:].sum(1)
-        d = np.einsum("bii->bi", g)
-        acc = d[:, :, None] + d[:, None, :] - 2 * g
+        grams = np.matmul(z, z.transpose(0, 1, 3, 2),            # symmetric: syrk per block
+                          out=buf("grams", (b, n_runs, k, k)))
+        acc = np.sum(grams[:, 1:], axis=1, out=buf("acc", (b, k, k)))
+        np.subtract(grams[:, 0], acc, out=acc)                    # G = M P M' - sum C P C'
+        d = np.einsum("bii->bi", acc).copy()
+        acc *= -2.0
+        acc += d[:, :, None]
+        acc += d[:, None, :]
     else:
         counts = inp.counts
         total = counts.sum(0)
@@ -264,36 +288,40 @@ def _batch_rdms(inp: CrossnobisInputs, neighbors: np.ndarray) -> np.ndarray:
             acc += d[:, :, None] + d[:, None, :] - kern - kern.transpose(0, 2, 1)
         acc /= n_runs
     iu = np.triu_indices(k, 1)
-    return acc[:, iu[0], iu[1]] / (neighbors >= 0).sum(1)[:, None]
+    vec = np.take(acc.reshape(b, k * k), iu[0] * k + iu[1], axis=1, mode="clip",
+                  out=buf("vec", (b, len(iu[0]))))
+    vec /= (neighbors >= 0).sum(1)[:, None]
+    return vec
 
 
 def _per_batch(fn: Any, neighbors: np.ndarray, width: int) -> np.ndarray:
-    """(chunk, width) rows of ``fn(neighbors[batch])`` over batches of ``BATCH`` spheres.
+    """(chunk, width) rows of ``fn(neighbors[batch], buffers)`` over batches of ``BATCH``
+    spheres.
 
     BLAS runs single-threaded here: its threads only add overhead (and spin on busy machines)
     for (V, V) matrices; parallelism comes from chunks on several dask workers.
     """
     from threadpoolctl import threadpool_limits
 
-    out = np.empty((len(neighbors), width))
+    out, buf = np.empty((len(neighbors), width)), _Buffers()
     with threadpool_limits(1, user_api="blas"):
         for s in range(0, len(neighbors), BATCH):
-            out[s:s + BATCH] = fn(neighbors[s:s + BATCH])
+            out[s:s + BATCH] = fn(neighbors[s:s + BATCH], buf)
     return out
 
 
 def chunk_crossnobis(inp: CrossnobisInputs, neighbors: np.ndarray) -> np.ndarray:
     """Crossnobis RDM vectors (chunk, n_pairs) of a chunk of spheres."""
     k = inp.patterns.shape[2]
-    return _per_batch(lambda nb: _batch_rdms(inp, nb), neighbors, k * (k - 1) // 2)
+    return _per_batch(lambda nb, buf: _batch_rdms(inp, nb, buf), neighbors, k * (k - 1) // 2)
 
 
 def chunk_crossnobis_scores(inp: CrossnobisInputs, neighbors: np.ndarray,
                             models_z: np.ndarray, method: str) -> np.ndarray:
     """(chunk, n_models) correlations of each sphere's crossnobis RDM with the models (each
     batch's RDMs are ranked and compared while they are in cache)."""
-    return _per_batch(lambda nb: score_vectors(_batch_rdms(inp, nb), models_z, method),
-                      neighbors, len(models_z))
+    return _per_batch(lambda nb, buf: score_vectors(_batch_rdms(inp, nb, buf), models_z,
+                                                    method), neighbors, len(models_z))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -358,7 +386,6 @@ def crossnobis_searchlight(
     Spheres, threshold, min_voxels, method ("spearman"/"pearson") and scheduler as in
     :func:`cortexmap.brain.searchlight.searchlight`; memory_mb bounds each chunk.
     """
-    from cortexmap.brain.roi import align_conditions, as_model_rdms
 
     t0 = time.perf_counter()
     method = canonical_method(method)

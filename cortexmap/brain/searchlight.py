@@ -40,10 +40,11 @@ import numpy as np
 import pandas as pd
 
 from cortexmap.brain.io import BrainData, BrainMasker, write_nifti
+from cortexmap.brain.roi import align_conditions, as_model_rdms
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs, rank_rows
 from cortexmap.rsa.compare import canonical_method
-from cortexmap.utils.dask import close_client
+from cortexmap.utils.dask import close_client, get_client
 from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table, write_text
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
@@ -197,14 +198,13 @@ def fast_ranks(v):
     float64 numpy for numpy input, a tensor of the input's dtype and device for a tensor.
     """
     if isinstance(v, np.ndarray):
-        order = np.argsort(v, axis=1)
         n, m = v.shape
-        flat = order + (np.arange(n) * m)[:, None]  # flat indices: cheaper than *_along_axis
-        s = np.ascontiguousarray(v).ravel()[flat]
-        ranks = np.empty(n * m)
-        ranks[flat] = np.arange(1.0, m + 1)
-        ranks = ranks.reshape(n, m)
-        _fix_ties(ranks, s, order)
+        flat = np.argsort(v, axis=1)
+        flat += (np.arange(n) * m)[:, None]  # flat indices: cheaper than *_along_axis
+        s = np.take(np.ascontiguousarray(v).ravel(), flat, mode="clip")
+        ranks = np.empty((n, m))
+        ranks.ravel()[flat] = np.arange(1.0, m + 1)
+        _fix_ties(ranks, s, flat)
         return ranks
     import torch
 
@@ -215,14 +215,16 @@ def fast_ranks(v):
     if bool(tied.any()):
         rows = torch.nonzero(tied).ravel()
         fixed = ranks[rows].cpu().numpy()
-        _fix_ties(fixed, s[rows].cpu().numpy(), order[rows].cpu().numpy())
+        flat = order[rows].cpu().numpy() + (np.arange(len(rows)) * v.shape[1])[:, None]
+        _fix_ties(fixed, s[rows].cpu().numpy(), flat)
         ranks[rows] = torch.as_tensor(fixed, dtype=v.dtype, device=v.device)
     return ranks
 
 
-def _fix_ties(ranks, s, order) -> None:
+def _fix_ties(ranks, s, flat) -> None:
     """Give every run of equal values in the sorted rows ``s`` the mean of its ordinal ranks,
-    in place in ``ranks`` (numpy (k, n)); cost grows with the number of ties only."""
+    in place in ``ranks`` (C-contiguous numpy (k, n)); ``flat``: the sort order as indices into
+    ``ranks.ravel()``. Cost grows with the number of ties only."""
     r, j = np.nonzero(s[:, 1:] == s[:, :-1])  # s[r, j] == s[r, j + 1], sorted by (r, j)
     if r.size == 0:
         return
@@ -236,7 +238,7 @@ def _fix_ties(ranks, s, order) -> None:
     rows = np.repeat(r[brk], length)
     cols = np.repeat(first, length) + (np.arange(length.sum())
                                        - np.repeat(np.cumsum(length) - length, length))
-    ranks[rows, order[rows, cols]] = np.repeat((first + last) / 2.0 + 1.0, length)
+    ranks.ravel()[flat[rows, cols]] = np.repeat((first + last) / 2.0 + 1.0, length)
 
 
 def prepare_models(model_vectors: np.ndarray, method: str) -> np.ndarray:
@@ -272,7 +274,10 @@ def score_vectors(vec: np.ndarray, models_z: np.ndarray, method: str) -> np.ndar
     vec[bad] = 0.0
     if method == "spearman":
         vec = fast_ranks(vec)
-    out = _zscore_rows(vec) @ models_z.T
+    vec -= vec.mean(axis=1, keepdims=True)  # z-scored in place: vec is a temporary
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vec /= np.sqrt(np.einsum("ij,ij->i", vec, vec))[:, None]
+    out = vec @ models_z.T
     out[bad] = np.nan
     return out
 
@@ -431,7 +436,6 @@ def searchlight(
     device: torch device of each chunk ("cpu" or "cuda"; on a GPU chunks run in this process
     unless a scheduler or client is given).
     """
-    from cortexmap.brain.roi import align_conditions, as_model_rdms
 
     t0 = time.perf_counter()
     method = canonical_method(method)
@@ -482,8 +486,6 @@ def run_chunks(fn: Any, shared: Any, neighbors: np.ndarray, models_z: np.ndarray
     scores = np.empty((len(neighbors), len(models_z)))
     own = None
     if client is None and scheduler != "serial" and len(starts) > 1:
-        from cortexmap.utils.dask import get_client
-
         client = own = get_client(scheduler, n_workers=n_workers)
     try:
         if client is None:
