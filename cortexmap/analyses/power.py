@@ -21,7 +21,13 @@ from pydantic import Field
 
 from cortexmap.analyses.rdms import layer_rdms
 from cortexmap.brain.phantom import mni_mask, slab_mask
-from cortexmap.brain.power import PowerGrid, PowerResult, power_analysis, write_power
+from cortexmap.brain.power import (
+    PowerGrid,
+    PowerResult,
+    power_analysis,
+    power_layout,
+    write_power,
+)
 from cortexmap.config import Alpha, AnalysisConfig, Count, ModelSpec, Scheduler, Seed
 from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding, Report
@@ -112,13 +118,14 @@ def run_power(config: PowerConfig, outdir: str | os.PathLike, overwrite: bool = 
     """
     grid = config.grid()
     mask = _mask(config.mask)
-    prepare_output_dir(outdir, overwrite)
     models = planted_rdms(config)
+    layout = power_layout(models, list(config.regions), grid, mask)  # bad settings fail here
+    prepare_output_dir(outdir, overwrite)
     sched = {None: "serial", "local": None}.get(config.scheduler, config.scheduler)
     res = power_analysis(models, list(config.regions), grid, mask=mask, alpha=config.alpha,
                          n_perm=config.n_perm, target=config.target, seed=config.seed,
                          scheduler=sched, n_workers=config.n_workers, progress=progress,
-                         statistic=config.statistic)
+                         statistic=config.statistic, layout=layout)
     write_power(res, outdir, config={
         "model": None if config.rdms else config.model, "rdms": config.rdms,
         "layers": list(models.names), "regions": list(config.regions),

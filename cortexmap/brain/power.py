@@ -317,6 +317,20 @@ def _client(scheduler: str | None, n_workers: int | None):
         return get_client(scheduler, n_workers=n_workers)
 
 
+def power_layout(models: RDMs, regions: list[str], grid: PowerGrid, mask: Any = None,
+                 region_radius_mm: float = 8.0, smoothness_mm: float = 6.0) -> Layout:
+    """:func:`make_layout`, and every searchlight radius of ``grid`` checked on its mask: all
+    that can be wrong with a power analysis's settings shows here, in a second, before any
+    output or simulation exists."""
+    layout = make_layout(models, regions, mask, region_radius_mm, smoothness_mm)
+    for radius in grid.radius_mm:
+        if not len(make_spheres(layout.masker, radius).centres):
+            raise CortexmapError(
+                f"No {radius} mm searchlight sphere fits in this mask (each must lie at least "
+                "half inside it); use a smaller radius_mm or a larger mask.")
+    return layout
+
+
 def power_analysis(
     models: RDMs,
     regions: list[str],
@@ -333,6 +347,7 @@ def power_analysis(
     n_workers: int | None = None,
     progress: bool = True,
     statistic: str = "t",
+    layout: Layout | None = None,
 ) -> PowerResult:
     """Recovery and false positives of ROI RSA and the group searchlight over ``grid``.
 
@@ -341,11 +356,13 @@ def power_analysis(
     None (a dask LocalCluster), an address or "slurm"/"pbs"/"sge"; each (SNR, runs, radius,
     repetition) is one task. statistic: the group test's max-statistic (see
     :func:`cortexmap.brain.stats.group_test`; "mean" does not keep the FWE rate on searchlight
-    maps).
+    maps). layout: the result of :func:`power_layout` for these settings, when the caller
+    checked them already (built here otherwise).
     """
     if not 0 < target <= 1:
         raise CortexmapError(f"target must lie in (0, 1]; got {target}.")
-    layout = make_layout(models, regions, mask, region_radius_mm, smoothness_mm)
+    if layout is None:
+        layout = power_layout(models, regions, grid, mask, region_radius_mm, smoothness_mm)
     jobs = [(snr, runs, radius, rep) for snr in grid.snr for runs in grid.n_runs
             for radius in grid.radius_mm for rep in range(grid.repetitions)]
     jobs += [(0.0, runs, radius, rep) for runs in grid.n_runs for radius in grid.radius_mm
