@@ -19,9 +19,11 @@ from typing import Any
 
 import pandas as pd
 
+import cortexmap
 from cortexmap.analyses import REGISTRY, Analysis
 from cortexmap.config import AnalysisConfig, build_config, read_config_file
 from cortexmap.errors import CortexmapError
+from cortexmap.models.zoo import zoo_dir
 from cortexmap.report import Finding, Report, findings_table
 from cortexmap.report.store import RESULT_FILE, load_result, save_result
 from cortexmap.utils.io import lock_output_dir, prepare_output_dir, write_table
@@ -81,7 +83,6 @@ def _input_checksums(config: dict[str, Any]) -> dict[str, str]:
     folder the config names (user weights, images, NIfTI data): a saved result is reused only
     when these are unchanged too.
     """
-    from cortexmap.models.zoo import zoo_dir
 
     here = Path.cwd().resolve()
     paths: dict[str, Path] = {"zoo": zoo_dir()}
@@ -103,7 +104,6 @@ def _run_one(name: str, cfg: AnalysisConfig, out: Path, progress: bool, resume: 
     """Run one analysis, or reuse its saved result when it finished with the same config,
     cortexmap version and inputs (:func:`_input_checksums`). Returns (result, its stored form,
     seconds, reused)."""
-    import cortexmap
 
     done = out / name / RESULT_FILE
     dump = cfg.model_dump(mode="json")

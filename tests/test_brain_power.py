@@ -5,7 +5,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cortexmap.brain.power import PowerGrid, make_layout, power_analysis, simulate
+from cortexmap.brain.power import (
+    PowerGrid,
+    make_layout,
+    power_analysis,
+    power_layout,
+    simulate,
+)
 from cortexmap.cli import app
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import compute_rdms
@@ -78,6 +84,20 @@ def test_errors():
         make_layout(_models(), ["V1", "nowhere"], small_mask())
     with pytest.raises(CortexmapError, match="target"):
         power_analysis(_models(), ["V1", "fusiform"], target=1.5)
+    with pytest.raises(CortexmapError, match="min_voxels"):
+        power_layout(_models(), ["V1", "fusiform"], PowerGrid(radius_mm=(1.0,)), small_mask())
+
+
+def test_cli_bad_radius_fails_before_any_output(tmp_path):
+    models = _models()
+    models.save(tmp_path / "m.npz")
+    small_mask().to_filename(tmp_path / "mask.nii.gz")
+    out = tmp_path / "pw"
+    res = CliRunner().invoke(app, [
+        "power", "--out", str(out), "--rdms", str(tmp_path / "m.npz"), "--regions",
+        "V1,fusiform", "--radius", "1", "--mask", str(tmp_path / "mask.nii.gz")])
+    assert isinstance(res.exception, CortexmapError) and "radius_mm" in str(res.exception)
+    assert not out.exists()
 
 
 

@@ -26,11 +26,13 @@ from cortexmap.analyses.base import (
     Seed,
     write_outputs,
 )
+from cortexmap.brain import make_phantom
 from cortexmap.brain.source import BrainDataset, resolve_brain
 from cortexmap.errors import CortexmapError
 from cortexmap.models import Extractor, load
 from cortexmap.models.layers import default_conv_layers, spatial_layers
 from cortexmap.models.preprocessing import input_size_of
+from cortexmap.models.untrained import untrained_copy
 from cortexmap.probes.center_periphery import (
     GROUPS,
     SELECTIVE_GROUPS,
@@ -264,7 +266,6 @@ def _phantom_brain(cfg, stim, acts: dict, groups: dict, outdir: Path, layers: li
     "images": no network at all -- the pixels of the object-only (foveal) and background-only
     (peripheral) renderings.
     """
-    from cortexmap.brain import make_phantom  # lazy: nilearn is slow to import
 
     layer = cfg.phantom_layer or layers[len(layers) // 2]
     if layer not in acts["full"]:
@@ -325,7 +326,6 @@ def _untrained_control(cfg, model, layers, renderings, rfs, coverage, acts, trai
     """Every statistic again on an untrained copy; tables "untrained_interaction" (per layer:
     the copy's crossover and the trained - untrained difference with a paired condition
     bootstrap CI) and "bsi_relation" (see :func:`center_periphery_control.relation_table`)."""
-    from cortexmap.models.untrained import untrained_copy
     twin = untrained_copy(model, seed=cfg.seed + 1)
     ex = Extractor(twin, layers, pooling="none", batch_size=cfg.batch_size)
     tacts = {k: ex.extract(v, progress=False) for k, v in renderings.items()

@@ -1,5 +1,4 @@
-"""What the lesion and contrast analyses share: the network, its test set at full contrast and
-the report.
+"""What the lesion and contrast analyses share: the network and its test set at full contrast.
 
 Both measure a classifier's accuracy on a test set at several contrast levels
 (:mod:`cortexmap.analyses.lesion`, :mod:`cortexmap.analyses.contrast`); :func:`prepare_test`
@@ -10,7 +9,6 @@ do not fit the labels before any output exists.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -22,7 +20,6 @@ from cortexmap.models import load
 from cortexmap.models.preprocessing import input_size_of
 from cortexmap.probes import contrast as ct
 from cortexmap.probes.testset import TestSet, check_model_fits, resolve_test_set
-from cortexmap.report import Report
 
 ZOO_CONV_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
 
@@ -82,14 +79,6 @@ def prepare_test(config, model: nn.Module | None = None, images: np.ndarray | No
     n_classes = ts.n_classes or k or int(np.max(ts.labels)) + 1
     return net, Tested(ts.images, ts.targets(net), None if proxy else ts.class_names, n_classes,
                        ts.describe(), proxy)
-
-
-def write_report(result, title: str, out: Path) -> None:
-    """``report.html``: the result's sections, then its findings."""
-    report = Report(title)
-    result.add_to_report(report)
-    report.findings(result.findings)
-    report.write(out / "report.html")
 
 
 def pct(levels) -> str:

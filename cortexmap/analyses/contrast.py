@@ -19,7 +19,7 @@ import pandas as pd
 from pydantic import ConfigDict, Field, field_validator
 from torch import nn
 
-from cortexmap.analyses.base import Count, ModelSpec, PatternMetric, Seed
+from cortexmap.analyses.base import Count, ModelSpec, PatternMetric, Seed, write_outputs
 from cortexmap.analyses.classification import (
     ZOO_CONV_LAYERS,
     TestImages,
@@ -27,17 +27,14 @@ from cortexmap.analyses.classification import (
     load_network,
     pct,
     prepare_test,
-    write_report,
 )
 from cortexmap.models import resolve_layers
 from cortexmap.models.weights import weights_record
 from cortexmap.probes import contrast as ct
 from cortexmap.probes.testset import TestSetFields, name_proxy
 from cortexmap.report import Finding
-from cortexmap.report.figures import save_figure
-from cortexmap.utils.io import prepare_output_dir, write_table
+from cortexmap.utils.io import prepare_output_dir
 from cortexmap.utils.progress import track
-from cortexmap.utils.provenance import write_provenance
 
 PIXEL_BASELINE = "pixel statistics"  # the baseline decoding table's one row
 
@@ -221,15 +218,12 @@ def run_contrast(
     stems = {"accuracy": "contrast_accuracy", "curves": "contrast_curves",
              "decoding": "contrast_decoding", "decoding_baseline": "contrast_decoding_baseline",
              "rsa": "contrast_rsa", "decoding_control": "contrast_decoding_control"}
-    for key, df in tables.items():
-        write_table(df, out / stems[key])
-    for name, fig in result.figures().items():
-        save_figure(fig, out / f"{name}.png")
-    write_report(result, f"Image contrast: {config.model}", out)
-    write_provenance(out, config=config, seed=config.seed,
-                     inputs={"test_images": images, "labels": np.asarray(labels)},
-                     models={config.model: weights_record(net)}
-                     | ({config.control_model: weights_record(control)} if control else {}))
+    write_outputs(result, out, f"Image contrast: {config.model}", table_files=stems,
+                  findings=False,
+                  figures={f"{name}.png": fig for name, fig in result.figures().items()},
+                  inputs={"test_images": images, "labels": np.asarray(labels)},
+                  models={config.model: weights_record(net)}
+                  | ({config.control_model: weights_record(control)} if control else {}))
     return result
 
 

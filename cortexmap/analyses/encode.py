@@ -11,10 +11,12 @@ provenance, and states one finding with its control.
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from cortexmap.analyses.base import write_outputs
 from cortexmap.brain.io import load_atlas, load_dataset, write_nifti
 from cortexmap.encoding.pipeline import (
     EncodeConfig,
@@ -23,9 +25,8 @@ from cortexmap.encoding.pipeline import (
     read_features,
     shuffled_scores,
 )
-from cortexmap.report import Finding, Report
-from cortexmap.utils.io import prepare_output_dir, write_table
-from cortexmap.utils.provenance import write_provenance
+from cortexmap.report import Finding
+from cortexmap.utils.io import prepare_output_dir
 
 __all__ = ["EncodeConfig", "EncodeRun", "run_encode"]
 
@@ -66,21 +67,12 @@ def run_encode(config: EncodeConfig, outdir: str | os.PathLike, overwrite: bool 
     else:
         run.skipped = (f"{len(subjects)} subject: the group test of the encoding maps needs at "
                        "least 2 subjects, so no finding is stated.")
-    for res in run.subjects:
-        res.save(out / "subjects" / res.subject, overwrite=True)
-    (out / "group").mkdir(exist_ok=True)
-    for kind, g in run.group.items():
-        for stat in ("mean", "p_fwe"):
-            write_nifti(out / "group" / f"{stat}_{kind}.nii.gz", g.img(stat))
-    for name, df in run.tables.items():
-        if not df.empty:
-            write_table(df, out / name)
-    write_provenance(out, config=config, seed=config.seed,
-                     inputs={"dataset": root, "features": Path(config.features)})
-    report = Report("Encoding models", str(root))
-    run.add_to_report(report)
-    report.findings(run.findings)
-    report.write(out / "report.html")
+    files = {f"subjects/{res.subject}": partial(res.save, overwrite=True)
+             for res in run.subjects}
+    files |= {f"group/{stat}_{kind}.nii.gz": partial(write_nifti, img=g.img(stat))
+              for kind, g in run.group.items() for stat in ("mean", "p_fwe")}
+    write_outputs(run, out, "Encoding models", str(root), skip_empty=True, findings=False,
+                  files=files, inputs={"dataset": root, "features": Path(config.features)})
     return run
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,14 +21,13 @@ import pandas as pd
 from pydantic import BeforeValidator, ConfigDict, Field
 from torch import nn
 
-from cortexmap.analyses.base import Count, ModelSpec, Scheduler, Seed
+from cortexmap.analyses.base import Count, ModelSpec, Scheduler, Seed, write_outputs
 from cortexmap.analyses.classification import (
     ZOO_CONV_LAYERS,
     TestImages,
     informative_levels,
     pct,
     prepare_test,
-    write_report,
 )
 from cortexmap.models.preprocessing import input_size_of
 from cortexmap.models.weights import weights_record
@@ -35,10 +35,8 @@ from cortexmap.probes import contrast as ct
 from cortexmap.probes import lesion as ls
 from cortexmap.probes.testset import TestSetFields, name_proxy
 from cortexmap.report import Finding
-from cortexmap.report.figures import save_figure
 from cortexmap.utils.dask import close_client, get_client
 from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table
-from cortexmap.utils.provenance import write_provenance
 
 
 def _lesion_sets(text):
@@ -258,23 +256,22 @@ def run_lesion(
     stems = {"drops": "lesion_drops", "baseline": "lesion_baseline", "top_kernels": "top_kernels",
              "sets": "lesion_sets", "appearance": "kernel_appearance",
              "per_class": "lesion_per_class"}
-    for key, df in tables.items():
-        write_table(df, out / stems[key])
-    files = safe_filenames(list(config.layers), "layer")
+    names = safe_filenames(list(config.layers), "layer")
+    matrices, figures = {}, {}
     for layer in config.layers:
         matrix = result.matrix(layer)  # kernels x contrast, the paper's table
         wide = matrix.rename(columns=lambda c: f"drop_{100 * c:g}%").reset_index()
-        wide = wide.rename(columns={"lesion": "kernel"})
-        write_table(wide, out / f"lesion_matrix_{files[layer]}")
-        save_figure(ls.plot_drop_heatmap(matrix, layer), out / f"heatmap_{files[layer]}.png")
+        matrices[f"lesion_matrix_{names[layer]}"] = partial(
+            write_table, wide.rename(columns={"lesion": "kernel"}))
+        figures[f"heatmap_{names[layer]}.png"] = ls.plot_drop_heatmap(matrix, layer)
         if layer in kernel_images:
             imgs, titles, what = kernel_images[layer]
-            save_figure(ls.plot_images(imgs, titles, f"{layer}: {what}"),
-                        out / f"top_kernels_{files[layer]}.png")
-    write_report(result, f"Kernel lesions and contrast: {config.model}", out)
-    write_provenance(out, config=config, seed=config.seed,
-                     inputs={"test_images": np.asarray(images), "labels": np.asarray(labels)},
-                     models={config.model: weights_record(net)})
+            figures[f"top_kernels_{names[layer]}.png"] = ls.plot_images(imgs, titles,
+                                                                        f"{layer}: {what}")
+    write_outputs(result, out, f"Kernel lesions and contrast: {config.model}",
+                  table_files=stems, findings=False, files=matrices, figures=figures,
+                  inputs={"test_images": np.asarray(images), "labels": np.asarray(labels)},
+                  models={config.model: weights_record(net)})
     return result
 
 

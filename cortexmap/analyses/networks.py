@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cortexmap.models import Extractor, imagenet_networks, list_layers, load, resolve_layers
+from cortexmap.models.load import weights_fingerprint
+from cortexmap.models.weights import stage_layers as curated_stages
 from cortexmap.rsa import RDMs, compute_rdms
 from cortexmap.stimuli import StimulusSet
 
@@ -27,7 +30,6 @@ def default_networks(max_imagenet: int = 2) -> list[str]:
     """The installed ImageNet networks (at most ``max_imagenet``), each with its untrained twin,
     and three zoo networks: AlexNet trained and untrained, and a trained VGG (so universality
     has at least three trained networks to compare)."""
-    from cortexmap.models import imagenet_networks
 
     nets = []
     for name in imagenet_networks()[:max_imagenet]:
@@ -45,8 +47,6 @@ def stage_layers(model, size: int, n_layers: int) -> list[str]:
     themselves, e.g. ``features``) replaced by its blocks; modules that only reshape, normalise
     or gate (dropout, batch norm, activations) are left out.
     """
-    from cortexmap.models import list_layers
-    from cortexmap.models.weights import stage_layers as curated_stages
 
     stages = curated_stages(model)  # the stage ends chosen for the real ImageNet networks
     if stages:
@@ -96,7 +96,6 @@ def load_networks(specs: list[str], layers: dict[str, list[str]], n_layers: int
                   ) -> dict[str, tuple]:
     """spec -> (loaded model, chosen layers); every spec and named layer is checked here, before
     any work (unknown names raise a CortexmapError listing the valid ones)."""
-    from cortexmap.models import load, resolve_layers
 
     out = {}
     for spec in specs:
@@ -115,8 +114,6 @@ def network_rdms(spec: str, model, chosen: list[str], stimuli: dict[str, Stimulu
     keep: how many of the deepest chosen layers keep their (flattened) activations for the
     universal-dimensions analysis (the last ``keep`` layers before the output layer).
     """
-    from cortexmap.models import Extractor
-    from cortexmap.models.load import weights_fingerprint
 
     size = int(model.cortexmap_preprocessing.size)
     out = NetworkRDMs(spec, family(spec, imagenet), chosen, {},

@@ -10,7 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cortexmap.models import Extractor, input_size_of, list_layers, load
+from cortexmap.models.untrained import untrained_twin
 from cortexmap.report import Finding, Report
+from cortexmap.rsa import cka, compare, compute_rdms
+from cortexmap.rsa.figures import plot_rdms, plot_similarity
+from cortexmap.stimuli import load_bundled
 
 
 def _cka_section(report: Report, model_spec: str, twin_name: str, layers: list[str],
@@ -53,11 +58,6 @@ def layer_overview(
     image_size: int | None = None,
 ) -> list[Finding]:
     """Add a section with the layer RDMs of ``model_spec`` on the bundled photographs."""
-    from cortexmap.models import Extractor, input_size_of, list_layers, load
-    from cortexmap.models.untrained import untrained_twin
-    from cortexmap.rsa import cka, compare, compute_rdms
-    from cortexmap.rsa.figures import plot_rdms, plot_similarity
-    from cortexmap.stimuli import load_bundled
 
     model = load(model_spec)
     size = image_size or input_size_of(model)

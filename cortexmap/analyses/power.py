@@ -14,14 +14,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pandas as pd
 from pydantic import Field
 
 from cortexmap.analyses.rdms import layer_rdms
 from cortexmap.brain.phantom import mni_mask, slab_mask
-from cortexmap.brain.power import PowerGrid, PowerResult, power_analysis, write_power
+from cortexmap.brain.power import (
+    PowerGrid,
+    PowerResult,
+    power_analysis,
+    power_layout,
+    write_power,
+)
 from cortexmap.config import Alpha, AnalysisConfig, Count, ModelSpec, Scheduler, Seed
 from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding, Report
@@ -56,6 +62,8 @@ class PowerConfig(AnalysisConfig):
     mask: str = Field("slab", min_length=1, description="slab (3 mm occipito-temporal) | mni "
                       "(3 mm whole brain) | a mask file")
     n_perm: Count = Field(2000, description="Sign-flip permutations")
+    statistic: Literal["t", "mean"] = Field(
+        "t", description="Max-statistic of the searchlight's group test (FWE)")
     alpha: Alpha = 0.05
     target: float = Field(0.8, gt=0, le=1, description="Recovery target (fraction)")
     scheduler: Scheduler = None
@@ -110,17 +118,20 @@ def run_power(config: PowerConfig, outdir: str | os.PathLike, overwrite: bool = 
     """
     grid = config.grid()
     mask = _mask(config.mask)
-    prepare_output_dir(outdir, overwrite)
     models = planted_rdms(config)
+    layout = power_layout(models, list(config.regions), grid, mask)  # bad settings fail here
+    prepare_output_dir(outdir, overwrite)
     sched = {None: "serial", "local": None}.get(config.scheduler, config.scheduler)
     res = power_analysis(models, list(config.regions), grid, mask=mask, alpha=config.alpha,
                          n_perm=config.n_perm, target=config.target, seed=config.seed,
-                         scheduler=sched, n_workers=config.n_workers, progress=progress)
+                         scheduler=sched, n_workers=config.n_workers, progress=progress,
+                         statistic=config.statistic, layout=layout)
     write_power(res, outdir, config={
         "model": None if config.rdms else config.model, "rdms": config.rdms,
         "layers": list(models.names), "regions": list(config.regions),
         "grid": grid.__dict__, "mask": config.mask, "alpha": config.alpha,
-        "n_perm": config.n_perm, "target": config.target, "seed": config.seed},
+        "n_perm": config.n_perm, "statistic": config.statistic, "target": config.target,
+        "seed": config.seed},
         overwrite=overwrite)
     tables = {name: getattr(res, name) for name in ("cells", "curve", "needed", "null")}
     return PowerRun(config, res, tables, list(res.findings))

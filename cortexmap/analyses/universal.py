@@ -24,7 +24,7 @@ from scipy import stats
 from cortexmap.analyses.base import BrainFields, Count, DaskFields, ModelSpec, Seed, write_outputs
 from cortexmap.brain import BrainDataset, make_phantom, resolve_brain, slab_mask
 from cortexmap.errors import CortexmapError
-from cortexmap.models import Extractor, load
+from cortexmap.models import Extractor, imagenet_networks, load
 from cortexmap.models.layers import spatial_layers
 from cortexmap.models.load import load_entry
 from cortexmap.models.preprocessing import input_size_of
@@ -160,8 +160,6 @@ def network_activations(
 def _default_networks(cfg: UniversalConfig) -> list[str]:
     names = [f"zoo:{e.name}" for e in list_zoo()]
     if cfg.imagenet:
-        from cortexmap.models import imagenet_networks
-
         names = imagenet_networks()[:cfg.imagenet] + names
     return [n for n in names if n != cfg.brain_network]
 

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from cortexmap.brain.io import BrainData
+from cortexmap.brain.roi import align_conditions, as_model_rdms
 from cortexmap.brain.searchlight import (
     SearchlightResult,
     Spheres,
@@ -395,7 +396,6 @@ def crossnobis_searchlight(
     Spheres, threshold, min_voxels, method ("spearman"/"pearson") and scheduler as in
     :func:`cortexmap.brain.searchlight.searchlight`; memory_mb bounds each chunk.
     """
-    from cortexmap.brain.roi import align_conditions, as_model_rdms
 
     t0 = time.perf_counter()
     method = canonical_method(method)

@@ -48,6 +48,7 @@ from cortexmap.brain.io import (
     write_nifti,
 )
 from cortexmap.errors import CortexmapError
+from cortexmap.rsa import RDMs
 from cortexmap.utils.io import prepare_output_dir, write_bytes, write_json, write_text
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
@@ -103,7 +104,6 @@ class PhantomDataset:
 
     def model_rdms(self):
         """The planted geometries as correlation-distance :class:`cortexmap.rsa.RDMs`."""
-        from cortexmap.rsa import RDMs
 
         return RDMs.load(self.root / "model_rdms.npz")
 
@@ -406,7 +406,6 @@ def make_phantom(
     atlas_table = pd.DataFrame({"index": [r["label"] for r in region_info],
                                 "name": [r["name"] for r in region_info]})
     write_text(out / "atlas.tsv", atlas_table.to_csv(sep="\t", index=False))
-    from cortexmap.rsa import RDMs
 
     RDMs(np.stack(list(planted_rdms.values())), n_cond, list(planted_rdms), "correlation",
          conditions).save(out / "model_rdms.npz", overwrite=True)

@@ -302,6 +302,35 @@ def _needed(curve: pd.DataFrame, target: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _client(scheduler: str | None, n_workers: int | None):
+    """:func:`cortexmap.utils.dask.get_client` without dask's ``MALLOC_TRIM_THRESHOLD_`` in
+    the workers' environment: with it glibc returns every freed numpy temporary to the OS and
+    the next one page-faults again (on the default grid: 100 s of system CPU instead of 9)."""
+    import dask
+    import dask.distributed  # noqa: F401  (registers the distributed config)
+
+    from cortexmap.utils.dask import get_client
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+        return get_client(scheduler, n_workers=n_workers)
+
+
+def power_layout(models: RDMs, regions: list[str], grid: PowerGrid, mask: Any = None,
+                 region_radius_mm: float = 8.0, smoothness_mm: float = 6.0) -> Layout:
+    """:func:`make_layout`, and every searchlight radius of ``grid`` checked on its mask: all
+    that can be wrong with a power analysis's settings shows here, in a second, before any
+    output or simulation exists."""
+    layout = make_layout(models, regions, mask, region_radius_mm, smoothness_mm)
+    for radius in grid.radius_mm:
+        if not len(make_spheres(layout.masker, radius).centres):
+            raise CortexmapError(
+                f"No {radius} mm searchlight sphere fits in this mask (each must lie at least "
+                "half inside it); use a smaller radius_mm or a larger mask.")
+    return layout
+
+
 def power_analysis(
     models: RDMs,
     regions: list[str],
@@ -318,6 +347,7 @@ def power_analysis(
     n_workers: int | None = None,
     progress: bool = True,
     statistic: str = "t",
+    layout: Layout | None = None,
 ) -> PowerResult:
     """Recovery and false positives of ROI RSA and the group searchlight over ``grid``.
 
@@ -326,11 +356,13 @@ def power_analysis(
     None (a dask LocalCluster), an address or "slurm"/"pbs"/"sge"; each (SNR, runs, radius,
     repetition) is one task. statistic: the group test's max-statistic (see
     :func:`cortexmap.brain.stats.group_test`; "mean" does not keep the FWE rate on searchlight
-    maps).
+    maps). layout: the result of :func:`power_layout` for these settings, when the caller
+    checked them already (built here otherwise).
     """
     if not 0 < target <= 1:
         raise CortexmapError(f"target must lie in (0, 1]; got {target}.")
-    layout = make_layout(models, regions, mask, region_radius_mm, smoothness_mm)
+    if layout is None:
+        layout = power_layout(models, regions, grid, mask, region_radius_mm, smoothness_mm)
     jobs = [(snr, runs, radius, rep) for snr in grid.snr for runs in grid.n_runs
             for radius in grid.radius_mm for rep in range(grid.repetitions)]
     jobs += [(0.0, runs, radius, rep) for runs in grid.n_runs for radius in grid.radius_mm
@@ -340,9 +372,7 @@ def power_analysis(
     rows: list[dict[str, Any]] = []
     own = None
     if client is None and scheduler != "serial" and len(jobs) > 1:
-        from cortexmap.utils.dask import get_client
-
-        client = own = get_client(scheduler, n_workers=n_workers)
+        client = own = _client(scheduler, n_workers)
     try:
         if client is None:
             for job in track(jobs, "power grid cells", enabled=progress):

@@ -16,6 +16,8 @@ from scipy import stats
 from cortexmap.brain.io import Atlas, BrainData, check_conditions_match
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs, compare, compute_rdms
+from cortexmap.rsa.noise_ceiling import noise_ceiling
+from cortexmap.rsa.rdm import n_conditions_from_pairs
 
 
 def as_model_rdms(models: Any, n_conditions: int | None = None, metric: str = "unknown") -> RDMs:
@@ -23,7 +25,6 @@ def as_model_rdms(models: Any, n_conditions: int | None = None, metric: str = "u
     or an ``.npz`` path (RDMs.save file or one array per name); checks the condition count."""
     from pathlib import Path
 
-    from cortexmap.rsa.rdm import n_conditions_from_pairs
 
     if isinstance(models, (str, Path)):
         path = Path(models)
@@ -149,7 +150,6 @@ def group_rdms(rdms_by_roi: dict[str, RDMs]) -> RDMs:
 
 def roi_noise_ceilings(rdms_by_roi: dict[str, RDMs], method: str = "spearman") -> pd.DataFrame:
     """Leave-one-subject-out noise ceiling per ROI: columns roi, lower, upper."""
-    from cortexmap.rsa.noise_ceiling import noise_ceiling
 
     rows = []
     for roi, r in rdms_by_roi.items():

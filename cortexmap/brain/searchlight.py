@@ -40,10 +40,11 @@ import numpy as np
 import pandas as pd
 
 from cortexmap.brain.io import BrainData, BrainMasker, write_nifti
+from cortexmap.brain.roi import align_conditions, as_model_rdms
 from cortexmap.errors import CortexmapError
 from cortexmap.rsa import RDMs, rank_rows
 from cortexmap.rsa.compare import canonical_method
-from cortexmap.utils.dask import close_client
+from cortexmap.utils.dask import close_client, get_client
 from cortexmap.utils.io import prepare_output_dir, safe_filenames, write_table, write_text
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
@@ -435,7 +436,6 @@ def searchlight(
     device: torch device of each chunk ("cpu" or "cuda"; on a GPU chunks run in this process
     unless a scheduler or client is given).
     """
-    from cortexmap.brain.roi import align_conditions, as_model_rdms
 
     t0 = time.perf_counter()
     method = canonical_method(method)
@@ -486,8 +486,6 @@ def run_chunks(fn: Any, shared: Any, neighbors: np.ndarray, models_z: np.ndarray
     scores = np.empty((len(neighbors), len(models_z)))
     own = None
     if client is None and scheduler != "serial" and len(starts) > 1:
-        from cortexmap.utils.dask import get_client
-
         client = own = get_client(scheduler, n_workers=n_workers)
     try:
         if client is None:

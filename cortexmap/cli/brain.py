@@ -8,6 +8,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cortexmap.analyses.brain import (
+    PhantomConfig,
+    RoiRsaConfig,
+    SearchlightConfig,
+    run_phantom,
+    run_roi_rsa,
+    run_searchlight,
+)
 from cortexmap.cli.common import print_findings
 
 console = Console()
@@ -89,8 +97,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     ) -> None:
-        from cortexmap.analyses.brain import PhantomConfig, run_phantom
-
         cfg = PhantomConfig(model=model, layers=_split(layers), regions=_split(regions),
                             stimuli=stimuli, rdms=str(rdms) if rdms else None,
                             n_subjects=n_subjects, n_runs=n_runs, snr=snr,
@@ -115,8 +121,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                                    help="spearman | pearson | kendall_tau_a | cosine."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     ) -> None:
-        from cortexmap.analyses.brain import RoiRsaConfig, run_roi_rsa
-
         cfg = RoiRsaConfig(dataset=str(dataset), rdms=str(rdms) if rdms else None,
                            atlas=str(atlas) if atlas else None,
                            atlas_table=str(atlas_table) if atlas_table else None,
@@ -157,8 +161,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     ) -> None:
-        from cortexmap.analyses.brain import SearchlightConfig, run_searchlight
-
         cfg = SearchlightConfig(
             dataset=str(dataset), rdms=str(rdms) if rdms else None,
             atlas=str(atlas) if atlas else None,

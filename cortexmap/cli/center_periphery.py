@@ -9,6 +9,9 @@ import typer
 from rich.console import Console
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models import default_conv_layers, input_size_of, load
+from cortexmap.probes.receptive_field import receptive_fields
+from cortexmap.utils.io import check_output_file, write_table
 
 console = Console()
 
@@ -39,9 +42,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
     ) -> None:
         import pandas as pd
 
-        from cortexmap.models import default_conv_layers, input_size_of, load
-        from cortexmap.probes.receptive_field import receptive_fields
-        from cortexmap.utils.io import check_output_file, write_table
 
         net = load(model, weights=weights, arch=arch)
         size = input_size or input_size_of(net)

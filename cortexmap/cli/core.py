@@ -7,6 +7,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cortexmap.analyses.overview import layer_overview
+from cortexmap.cli.common import finding_line
+from cortexmap.errors import CortexmapError
+from cortexmap.pipeline import run_job
+from cortexmap.report import Report
+from cortexmap.report.store import RESULT_FILE, load_result
+
 console = Console()
 
 DEMO_HELP = """Run every analysis on the bundled defaults (zoo networks, bundled images, phantom
@@ -46,10 +53,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         resume: bool = typer.Option(True, help="Reuse analyses finished by an earlier run."),
         overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
     ) -> None:
-        from cortexmap.analyses.overview import layer_overview
-        from cortexmap.cli.common import finding_line
-        from cortexmap.pipeline import run_job
-
         result = run_job(
             out, analyses=only.split(",") if only else None, config_file=config, demo=True,
             overwrite=overwrite, resume=resume,
@@ -65,10 +68,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, help="HTML file (default: first run's folder)."),
         title: str = typer.Option("cortexmap report", help="Report title."),
     ) -> None:
-        from cortexmap.errors import CortexmapError
-        from cortexmap.report import Report
-        from cortexmap.report.store import RESULT_FILE, load_result
-
         rep = Report(title)
         found = []
         for run in runs:

@@ -7,6 +7,11 @@ from pathlib import Path
 import typer
 
 from cortexmap.cli.common import console
+from cortexmap.datasets import FETCHERS, search_dirs
+from cortexmap.datasets.algonauts78 import SOURCE as ALG
+from cortexmap.datasets.fetch import problems
+from cortexmap.datasets.kriegeskorte92 import SOURCE as K92
+from cortexmap.errors import CortexmapError
 
 HELP = """Real reference data (the 92-image set and Algonauts-78): list where they are looked
 for and whether an intact copy is there, or fetch them (download with checksums when online).
@@ -27,11 +32,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
 
     @data_app.command("where", help="The folders searched, in order, and what each holds.")
     def where(data_dir: Path | None = typer.Option(None, help="An explicit folder first.")):
-        from cortexmap.datasets import FETCHERS, search_dirs
-        from cortexmap.datasets.algonauts78 import SOURCE as ALG
-        from cortexmap.datasets.fetch import problems
-        from cortexmap.datasets.kriegeskorte92 import SOURCE as K92
-
         sources = {"kriegeskorte92": K92, "algonauts78": ALG}
         for folder in search_dirs(data_dir):
             for name in FETCHERS:
@@ -49,9 +49,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
                                                      "both)."),
         data_dir: Path | None = typer.Option(None, help="Use (and download into) this folder."),
     ) -> None:
-        from cortexmap.datasets import FETCHERS
-        from cortexmap.errors import CortexmapError
-
         for name in names or list(FETCHERS):
             if name not in FETCHERS:
                 raise CortexmapError(f"Unknown data set {name!r}; choose from "

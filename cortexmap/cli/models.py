@@ -10,6 +10,21 @@ from rich.console import Console
 from rich.table import Table
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models import (
+    ActivationStore,
+    Extractor,
+    center_disk,
+    image_mask,
+    imagenet_networks,
+    input_size_of,
+    list_layers,
+    load,
+    model_card,
+    periphery_ring,
+)
+from cortexmap.models.weights import OFFLINE_WEIGHTS
+from cortexmap.stimuli import FolderImages, load_bundled
+from cortexmap.stimuli.masks import read_mask_file
 
 console = Console()
 
@@ -51,8 +66,6 @@ MODEL_HELP = ("torchvision name (its ImageNet weights), efficientnet_lite0, NAME
 
 
 def _load_model(model: str, weights: Path | None, arch: str | None, input_size: int | None):
-    from cortexmap.models import load
-
     m = load(model, weights=weights, arch=arch)
     if input_size is not None:
         p = m.cortexmap_preprocessing
@@ -67,11 +80,9 @@ def _load_model(model: str, weights: Path | None, arch: str | None, input_size: 
 def parse_unit_mask(text: str):
     """'center:0.3' -> center_disk(0.3); 'periphery:0.6[:0.9]' -> periphery_ring(0.6, 0.9);
     'NAME=PATH.png' -> image_mask read from a file (model-input size)."""
-    from cortexmap.models import center_disk, image_mask, periphery_ring
 
     if "=" in text:
         name, _, path = text.partition("=")
-        from cortexmap.stimuli.masks import read_mask_file
 
         return image_mask(read_mask_file(path), name=name)
     kind, *vals = text.split(":")
@@ -98,8 +109,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         arch: str = typer.Option(None, help="Architecture of a state_dict checkpoint."),
         leaves: bool = typer.Option(False, "--leaves", help="Only leaf modules (no containers)."),
     ) -> None:
-        from cortexmap.models import input_size_of, list_layers
-
         m = _load_model(model, weights, arch, input_size)
         size = input_size or input_size_of(m)
         infos = list_layers(m, input_size=size, leaves_only=leaves)
@@ -119,8 +128,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         """Real ImageNet networks installed here (offline weight packages, hub cache)."""
         import json
 
-        from cortexmap.models import imagenet_networks, model_card
-        from cortexmap.models.weights import OFFLINE_WEIGHTS
 
         if name is not None:
             console.print_json(json.dumps(model_card(name), default=str))
@@ -152,9 +159,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        from cortexmap.models import ActivationStore, Extractor
-        from cortexmap.stimuli import FolderImages, load_bundled
-
         m = _load_model(model, weights, arch, input_size)
         pp = m.cortexmap_preprocessing
         load_size = pp.resize or pp.size

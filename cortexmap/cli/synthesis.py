@@ -8,7 +8,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cortexmap.analyses.synthesis import SynthesisConfig, run_synthesis
 from cortexmap.cli.common import print_findings, split_list
+from cortexmap.config import load_config
 
 console = Console()
 
@@ -36,16 +38,11 @@ Examples:
 """
 
 def _config(path: Path | None, **flags):
-    from cortexmap.analyses.synthesis import SynthesisConfig
-    from cortexmap.config import load_config
-
     flags["layers"] = split_list(flags.get("layers"))
     return load_config(SynthesisConfig, path, section="synthesis", **flags)
 
 
 def _run(config, out: Path, overwrite: bool, progress: bool) -> None:
-    from cortexmap.analyses.synthesis import run_synthesis
-
     res = run_synthesis(config, out, overwrite=overwrite, progress=progress)
     console.print(res.tables["orthogonality"].to_string(index=False))
     if res.mapping is not None:

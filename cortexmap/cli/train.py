@@ -9,6 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models.zoo import list_zoo, model_card
+from cortexmap.train import TrainConfig, train
+from cortexmap.train.recipes import build_zoo
 
 console = Console()
 
@@ -59,7 +62,6 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
     ) -> None:
         from pydantic import ValidationError
 
-        from cortexmap.train import TrainConfig, train
 
         try:
             cfg = TrainConfig(
@@ -83,14 +85,12 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Train and package the bundled zoo (same as `python scripts/train_zoo.py`)."""
-        from cortexmap.train.recipes import build_zoo
 
         build_zoo(names or None, workdir, zoo_dir, progress=progress)
 
     @zoo_app.command("list")
     def zoo_list() -> None:
         """List zoo networks with objective, epochs, checkpoints and test accuracy."""
-        from cortexmap.models.zoo import list_zoo
 
         levels = ("100%", "50%", "10%", "1%")
         table = Table(title="cortexmap zoo (test accuracy by contrast)")
@@ -109,6 +109,5 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
     @zoo_app.command("card")
     def zoo_card(name: str = typer.Argument(..., help="Zoo name, e.g. alexnet_sup_s0")) -> None:
         """Print a zoo network's model card (Markdown)."""
-        from cortexmap.models.zoo import model_card
 
         console.print(model_card(name), markup=False, highlight=False)

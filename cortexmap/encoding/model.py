@@ -27,9 +27,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from cortexmap.brain.io import BrainMasker
+from cortexmap.brain.io import BrainMasker, write_nifti
+from cortexmap.brain.stats import group_test
 from cortexmap.errors import CortexmapError
-from cortexmap.utils.dask import close_client
+from cortexmap.utils.dask import close_client, get_client
 from cortexmap.utils.io import prepare_output_dir, write_table
 from cortexmap.utils.progress import track
 from cortexmap.utils.provenance import write_provenance
@@ -179,7 +180,6 @@ class EncodingResult:
 
     def save(self, outdir: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write <kind>.nii.gz per available map (with a masker), scores table, provenance."""
-        from cortexmap.brain.io import write_nifti
 
         out = prepare_output_dir(outdir, overwrite)
         cols = {}
@@ -322,8 +322,6 @@ def _run_chunks(
     out = np.full((3, n_voxels), np.nan)
     own = None
     if client is None and scheduler != "serial" and len(slices) > 1:
-        from cortexmap.utils.dask import get_client
-
         client = own = get_client(scheduler, n_workers=n_workers)
     try:
         if client is None:
@@ -386,7 +384,6 @@ def group_encoding(
     one-sided test of "mean > 0" is conservative for R². Returns
     :class:`cortexmap.brain.stats.GroupTestResult`.
     """
-    from cortexmap.brain.stats import group_test
 
     if len(results) < 2:
         raise CortexmapError(f"A group test needs >= 2 subjects; got {len(results)}.")

@@ -25,11 +25,14 @@ from torch import nn
 from cortexmap.errors import CortexmapError
 from cortexmap.models.hooks import StopForward, first_tensor, run_with_hooks
 from cortexmap.models.layers import LayerInfo, probe, resolve_layers, token_grid
+from cortexmap.models.load import weights_fingerprint
 from cortexmap.models.preprocessing import Preprocessing, preprocess
 from cortexmap.models.store import ActivationStore, check_replaceable
 from cortexmap.models.unit_masks import as_unit_masks
+from cortexmap.models.weights import weights_record
 from cortexmap.utils.io import lock_output_path
 from cortexmap.utils.progress import track
+from cortexmap.utils.provenance import checksum, write_provenance
 
 Pooling = Literal["none", "mean", "max", "center"]
 POOLINGS = ("none", "mean", "max", "center")
@@ -285,7 +288,6 @@ class Extractor:
 
     def store_attrs(self) -> dict[str, Any]:
         """What identifies this extraction in a store (compared when resuming)."""
-        from cortexmap.models.load import weights_fingerprint
 
         return {
             "model": str(getattr(self.model, "cortexmap_name", type(self.model).__name__)),
@@ -352,7 +354,6 @@ class Extractor:
                     grid = self._grids[(layer, mask)]
                     array_attrs[k]["unit_positions"] = self.unit_positions(k).tolist()
                     array_attrs[k]["grid"] = list(grid.shape)
-            from cortexmap.utils.provenance import write_provenance
 
             store = ActivationStore.create(
                 path,
@@ -367,7 +368,6 @@ class Extractor:
                 array_attrs=array_attrs,
                 compressor=compressor,
             )
-            from cortexmap.models.weights import weights_record
 
             # provenance.json sits beside the zarr metadata (zarr ignores it)
             write_provenance(
@@ -419,7 +419,6 @@ class Extractor:
 
 def _stimuli_fingerprint(stimuli: Any) -> str:
     """SHA-256 of what is extracted: the image files of a folder source, else the pixels."""
-    from cortexmap.utils.provenance import checksum
 
     files = getattr(stimuli, "files", None)
     if files is not None:

@@ -13,7 +13,6 @@ import copy
 
 import torch
 from torch import fx, nn
-from torchvision.models.feature_extraction import NodePathTracer
 
 from cortexmap.errors import CortexmapError
 from cortexmap.models.predict import batched
@@ -41,6 +40,9 @@ Traced = tuple[fx.Graph, dict[fx.Node, str]]
 def trace_model(model: nn.Module) -> Traced:
     """The model's fx graph and each node's layer name, for :func:`split_at` and
     :func:`tail_at` (trace once, split at several layers)."""
+    # lazy: torchvision takes seconds to import, which every CLI command would pay
+    from torchvision.models.feature_extraction import NodePathTracer
+
     tracer = NodePathTracer()
     try:
         graph = tracer.trace(model)

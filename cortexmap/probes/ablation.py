@@ -30,6 +30,7 @@ from torch import nn
 
 from cortexmap.errors import CortexmapError
 from cortexmap.models.hooks import forward_hooks
+from cortexmap.models.split import layer_output, split_at
 from cortexmap.probes.lesion import linear_stage
 from cortexmap.utils.progress import track
 
@@ -195,8 +196,6 @@ class LayerAblator:
     def __init__(
         self, model: nn.Module, layer: str, batch_size: int = 512, linear_shortcut: bool = True
     ) -> None:
-        from cortexmap.models.split import split_at
-
         self.model = model
         self.layer = layer
         self.head, self.tail = split_at(model, layer)
@@ -210,7 +209,6 @@ class LayerAblator:
     @torch.inference_mode()
     def cache(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output for images x (n, 3, H, W) -> (n, C, ...) computed in batches."""
-        from cortexmap.models.split import layer_output
 
         return layer_output(self.head, x, self.batch_size)
 

@@ -33,7 +33,12 @@ from pydantic import AfterValidator, BeforeValidator
 from torch import nn
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models import Extractor, preprocess
 from cortexmap.models.predict import predict
+from cortexmap.models.split import layer_output, split_at
+from cortexmap.rsa import compare, compute_rdms
+from cortexmap.stimuli.contrast import set_contrast
+from cortexmap.stimuli.procedural import apply_contrast
 
 DEFAULT_CONTRASTS: tuple[float, ...] = (1.0, 0.5, 0.3, 0.1, 0.05, 0.03, 0.01)
 
@@ -102,12 +107,9 @@ def contrast_series(
     images = np.asarray(images, dtype=np.float32)
     check_test_set(images)
     if kind == "relative":
-        from cortexmap.stimuli.procedural import apply_contrast
-
         return {c: np.asarray(apply_contrast(images, c), dtype=np.float32) for c in levels}
     if kind not in ("rms", "michelson"):
         raise CortexmapError(f"Contrast kind must be relative, rms or michelson; got {kind!r}.")
-    from cortexmap.stimuli.contrast import set_contrast
 
     return {c: np.asarray(set_contrast(images, c, kind=kind), dtype=np.float32) for c in levels}
 
@@ -143,8 +145,6 @@ def model_input(model: nn.Module, images: np.ndarray) -> torch.Tensor:
     """
     prep = getattr(model, "cortexmap_preprocessing", None)
     if prep is not None:
-        from cortexmap.models import preprocess
-
         x = preprocess(np.asarray(images, dtype=np.float32), prep)
     else:
         x = torch.from_numpy(np.asarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
@@ -291,7 +291,6 @@ def layer_activations(
     ``pooling="mean"`` averages each channel over space (n, C); "none" keeps every unit.
     Uses :class:`cortexmap.models.Extractor` (forward hooks, batching).
     """
-    from cortexmap.models import Extractor
 
     if pooling not in {"mean", "max", "none", "center"}:
         raise CortexmapError(f"pooling must be mean, max, center or none; got {pooling!r}.")
@@ -406,7 +405,6 @@ def contrast_rsa(
     activations: {layer: (n_obs, n_features)} for n_obs = images x contrast levels.
     Returns one row per layer: rsa_contrast, rsa_category (``method`` correlations).
     """
-    from cortexmap.rsa import compare, compute_rdms
 
     contrast = np.asarray(contrast, dtype=float)
     models = np.stack([contrast_model_rdm(contrast), category_model_rdm(labels)])
@@ -514,7 +512,6 @@ def with_layer_normalization(
     Rectified feature maps are normalised without centring (``centered=False``): each unit is
     divided by the pooled energy of its neighbours, the textbook gain-control stage.
     """
-    from cortexmap.models.split import layer_output, split_at
 
     head, tail = split_at(model, layer)
     device = next(model.parameters()).device

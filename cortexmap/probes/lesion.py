@@ -45,7 +45,10 @@ from cortexmap.errors import CortexmapError
 from cortexmap.models.hooks import forward_hooks
 from cortexmap.models.predict import logits_of, predict
 from cortexmap.models.preprocessing import input_size_of
+from cortexmap.models.split import _copy, _layer_node, layer_output, split_at, tail_at, trace_model
 from cortexmap.probes.contrast import check_contrasts, model_input, stack_contrasts
+from cortexmap.probes.orientation import grating_responses
+from cortexmap.stimuli import gratings
 from cortexmap.utils.io import write_json, write_table
 from cortexmap.utils.progress import track
 
@@ -443,7 +446,6 @@ def _intact_pass(model: nn.Module, layers: list[str], x: torch.Tensor, traced,
     Returns None (the caller then works per layer) when a layer is not in the graph or the
     recorded tensors would take more than ``max_bytes``.
     """
-    from cortexmap.models.split import _copy, _layer_node
 
     graph, qualnames = _copy(traced)
     gm = fx.GraphModule(model, graph)
@@ -651,7 +653,6 @@ def lesion_sweep(
     client: a ``dask.distributed.Client`` to spread chunks of lesions over its workers.
     resume_dir: folder where each finished layer is written atomically and reused on re-run.
     """
-    from cortexmap.models.split import layer_output, split_at, tail_at, trace_model
 
     if mode not in LESION_MODES:
         raise CortexmapError(f"Lesion mode must be one of {LESION_MODES}; got {mode!r}.")
@@ -922,9 +923,6 @@ def preferred_gratings(
     / max over orientation x frequency) and the preferred grating images (n_kernels, S, S, 3).
     Default spatial frequencies: S/32, S/16, S/8 and S/4 cycles per image (2-16 at 64 px).
     """
-    from cortexmap.models.split import layer_output, split_at
-    from cortexmap.probes.orientation import grating_responses
-    from cortexmap.stimuli import gratings
 
     size = size or input_size_of(model, default=64)
     if spatial_freqs_cpi is None:

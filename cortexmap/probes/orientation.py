@@ -32,6 +32,9 @@ import numpy as np
 import pandas as pd
 
 from cortexmap.errors import CortexmapError
+from cortexmap.models import Extractor, input_size_of, probe, resolve_layers
+from cortexmap.models.extract import spatial_view
+from cortexmap.stimuli import gratings
 from cortexmap.utils.progress import track
 
 #: Default stimulus grid: 24 orientations (7.5 deg steps), 3 spatial frequencies, 4 phases.
@@ -381,9 +384,6 @@ def measure_tuning(
     """
     import torch
 
-    from cortexmap.models import Extractor, input_size_of, probe, resolve_layers
-    from cortexmap.models.extract import spatial_view
-    from cortexmap.stimuli import gratings
 
     ori = np.sort(np.mod(_check_orientations(orientations), 180.0))
     sfs = np.sort(np.asarray(spatial_freqs, dtype=float))

@@ -38,6 +38,11 @@ from torch import nn
 
 from cortexmap.config import AnalysisConfig
 from cortexmap.errors import CortexmapError
+from cortexmap.models import input_size_of, preprocess
+from cortexmap.models.weights import OFFLINE_WEIGHTS, imagenet_categories, split_untrained
+from cortexmap.stimuli.bundled import load_bundled
+from cortexmap.stimuli.folder import load_folder, read_categories
+from cortexmap.stimuli.procedural import CLASSES, ProceduralObjects
 
 AccuracyTarget = Literal["labels", "agreement"]
 
@@ -95,8 +100,6 @@ def read_class_names(spec: str | list[str] | None) -> list[str] | None:
     if spec is None or isinstance(spec, list):
         return spec
     if spec.strip().lower() == "imagenet":
-        from cortexmap.models.weights import imagenet_categories
-
         return imagenet_categories()
     path = Path(spec).expanduser()
     if not path.is_file():
@@ -142,7 +145,6 @@ def _label_indices(raw: list[str], names: list[str] | None, source: str) -> np.n
 @functools.lru_cache(maxsize=4)
 def _procedural(n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Rendered once per process: every model of a sweep is tested on the same images."""
-    from cortexmap.stimuli.procedural import ProceduralObjects
 
     data = ProceduralObjects("test", n=n, seed=seed, size=size)
     return data.images, data.labels
@@ -155,7 +157,6 @@ def resolve_test_set(fields: TestSetFields, size: int, n_default: int, seed: int
     if fields.test_images is None:
         if fields.test_labels is not None:
             raise CortexmapError("test_labels needs test_images (the folder the labels describe).")
-        from cortexmap.stimuli.procedural import CLASSES
 
         if n_default < 1:
             raise CortexmapError(
@@ -164,7 +165,6 @@ def resolve_test_set(fields: TestSetFields, size: int, n_default: int, seed: int
         images, labels = _procedural(n_default, seed, size)
         return TestSet(images, None if proxy else labels, list(CLASSES), len(CLASSES),
                        f"the procedural test split ({len(CLASSES)} classes)", proxy)
-    from cortexmap.stimuli.folder import load_folder, read_categories
 
     bundled = fields.test_images.strip().lower() == "bundled"
     folder = "the bundled photographs" if bundled else Path(fields.test_images).expanduser()
@@ -175,8 +175,6 @@ def resolve_test_set(fields: TestSetFields, size: int, n_default: int, seed: int
             "--accuracy agreement) to use the network's own top-1 on the intact image as a proxy."
         )
     if bundled:
-        from cortexmap.stimuli.bundled import load_bundled
-
         stim = load_bundled(size)
     else:
         stim = load_folder(folder, size=size)
@@ -191,7 +189,6 @@ def resolve_test_set(fields: TestSetFields, size: int, n_default: int, seed: int
 @torch.inference_mode()
 def output_size(model: nn.Module) -> int | None:
     """Values per image of the model's output (None if it is not (n, k))."""
-    from cortexmap.models import input_size_of, preprocess
 
     size = input_size_of(model, default=64)
     was = model.training
@@ -219,8 +216,6 @@ def check_model_fits(model: nn.Module, test: TestSet, name: str | None = None) -
             f"top-1 accuracy is undefined. {fix}"
         )
     if test.proxy:
-        from cortexmap.models.weights import OFFLINE_WEIGHTS, split_untrained
-
         base = split_untrained(str(getattr(model, "cortexmap_name", "")))[0]
         if base in OFFLINE_WEIGHTS and OFFLINE_WEIGHTS[base].num_classes is None:
             raise CortexmapError(
@@ -244,7 +239,6 @@ def check_model_fits(model: nn.Module, test: TestSet, name: str | None = None) -
 @torch.inference_mode()
 def top1(model: nn.Module, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """The model's top-1 class for each image (n, S, S, 3) in [0, 1]."""
-    from cortexmap.models import preprocess
 
     pp = getattr(model, "cortexmap_preprocessing", None)
     was = model.training

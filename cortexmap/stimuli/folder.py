@@ -22,6 +22,8 @@ from cortexmap.stimuli.base import (
     to_rgb_float,
 )
 from cortexmap.stimuli.masks import IMAGE_SUFFIXES, load_masks
+from cortexmap.utils.io import atomic_path, prepare_output_dir, write_table
+from cortexmap.utils.provenance import write_provenance
 
 
 def list_images(path: str | os.PathLike, recursive: bool = False) -> list[Path]:
@@ -227,8 +229,6 @@ def save_folder(stimuli: StimulusSet, path: str | os.PathLike, overwrite: bool =
     """
     from PIL import Image
 
-    from cortexmap.utils.io import atomic_path, prepare_output_dir, write_table
-    from cortexmap.utils.provenance import write_provenance
 
     out = prepare_output_dir(path, overwrite)
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cortexmap.errors import CortexmapError
+from cortexmap.stimuli import StimulusSet
 
 CLASSES: tuple[str, ...] = (
     "disk", "square", "triangle", "star", "cross", "ring", "crescent", "dumbbell", "arrow", "tee",
@@ -308,7 +309,6 @@ class ProceduralObjects:
 
     def to_stimulus_set(self):  # -> cortexmap.stimuli.StimulusSet
         """As a :class:`cortexmap.stimuli.StimulusSet` with ids, categories, masks, metadata."""
-        from cortexmap.stimuli import StimulusSet  # lazy: owned by the stimuli module
 
         return StimulusSet(
             images=self.images, ids=self.ids, categories=self.categories, masks=self.masks,

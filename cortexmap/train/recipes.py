@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from cortexmap.errors import CortexmapError
 from cortexmap.models.checkpoint import (
     DATA_MEAN,
     DATA_STD,
@@ -27,7 +28,7 @@ from cortexmap.models.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from cortexmap.stimuli.procedural import CLASSES, generate
+from cortexmap.stimuli.procedural import CLASSES, apply_contrast, generate
 from cortexmap.train.loop import TrainConfig, evaluate, normalize, train
 from cortexmap.utils.io import write_json, write_text
 from cortexmap.utils.progress import track
@@ -76,8 +77,6 @@ def contrast_accuracy(
     imgs, labels, _, _ = generate("test", n, seed, size)
     out = {}
     for c in contrasts:
-        from cortexmap.stimuli.procedural import apply_contrast
-
         out[f"{c * 100:g}%"] = round(evaluate(model, normalize(apply_contrast(imgs, c)), labels), 4)
     return out
 
@@ -232,7 +231,6 @@ def build_zoo(
     zoo_dir: str | os.PathLike | None = None, progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Train (resumably) and package the named recipes (all by default); return their cards."""
-    from cortexmap.errors import CortexmapError
 
     names = list(names or ZOO_RECIPES)
     unknown = [n for n in names if n not in ZOO_RECIPES]
