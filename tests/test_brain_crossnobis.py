@@ -52,15 +52,21 @@ def _rsatoolbox_rdm(sub, cols, order, noise, resid, dof):
 @pytest.mark.parametrize("reps", [1, 2])
 def test_every_sphere_equals_rsatoolbox(noise, reps):
     sub = _subject(1, reps=reps)
+    spheres = _assert_spheres_equal_rsatoolbox(sub, noise, step=7)
+    assert len(spheres) > 50 and (spheres.n_voxels < spheres.neighbors.shape[1]).any()
+
+
+def _assert_spheres_equal_rsatoolbox(sub, noise, step):
+    """Every ``step``-th sphere RDM equals rsatoolbox's to 1e-6 (default residuals)."""
     order = sub.condition_names
     rdms, spheres = crossnobis_searchlight_rdms(sub, radius_mm=6.0, noise=noise, min_voxels=5)
-    assert len(spheres) > 50 and (spheres.n_voxels < spheres.neighbors.shape[1]).any()
     cond_idx = np.array([order.index(c) for c in sub.conditions])
     resid, dof = default_residuals(sub.data, cond_idx)
-    for k in range(0, len(spheres), 7):
+    for k in range(0, len(spheres), step):
         cols = spheres.neighbors[k][spheres.neighbors[k] >= 0]
         want = _rsatoolbox_rdm(sub, cols, order, noise, resid, dof)
         np.testing.assert_allclose(rdms.vectors[k], want, atol=1e-6 * np.abs(want).max())
+    return spheres
 
 
 def test_maps_equal_comparison_of_sphere_rdms():
@@ -141,14 +147,7 @@ def test_unbalanced_runs_equal_rsatoolbox(noise):
     keep[np.flatnonzero((sub.conditions == "c1") & (sub.runs == "0"))[0]] = False
     keep[np.flatnonzero((sub.conditions == "c3") & (sub.runs == "2"))[0]] = False
     sub = BrainData(sub.data[keep], sub.conditions[keep], sub.masker, runs=sub.runs[keep])
-    order = sub.condition_names
-    rdms, spheres = crossnobis_searchlight_rdms(sub, 6.0, noise, min_voxels=5)
-    cond_idx = np.array([order.index(c) for c in sub.conditions])
-    resid, dof = default_residuals(sub.data, cond_idx)
-    for k in range(0, len(spheres), 11):
-        cols = spheres.neighbors[k][spheres.neighbors[k] >= 0]
-        want = _rsatoolbox_rdm(sub, cols, order, noise, resid, dof)
-        np.testing.assert_allclose(rdms.vectors[k], want, atol=1e-6 * np.abs(want).max())
+    _assert_spheres_equal_rsatoolbox(sub, noise, step=11)
 
 
 def test_constant_voxel_gives_nan_centres_not_an_error():
