@@ -46,7 +46,20 @@ def test_twin_finding_can_fail(trained, untrained, verdict):
                             tables={"untrained_twins": twins})
     (f,) = _twin_findings(res)
     assert f.reproduced is verdict and f.evidence == "in-silico"
-    assert "net:untrained" in f.control and "untrained twin" in f.criterion
+    assert "net:untrained" in f.control and "random initialisation" in f.criterion
+
+
+def test_twin_finding_uses_every_random_initialisation_of_the_primary_network():
+    twins = twin_table(_nets([0.5, 0.6], [0.2, 0.3]))
+    more = pd.DataFrame({"seed": [1, 1, 2, 2], "layer": ["l0", "l1"] * 2, "layer_rank": [0, 1] * 2,
+                         "fraction_selective": [0.2, 0.3, 0.45, 0.5]})
+    cfg = OrientationConfig(model="net", n_lower=2, networks=[])
+    res = OrientationResult(config=cfg, outdir=None, tuning=None,
+                            tables={"untrained_twins": twins, "untrained_copy": more})
+    (f,) = _twin_findings(res)
+    # seed 0 alone would pass (+0.30); seed 2 is nearly as selective as the trained network
+    assert not f.reproduced
+    assert "3 random initialisation(s)" in f.control and "seed 2 48%" in f.control
 
 
 def test_twin_table_needs_both_networks():
@@ -89,5 +102,7 @@ def test_orientation_imagenet_end_to_end_small(tmp_path):
     assert list(twins["layer"]) == ["features.0", "features.3"]
     twin = [f for f in res.findings if f.claim.startswith("Training makes the lower layers of")]
     assert len(twin) == 1 and "mobilenet_v2" in twin[0].claim
+    # the primary network is judged against its twin and three more initialisations
+    assert "4 random initialisation(s)" in twin[0].control
     assert {f.analysis for f in res.findings} == {"orientation-imagenet"}
     assert "network_correlation" not in res.tables  # no accuracies under the proxy
