@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from cortexmap import pipeline
 from cortexmap.analyses import Analysis
 from cortexmap.cli import app
+from cortexmap.cli import core as cli_core
 from cortexmap.config import AnalysisConfig
 from cortexmap.errors import CortexmapError
 from cortexmap.report import Finding
@@ -385,7 +386,7 @@ def test_ctrl_c_exits_130_with_resume_hint(monkeypatch, tmp_path, capsys):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "run_job", interrupted)
+    monkeypatch.setattr(cli_core, "run_job", interrupted)
     assert _main(monkeypatch, ["demo", "--out", str(tmp_path / "d")]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "run the same command again to resume" in err
@@ -395,7 +396,7 @@ def test_truncated_input_is_an_error_not_an_interruption(monkeypatch, tmp_path, 
     def truncated(*a, **k):
         raise EOFError(f"Ran out of input reading {tmp_path / 'x.pt'}")
 
-    monkeypatch.setattr(pipeline, "run_job", truncated)
+    monkeypatch.setattr(cli_core, "run_job", truncated)
     assert _main(monkeypatch, ["demo", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert "truncated or empty" in err and "x.pt" in err and "interrupted" not in err
