@@ -413,8 +413,11 @@ def test_sigint_of_a_real_command_exits_130(tmp_path):
             "    print('ready', flush=True); time.sleep(30)\n"
             "sys.argv = ['cortexmap', 'sleep-test']\n"
             "c.main()\n")
+    # a parent that ignores SIGINT (as some earlier test runners leave it) would hand the child
+    # an ignored SIGINT, and Python then installs no KeyboardInterrupt handler
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(0.2)
