@@ -58,15 +58,20 @@ def test_recovery_and_null(result):
     assert {f.evidence for f in result.findings} == {"method-check"}
 
 
-def test_cli_writes_tables_figure_report(tmp_path):
-    models = _models()
-    models.save(tmp_path / "m.npz")
+def _power_cli(tmp_path, *options: str):
+    """`cortexmap power` on the two test RDMs planted in V1/fusiform of the small mask."""
+    _models().save(tmp_path / "m.npz")
     small_mask().to_filename(tmp_path / "mask.nii.gz")
     out = tmp_path / "pw"
     res = CliRunner().invoke(app, [
         "power", "--out", str(out), "--rdms", str(tmp_path / "m.npz"), "--regions",
-        "V1,fusiform", "--snr", "2", "--subjects", "2,5", "--repetitions", "1",
-        "--null-repetitions", "0", "--n-perm", "100", "--mask", str(tmp_path / "mask.nii.gz")])
+        "V1,fusiform", "--mask", str(tmp_path / "mask.nii.gz"), *options])
+    return out, res
+
+
+def test_cli_writes_tables_figure_report(tmp_path):
+    out, res = _power_cli(tmp_path, "--snr", "2", "--subjects", "2,5", "--repetitions", "1",
+                          "--null-repetitions", "0", "--n-perm", "100")
     assert res.exit_code == 0, (res.output, res.exception)
     for name in ("cells.csv", "curve.csv", "needed.csv", "power.png", "report.html",
                  "provenance.json"):
@@ -89,13 +94,7 @@ def test_errors():
 
 
 def test_cli_bad_radius_fails_before_any_output(tmp_path):
-    models = _models()
-    models.save(tmp_path / "m.npz")
-    small_mask().to_filename(tmp_path / "mask.nii.gz")
-    out = tmp_path / "pw"
-    res = CliRunner().invoke(app, [
-        "power", "--out", str(out), "--rdms", str(tmp_path / "m.npz"), "--regions",
-        "V1,fusiform", "--radius", "1", "--mask", str(tmp_path / "mask.nii.gz")])
+    out, res = _power_cli(tmp_path, "--radius", "1")
     assert isinstance(res.exception, CortexmapError) and "radius_mm" in str(res.exception)
     assert not out.exists()
 
